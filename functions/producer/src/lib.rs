@@ -1,0 +1,1 @@
+//! authtrail producer: library side of the Lambda function (logic lives here, `main.rs` only wires).
