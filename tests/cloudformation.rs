@@ -1,0 +1,1 @@
+//! CloudFormation stacks on the emulator (filled in by its issue).
