@@ -290,7 +290,7 @@ impl Emulator {
 
     /// An SDK configuration for this emulator (dummy static credentials, fixed region).
     pub async fn sdk_config(&self) -> SdkConfig {
-        let creds = aws_config::Credentials::new(
+        let creds = aws_sdk_kinesis::config::Credentials::new(
             ACCESS_KEY_ID,
             SECRET_ACCESS_KEY,
             None,
