@@ -1,1 +1,288 @@
-//! authtrail forwarder: library side of the Lambda function (logic lives here, `main.rs` only wires).
+//! authtrail forwarder: Kinesis records (Contract 1 envelopes, Foxpass-style records, any JSON
+//! object) into SIEMs, filtered, redacted, delivered or dead-lettered.
+//!
+//! - [`config`]: the JSON configuration, validated at cold start.
+//! - [`record`]: parse once, classify (event type names), transform (filter + redaction).
+//! - [`emit`]: the emitters (HTTP, Splunk HEC, Elasticsearch, syslog, Firehose, stdout).
+//! - [`forward`]: retries, quorum and the dead-letter trail ([`dlq`]).
+//!
+//! `main.rs` only wires: [`Handler::from_env`] then [`Handler::handle`] per invocation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authtrail_core::redact::{RedactionMode, Redactor};
+use authtrail_core::secret::Secret;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::streams::KinesisEventResponse;
+
+pub mod config;
+pub mod dlq;
+pub mod emit;
+pub mod filter;
+pub mod forward;
+pub mod record;
+
+use config::{EmitterConfig, EmitterSettings, ForwarderConfig, HttpAuth, RedactionConfig, SecretRef, TransformConfig};
+use emit::Emitter;
+use forward::{BatchResult, Forwarder, InputRecord, Slot};
+use record::{Source, Transform};
+
+/// Errors of the forwarder. None of them carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwarderError {
+    #[error("invalid configuration: {path}: {message}")]
+    Config { path: String, message: String },
+    #[error(transparent)]
+    Env(#[from] authtrail_core::config::ConfigError),
+    #[error(transparent)]
+    Secret(#[from] authtrail_core::secret::SecretError),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("record without a sequence number cannot be reported as a batch item failure")]
+    NoSequenceNumber,
+}
+
+/// Reads a secret: plain, or from Secrets Manager. A secret whose value is a JSON object with
+/// the field `field` (`token`, `password`, `hmacKey`) yields that field; any other value is
+/// used whole.
+async fn resolve_secret(sdk: Option<&aws_config::SdkConfig>, r: &SecretRef, field: &str) -> Result<Secret, ForwarderError> {
+    match r {
+        SecretRef::Plain(s) => Ok(s.clone()),
+        SecretRef::Arn(arn) => {
+            let Some(sdk) = sdk else {
+                return Err(ForwarderError::Config { path: arn.clone(), message: "Secrets Manager is not available here".into() });
+            };
+            let s = authtrail_core::secret::fetch_secret_string(sdk, arn).await?;
+            if s.expose().trim_start().starts_with('{') {
+                if let Ok(f) = authtrail_core::secret::secret_field(arn, &s, field) {
+                    return Ok(f);
+                }
+            }
+            Ok(s)
+        }
+    }
+}
+
+async fn build_transform(sdk: Option<&aws_config::SdkConfig>, t: &TransformConfig) -> Result<Transform, ForwarderError> {
+    let redactor = match &t.redaction {
+        None => None,
+        Some(RedactionConfig::Mask { fields }) => Some(Redactor::new(fields, RedactionMode::Mask)),
+        Some(RedactionConfig::Hash { fields, key }) => {
+            let key = resolve_secret(sdk, key, "hmacKey").await?;
+            Some(Redactor::new(fields, RedactionMode::Hash(key)))
+        }
+    };
+    let redactor = redactor
+        .transpose()
+        .map_err(|e| ForwarderError::Config { path: "redaction".into(), message: e.to_string() })?;
+    Ok(Transform { filter: t.filter.clone(), redactor })
+}
+
+async fn build_emitter(sdk: Option<&aws_config::SdkConfig>, e: &EmitterConfig) -> Result<Arc<dyn Emitter>, ForwarderError> {
+    Ok(match &e.settings {
+        EmitterSettings::Http(h) => {
+            use emit::http::ResolvedAuth;
+            let auth = match &h.auth {
+                HttpAuth::None => ResolvedAuth::None,
+                HttpAuth::Bearer(t) => ResolvedAuth::Bearer(resolve_secret(sdk, t, "token").await?),
+                HttpAuth::Splunk(t) => ResolvedAuth::Splunk(resolve_secret(sdk, t, "token").await?),
+                HttpAuth::ApiKey(t) => ResolvedAuth::ApiKey(resolve_secret(sdk, t, "token").await?),
+                HttpAuth::Basic { username, password } => ResolvedAuth::Basic {
+                    username: username.clone(),
+                    password: resolve_secret(sdk, password, "password").await?,
+                },
+            };
+            Arc::new(emit::http::HttpEmitter::new(&e.name, e.kind, h.url.clone(), &h.headers, h.ca_bundle.as_deref(), auth, h.gzip, h.flavor.clone())?)
+        }
+        EmitterSettings::Syslog(s) => Arc::new(emit::syslog::SyslogEmitter::new(&e.name, s.clone())?),
+        EmitterSettings::Firehose { delivery_stream } => {
+            let Some(sdk) = sdk else {
+                return Err(ForwarderError::Config { path: format!("emitter {:?}", e.name), message: "Firehose needs AWS configuration".into() });
+            };
+            Arc::new(emit::firehose::FirehoseEmitter::new(&e.name, aws_sdk_firehose::Client::new(sdk), delivery_stream))
+        }
+        EmitterSettings::Stdout => Arc::new(emit::stdout::StdoutEmitter::new(&e.name)),
+    })
+}
+
+/// Builds the forwarder from a validated configuration: reads secrets, builds one client per
+/// emitter. `sdk` is needed for Secrets Manager ARNs and Firehose emitters.
+pub async fn build(
+    config: &ForwarderConfig,
+    sdk: Option<&aws_config::SdkConfig>,
+    dlq: Arc<dyn dlq::DeadLetterSink>,
+    dlq_prefix: &str,
+) -> Result<Forwarder, ForwarderError> {
+    let mut profiles = vec![build_transform(sdk, &config.transform).await?];
+    let mut slots = Vec::new();
+    for e in &config.emitters {
+        let profile = match &e.transform_override {
+            Some(t) => {
+                profiles.push(build_transform(sdk, t).await?);
+                profiles.len() - 1
+            }
+            None => 0,
+        };
+        slots.push(Slot {
+            emitter: build_emitter(sdk, e).await?,
+            selector: e.selector.clone(),
+            buffering: e.buffering,
+            timeout: e.emit_timeout,
+            profile,
+        });
+    }
+    let index_of = |names: &[String]| -> Vec<usize> {
+        names.iter().filter_map(|n| config.emitters.iter().position(|e| &e.name == n)).collect()
+    };
+    Ok(Forwarder {
+        slots,
+        profiles,
+        all_of: index_of(&config.quorum.all_of),
+        at_least_one_of: index_of(&config.quorum.at_least_one_of),
+        retry: config.retry,
+        dlq,
+        dlq_prefix: dlq_prefix.to_string(),
+    })
+}
+
+/// Turns the Lambda event's records into input records.
+pub fn input_records(event: KinesisEvent) -> Vec<InputRecord> {
+    event.records.into_iter().map(input_record).collect()
+}
+
+fn input_record(r: KinesisEventRecord) -> InputRecord {
+    let stream = r
+        .event_source_arn
+        .as_deref()
+        .and_then(|arn| arn.split_once(":stream/").map(|(_, s)| s.split('/').next().unwrap_or(s).to_string()))
+        .unwrap_or_else(|| "unknown-stream".into());
+    let shard = r
+        .event_id
+        .as_deref()
+        .and_then(|id| id.split(':').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown-shard")
+        .to_string();
+    InputRecord {
+        source: Source {
+            stream,
+            shard,
+            sequence_number: r.kinesis.sequence_number,
+            arrival_ms: r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
+        },
+        data: r.kinesis.data.0,
+    }
+}
+
+/// The Lambda handler state, built once per cold start.
+pub struct Handler {
+    pub forwarder: Forwarder,
+}
+
+impl Handler {
+    /// Cold start: `FORWARDER_CONFIG` / `FORWARDER_CONFIG_FILE`, `DLQ_BUCKET` (required),
+    /// `DLQ_PREFIX` (default `dlq/`), standard AWS variables.
+    pub async fn from_env() -> Result<Self, ForwarderError> {
+        let config = ForwarderConfig::from_env()?;
+        let bucket = authtrail_core::config::env_required("DLQ_BUCKET", "the name of the S3 bucket for dead letters")?;
+        let prefix = authtrail_core::config::env_opt("DLQ_PREFIX").unwrap_or_else(|| "dlq/".into());
+        let sdk = authtrail_core::aws::load_sdk_config().await;
+        let sink = Arc::new(dlq::S3DeadLetters::new(authtrail_core::aws::s3_client(&sdk), &bucket));
+        let forwarder = build(&config, Some(&sdk), sink, &prefix).await?;
+        tracing::info!(
+            emitters = ?config.emitters.iter().map(|e| format!("{}:{}", e.name, e.kind.as_str())).collect::<Vec<_>>(),
+            all_of = ?config.quorum.all_of,
+            at_least_one_of = ?config.quorum.at_least_one_of,
+            dlq_bucket = %bucket,
+            dlq_prefix = %prefix,
+            "forwarder configured"
+        );
+        Ok(Self { forwarder })
+    }
+
+    /// One invocation. `deadline_ms` is the Lambda deadline (epoch milliseconds).
+    pub async fn handle(&self, event: KinesisEvent, deadline_ms: u64, request_id: &str) -> Result<KinesisEventResponse, ForwarderError> {
+        let records = input_records(event);
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        let deadline = tokio::time::Instant::now() + remaining;
+        let started = std::time::Instant::now();
+        let result = self.forwarder.process(&records, deadline).await;
+        log_summary(&result, started.elapsed(), request_id);
+        let mut response = KinesisEventResponse::default();
+        for seq in &result.failures {
+            if seq.is_empty() {
+                // An empty identifier fails the whole batch on AWS: say so plainly instead.
+                return Err(ForwarderError::NoSequenceNumber);
+            }
+            response.add_failure(seq.clone());
+        }
+        Ok(response)
+    }
+}
+
+/// One summary log line per invocation and EMF metrics (one line per emitter).
+pub fn log_summary(r: &BatchResult, elapsed: Duration, request_id: &str) {
+    let per_emitter: serde_json::Map<String, serde_json::Value> = r
+        .emitters
+        .iter()
+        .map(|(name, s)| (name.clone(), serde_json::to_value(s).unwrap_or_default()))
+        .collect();
+    tracing::info!(
+        records = r.records,
+        not_done = r.failures.len(),
+        malformed = r.malformed,
+        dead_letters = r.dead_letters,
+        dead_letter_errors = r.dead_letter_errors,
+        duration_ms = elapsed.as_millis() as u64,
+        emitters = %serde_json::Value::Object(per_emitter),
+        "forwarder invocation summary"
+    );
+    use authtrail_core::metrics::Emf;
+    Emf::new("authtrail")
+        .dimension("Function", "forwarder")
+        .count("Records", r.records as u64)
+        .count("NotDone", r.failures.len() as u64)
+        .count("Malformed", r.malformed as u64)
+        .count("DeadLetters", r.dead_letters as u64)
+        .count("DeadLetterErrors", r.dead_letter_errors as u64)
+        .metric("DurationMs", elapsed.as_secs_f64() * 1000.0, "Milliseconds")
+        .property("RequestId", request_id)
+        .emit();
+    for (name, s) in &r.emitters {
+        Emf::new("authtrail")
+            .dimension("Function", "forwarder")
+            .dimension("Emitter", name)
+            .count("Delivered", s.delivered as u64)
+            .count("Retried", s.retried as u64)
+            .count("DeadLettered", s.dead_lettered as u64)
+            .count("Pending", s.pending as u64)
+            .metric("LatencyMs", s.latency_ms as f64, "Milliseconds")
+            .property("RequestId", request_id)
+            .emit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn kinesis_records_carry_stream_shard_sequence_and_arrival_time() {
+        let event: KinesisEvent = serde_json::from_str(
+            r#"{"Records":[{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"k","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"eyJhIjoxfQ==","approximateArrivalTimestamp":1545084650.987},
+            "eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898",
+            "eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/x","awsRegion":"us-east-2",
+            "eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}]}"#,
+        )
+        .unwrap();
+        let r = input_records(event);
+        assert_eq!(r[0].source.stream, "lambda-stream");
+        assert_eq!(r[0].source.shard, "shardId-000000000006");
+        assert_eq!(r[0].source.sequence_number, "49590338271490256608559692538361571095921575989136588898");
+        assert_eq!(r[0].source.arrival_ms, 1545084650987);
+        assert_eq!(r[0].data, br#"{"a":1}"#);
+    }
+}

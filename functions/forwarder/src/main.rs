@@ -1,12 +1,24 @@
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use serde_json::Value;
+//! Wiring only: tracing, configuration and clients at cold start, then one `Handler::handle`
+//! per invocation.
 
-async fn handler(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Err("authtrail-forwarder is not implemented yet".into())
-}
+use authtrail_forwarder::Handler;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    run(service_fn(handler)).await
+    let handler = Handler::from_env().await.map_err(|e| {
+        tracing::error!(error = %e, "cold start failed");
+        e
+    })?;
+    let handler = &handler;
+    run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
+        let deadline = event.context.deadline;
+        let response: KinesisEventResponse =
+            handler.handle(event.payload, deadline, &event.context.request_id).await?;
+        Ok::<_, Error>(response)
+    }))
+    .await
 }

@@ -1,0 +1,114 @@
+//! The dead-letter trail: one S3 object per record and emitter that could not be delivered
+//! (`{DLQ_PREFIX}YYYY/MM/DD/HH/{stream}-{shardId}-{sequenceNumber}-{emitter}.json`, hour of the
+//! record's arrival). The same record and emitter always map to the same key, so a Lambda retry
+//! overwrites rather than duplicates. Malformed records use the emitter name `malformed`.
+//!
+//! Each object holds the emitter, the status, the receiver's answer (truncated), the reason and
+//! the record **as the emitter would have received it** (filtered and redacted: the dead-letter
+//! trail never holds what redaction hides). A malformed record cannot be redacted (it has no
+//! fields); its bytes are kept base64-encoded, as the archiver keeps them under `errors/`, so it
+//! can be recovered.
+
+use base64::Engine;
+use chrono::{TimeZone, Utc};
+use serde_json::{Value, json};
+
+use crate::emit::BoxFuture;
+use crate::record::Source;
+
+/// Where dead letters go. `put` must be idempotent for the same key.
+pub trait DeadLetterSink: Send + Sync {
+    fn put<'a>(&'a self, key: String, body: Vec<u8>) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Dead letters in S3.
+pub struct S3DeadLetters {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3DeadLetters {
+    pub fn new(client: aws_sdk_s3::Client, bucket: &str) -> Self {
+        Self { client, bucket: bucket.to_string() }
+    }
+}
+
+impl DeadLetterSink for S3DeadLetters {
+    fn put<'a>(&'a self, key: String, body: Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .content_type("application/json")
+                .body(body.into())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("PutObject s3://{}/{key}: {}", self.bucket, aws_sdk_s3::error::DisplayErrorContext(e)))
+        })
+    }
+}
+
+/// What one dead letter says.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    pub emitter: &'a str,
+    pub status: &'a str,
+    pub response: &'a str,
+    pub reason: &'a str,
+    pub source: &'a Source,
+    pub event_type: Option<&'a str>,
+    /// The transformed record, or `None` for a malformed one (then `raw` is kept).
+    pub record: Option<&'a Value>,
+    pub raw: Option<&'a [u8]>,
+}
+
+fn key_part(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect()
+}
+
+impl DeadLetter<'_> {
+    pub fn key(&self, prefix: &str) -> String {
+        let hour = Utc
+            .timestamp_millis_opt(self.source.arrival_ms)
+            .single()
+            .unwrap_or_else(Utc::now)
+            .format("%Y/%m/%d/%H");
+        format!(
+            "{prefix}{hour}/{}-{}-{}-{}.json",
+            key_part(&self.source.stream),
+            key_part(&self.source.shard),
+            key_part(&self.source.sequence_number),
+            key_part(self.emitter)
+        )
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        let mut v = json!({
+            "emitter": self.emitter,
+            "status": self.status,
+            "response": self.response,
+            "reason": self.reason,
+            "stream": self.source.stream,
+            "shardId": self.source.shard,
+            "sequenceNumber": self.source.sequence_number,
+            "approximateArrivalTimestamp": authtrail_core::envelope::format_timestamp(self.source.arrival_ms),
+            "deadLetteredAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        if let Some(t) = self.event_type {
+            v["eventType"] = json!(t);
+        }
+        if let Some(r) = self.record {
+            v["record"] = r.clone();
+        }
+        if let Some(raw) = self.raw {
+            v["dataBase64"] = json!(base64::engine::general_purpose::STANDARD.encode(raw));
+        }
+        let mut out = serde_json::to_vec_pretty(&v).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}

@@ -1,0 +1,43 @@
+//! Stdout emitter: the records as JSON lines in the function's log (CloudWatch Logs on AWS).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use super::{BoxFuture, Emitter, Failure, Outcome, all};
+use crate::config::EmitterType;
+use crate::record::Prepared;
+
+pub struct StdoutEmitter {
+    name: String,
+}
+
+impl StdoutEmitter {
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_string() }
+    }
+}
+
+impl Emitter for StdoutEmitter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> EmitterType {
+        EmitterType::Stdout
+    }
+
+    fn emit<'a>(&'a self, batch: &'a [Arc<Prepared>]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(async move {
+            let mut buf = Vec::with_capacity(batch.iter().map(|p| p.json.len() + 1).sum());
+            for p in batch {
+                buf.extend_from_slice(p.json.as_bytes());
+                buf.push(b'\n');
+            }
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&buf).and_then(|_| out.flush()) {
+                Ok(()) => all(batch.len(), Outcome::Delivered),
+                Err(e) => all(batch.len(), Outcome::Retryable(Failure::new("stdout", e.to_string()))),
+            }
+        })
+    }
+}
