@@ -1,1 +1,200 @@
-//! authtrail producer: library side of the Lambda function (logic lives here, `main.rs` only wires).
+//! authtrail producer: pulls MPAS (Keycloak) user and admin events into Kinesis (or Firehose),
+//! none lost and none twice, with the cursor and a lease in S3. See README.md.
+//!
+//! `main.rs` only wires; the logic lives here behind three capabilities so unit tests run
+//! against in-memory fakes: [`mpas::EventSource`], [`sink::RecordSink`],
+//! [`checkpoint::CheckpointStore`].
+
+pub mod checkpoint;
+pub mod config;
+pub mod mpas;
+pub mod pull;
+pub mod record;
+pub mod sink;
+
+use authtrail_core::config::ConfigError;
+use authtrail_core::redact::{RedactionMode, Redactor};
+use authtrail_core::secret::{Secret, fetch_secret_string};
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+
+use crate::checkpoint::S3CheckpointStore;
+use crate::config::{Credentials, RedactionSetting, Settings, SinkTarget};
+use crate::mpas::HttpEventSource;
+use crate::pull::{Producer, PullSettings, RunSummary};
+use crate::sink::{EntryResult, FirehoseSink, KinesisSink, RecordSink, SinkError, SinkLimits, SinkRecord};
+
+/// The producer's errors. None of them carries a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("initialisation failed: {0}")]
+    Init(String),
+    #[error(transparent)]
+    Source(#[from] mpas::SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Store(#[from] checkpoint::StoreError),
+    #[error("garbage MPAS response: {0}")]
+    BadEvent(String),
+    #[error("checkpoint object unusable: {0}")]
+    CorruptCheckpoint(String),
+    #[error(
+        "lost the lease: another invocation changed the checkpoint mid-run; stopping without advancing the cursor"
+    )]
+    LeaseLost,
+}
+
+/// Either sink, chosen by configuration.
+pub enum AnySink {
+    Kinesis(KinesisSink),
+    Firehose(FirehoseSink),
+}
+
+impl RecordSink for AnySink {
+    fn limits(&self) -> SinkLimits {
+        match self {
+            AnySink::Kinesis(k) => k.limits(),
+            AnySink::Firehose(f) => f.limits(),
+        }
+    }
+
+    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
+        match self {
+            AnySink::Kinesis(k) => k.put_batch(records).await,
+            AnySink::Firehose(f) => f.put_batch(records).await,
+        }
+    }
+}
+
+/// The producer as deployed: HTTPS to MPAS, Kinesis or Firehose, S3 checkpoint.
+pub type LambdaProducer = Producer<HttpEventSource, AnySink, S3CheckpointStore>;
+
+/// Builds the redactors of both kinds from the settings (the hash key already resolved).
+pub fn build_redactors(
+    settings: &Settings,
+    hash_key: Option<Secret>,
+) -> Result<(Redactor, Redactor), ConfigError> {
+    let mode = match hash_key {
+        Some(k) => RedactionMode::Hash(k),
+        None => RedactionMode::Mask,
+    };
+    let build = |admin: bool| {
+        Redactor::new(&settings.redaction_fields(admin), mode.clone())
+            .map_err(|e| ConfigError::new("REDACT_FIELDS", "JSON pointers starting with '/'", Some(&e.to_string())))
+    };
+    Ok((build(false)?, build(true)?))
+}
+
+/// Cold start: reads and validates the configuration, resolves secrets, builds the clients.
+pub async fn init_from_env() -> Result<LambdaProducer, ProducerError> {
+    let settings = Settings::from_env()?;
+    let sdk = authtrail_core::aws::load_sdk_config().await;
+    init(&settings, &sdk).await
+}
+
+/// Builds the deployed producer from validated settings.
+pub async fn init(
+    settings: &Settings,
+    sdk: &aws_config::SdkConfig,
+) -> Result<LambdaProducer, ProducerError> {
+    let credentials = match &settings.credentials {
+        Credentials::SecretArn(arn) => {
+            let secret = fetch_secret_string(sdk, arn)
+                .await
+                .map_err(|e| ProducerError::Init(e.to_string()))?;
+            config::credentials_from_secret_json(arn, &secret)?
+        }
+        other => other.clone(),
+    };
+    let hash_key = match &settings.redaction {
+        RedactionSetting::Mask => None,
+        RedactionSetting::HashKey(k) => Some(k.clone()),
+        RedactionSetting::HashKeySecretArn(arn) => Some(
+            fetch_secret_string(sdk, arn)
+                .await
+                .map_err(|e| ProducerError::Init(e.to_string()))?,
+        ),
+    };
+    let (redact_user, redact_admin) = build_redactors(settings, hash_key)?;
+    let ca = match &settings.ca_bundle {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                "MPAS_CA_BUNDLE",
+                "the path of a readable PEM file",
+                Some(&format!("{path}: {e}")),
+            )
+        })?),
+        None => None,
+    };
+    let source = HttpEventSource::new(
+        &settings.base_url,
+        &settings.realm,
+        credentials,
+        settings.http_timeout,
+        settings.max_retries,
+        ca.as_deref(),
+    )?;
+    let sink = match &settings.sink {
+        SinkTarget::Kinesis(stream) => {
+            AnySink::Kinesis(KinesisSink::new(aws_sdk_kinesis::Client::new(sdk), stream))
+        }
+        SinkTarget::Firehose(stream) => {
+            AnySink::Firehose(FirehoseSink::new(aws_sdk_firehose::Client::new(sdk), stream))
+        }
+    };
+    let store = S3CheckpointStore::new(
+        authtrail_core::aws::s3_client(sdk),
+        &settings.checkpoint_bucket,
+        &settings.checkpoint_key,
+    );
+    Ok(Producer::new(
+        PullSettings::from(settings),
+        source,
+        sink,
+        store,
+        redact_user,
+        redact_admin,
+    ))
+}
+
+/// The Lambda handler: any payload (an EventBridge scheduled event, or `{}` from a manual
+/// invoke) runs one pull. Logs the summary line, prints the EMF metrics, returns the summary.
+pub async fn handle<S, K, C>(
+    producer: &Producer<S, K, C>,
+    event: LambdaEvent<Value>,
+) -> Result<RunSummary, ProducerError>
+where
+    S: mpas::EventSource,
+    K: RecordSink,
+    C: checkpoint::CheckpointStore,
+{
+    let request_id = event.context.request_id.clone();
+    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+    let deadline_ms = if deadline_ms == 0 {
+        pull::now_ms() + 60_000
+    } else {
+        deadline_ms
+    };
+    match producer.run(deadline_ms).await {
+        Ok(summary) => {
+            summary.log(&request_id);
+            summary.to_emf(&request_id).emit();
+            Ok(summary)
+        }
+        Err(e) => {
+            tracing::error!(request_id, error = %e, "producer run failed; the cursor stays at the last checkpoint");
+            authtrail_core::metrics::Emf::new("authtrail")
+                .dimension("Function", "producer")
+                .count("RunFailed", 1)
+                .property("RequestId", request_id.as_str())
+                .emit();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod pull_tests;

@@ -1,12 +1,22 @@
+//! authtrail-producer: wiring only (init at cold start, then one pull per invocation).
+use authtrail_producer::{handle, init_from_env};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-
-async fn handler(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Err("authtrail-producer is not implemented yet".into())
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    run(service_fn(handler)).await
+    // Bad configuration fails here, at init, with a message naming the variable.
+    let producer = match init_from_env().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "producer initialisation failed");
+            return Err(e.into());
+        }
+    };
+    let producer = &producer;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(producer, event).await.map_err(Error::from)
+    }))
+    .await
 }

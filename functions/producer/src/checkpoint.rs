@@ -1,0 +1,321 @@
+//! The cursor and lease, kept in one S3 object and written only with conditional requests.
+//!
+//! ```json
+//! {"version":1,"lease":{"owner":"<uuid>","expiresAt":1739388470156},
+//!  "user":{"mode":"modern","time":1739388469156,"seen":{"<id>":1739388468000}},
+//!  "admin":{...},"updatedAt":"2025-02-12T19:27:50.156Z"}
+//! ```
+//! `time`: everything visible up to this time was written; the next run re-reads from
+//! `time - settle window`. `seen`: dedupe keys (event ids, or content hashes on legacy servers)
+//! of events written whose time is inside the re-read window, with their times for pruning.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// Server flavour remembered in the cursor (the seen keys are ids or hashes accordingly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiMode {
+    Modern,
+    Legacy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    pub owner: String,
+    /// Epoch ms; a lease past this time is free to take over.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCursor {
+    pub mode: ApiMode,
+    /// Epoch ms up to which every visible event was written.
+    pub time: i64,
+    #[serde(default)]
+    pub seen: HashMap<String, i64>,
+}
+
+impl KindCursor {
+    /// Drops seen keys older than `before` (they are outside every future re-read window).
+    pub fn prune(&mut self, before: i64) {
+        self.seen.retain(|_, t| *t >= before);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<KindCursor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<KindCursor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            lease: None,
+            user: None,
+            admin: None,
+            updated_at: None,
+        }
+    }
+}
+
+/// Write condition of a save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The object must still have this ETag.
+    IfMatch(String),
+    /// The object must not exist yet.
+    IfNoneMatch,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The condition failed: someone else wrote the object (412 PreconditionFailed, or 409).
+    #[error("the checkpoint object changed under us (conditional write failed)")]
+    Conflict,
+    #[error("checkpoint store error: {0}")]
+    Other(String),
+}
+
+/// Where the checkpoint object lives.
+pub trait CheckpointStore: Send + Sync {
+    /// The object's bytes and ETag, or `None` when it does not exist.
+    fn load(&self) -> impl Future<Output = Result<Option<(Vec<u8>, String)>, StoreError>> + Send;
+    /// Writes the object if `condition` holds; returns the new ETag.
+    fn save(
+        &self,
+        body: Vec<u8>,
+        condition: Condition,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
+/// The checkpoint in S3 (`If-Match` / `If-None-Match: *` conditional writes).
+pub struct S3CheckpointStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+}
+
+impl S3CheckpointStore {
+    pub fn new(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        }
+    }
+}
+
+fn is_conflict<E: aws_sdk_s3::error::ProvideErrorMetadata, R>(
+    err: &aws_sdk_s3::error::SdkError<E, R>,
+) -> bool
+where
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let code = err.code();
+    matches!(
+        code,
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    )
+}
+
+impl CheckpointStore for S3CheckpointStore {
+    async fn load(&self) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let etag = out.e_tag().unwrap_or_default().to_string();
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StoreError::Other(format!("reading checkpoint body: {e}")))?;
+                Ok(Some((body.into_bytes().to_vec(), etag)))
+            }
+            Err(err) => {
+                if err
+                    .as_service_error()
+                    .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key)
+                {
+                    return Ok(None);
+                }
+                Err(StoreError::Other(format!(
+                    "reading s3://{}/{}: {}",
+                    self.bucket,
+                    self.key,
+                    aws_sdk_s3::error::DisplayErrorContext(&err)
+                )))
+            }
+        }
+    }
+
+    async fn save(&self, body: Vec<u8>, condition: Condition) -> Result<String, StoreError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .content_type("application/json")
+            .body(body.into());
+        req = match condition {
+            Condition::IfMatch(etag) => req.if_match(etag),
+            Condition::IfNoneMatch => req.if_none_match("*"),
+        };
+        match req.send().await {
+            Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
+            Err(err) if is_conflict(&err) => Err(StoreError::Conflict),
+            Err(err) => Err(StoreError::Other(format!(
+                "writing s3://{}/{}: {}",
+                self.bucket,
+                self.key,
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            ))),
+        }
+    }
+}
+
+/// In-memory store with the same conditional semantics, for unit tests and benchmarks.
+#[derive(Default)]
+pub struct MemoryCheckpointStore {
+    inner: Mutex<Option<(Vec<u8>, u64)>>,
+    /// Number of successful saves.
+    pub saves: std::sync::atomic::AtomicUsize,
+    /// When set, every save after this many successful ones conflicts (as if another writer
+    /// had changed the object).
+    pub conflict_after_saves: Mutex<Option<usize>>,
+}
+
+impl MemoryCheckpointStore {
+    /// The current object, parsed.
+    pub fn current(&self) -> Option<Checkpoint> {
+        let guard = self.inner.lock().ok()?;
+        guard
+            .as_ref()
+            .and_then(|(b, _)| serde_json::from_slice(b).ok())
+    }
+
+    /// Overwrites the object unconditionally (as another writer would).
+    pub fn overwrite(&self, cp: &Checkpoint) {
+        if let (Ok(mut guard), Ok(body)) = (self.inner.lock(), serde_json::to_vec(cp)) {
+            let version = guard.as_ref().map_or(1, |(_, v)| v + 1);
+            *guard = Some((body, version));
+        }
+    }
+}
+
+impl CheckpointStore for MemoryCheckpointStore {
+    async fn load(&self) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let guard = self
+            .inner
+            .lock()
+            .map_err(|_| StoreError::Other("poisoned".into()))?;
+        Ok(guard.as_ref().map(|(b, v)| (b.clone(), format!("\"{v}\""))))
+    }
+
+    async fn save(&self, body: Vec<u8>, condition: Condition) -> Result<String, StoreError> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| StoreError::Other("poisoned".into()))?;
+        let limit = self.conflict_after_saves.lock().ok().and_then(|g| *g);
+        if limit.is_some_and(|n| self.saves.load(std::sync::atomic::Ordering::SeqCst) >= n) {
+            return Err(StoreError::Conflict);
+        }
+        let current = guard.as_ref().map(|(_, v)| format!("\"{v}\""));
+        let ok = match (&condition, &current) {
+            (Condition::IfNoneMatch, None) => true,
+            (Condition::IfMatch(want), Some(have)) => want == have,
+            _ => false,
+        };
+        if !ok {
+            return Err(StoreError::Conflict);
+        }
+        let version = guard.as_ref().map_or(1, |(_, v)| v + 1);
+        *guard = Some((body, version));
+        self.saves
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(format!("\"{version}\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn checkpoint_json_uses_the_documented_field_names() {
+        let cp = Checkpoint {
+            lease: Some(Lease {
+                owner: "o".into(),
+                expires_at: 5,
+            }),
+            user: Some(KindCursor {
+                mode: ApiMode::Modern,
+                time: 7,
+                seen: HashMap::from([("id1".to_string(), 6)]),
+            }),
+            ..Checkpoint::default()
+        };
+        let v: serde_json::Value = serde_json::to_value(&cp).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["lease"]["expiresAt"], 5);
+        assert_eq!(v["user"]["mode"], "modern");
+        assert_eq!(v["user"]["seen"]["id1"], 6);
+        assert!(v.get("admin").is_none());
+        let back: Checkpoint = serde_json::from_value(v).unwrap();
+        assert_eq!(back, cp);
+    }
+
+    #[test]
+    fn pruning_drops_only_keys_before_the_window() {
+        let mut c = KindCursor {
+            mode: ApiMode::Legacy,
+            time: 100,
+            seen: HashMap::from([("a".to_string(), 10), ("b".to_string(), 90)]),
+        };
+        c.prune(50);
+        assert_eq!(c.seen.len(), 1);
+        assert!(c.seen.contains_key("b"));
+    }
+
+    #[tokio::test]
+    async fn memory_store_enforces_conditions_like_s3() {
+        let s = MemoryCheckpointStore::default();
+        let e1 = s.save(b"1".to_vec(), Condition::IfNoneMatch).await.unwrap();
+        assert!(matches!(
+            s.save(b"2".to_vec(), Condition::IfNoneMatch).await,
+            Err(StoreError::Conflict)
+        ));
+        let e2 = s
+            .save(b"2".to_vec(), Condition::IfMatch(e1.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.save(b"3".to_vec(), Condition::IfMatch(e1)).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(s.load().await.unwrap().unwrap(), (b"2".to_vec(), e2));
+    }
+}
