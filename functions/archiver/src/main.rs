@@ -1,12 +1,32 @@
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use serde_json::Value;
+//! Lambda entry point of the archiver: wiring only.
+use std::sync::Arc;
 
-async fn handler(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Err("authtrail-archiver is not implemented yet".into())
-}
+use authtrail_archiver::{Archiver, Config, S3Store};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::value::RawValue;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    run(service_fn(handler)).await
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration rejected");
+            return Err(e.into());
+        }
+    };
+    let sdk = authtrail_core::aws::load_sdk_config().await;
+    let store = S3Store::new(authtrail_core::aws::s3_client(&sdk), config.bucket.clone());
+    let archiver = Arc::new(Archiver::new(store, config));
+    run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+        let archiver = Arc::clone(&archiver);
+        async move {
+            let payload = event.payload.get().as_bytes();
+            archiver
+                .handle(payload, &event.context.request_id)
+                .await
+                .map_err(Error::from)
+        }
+    }))
+    .await
 }

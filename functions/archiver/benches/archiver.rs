@@ -1,0 +1,245 @@
+//! Benchmark of the archiver's CPU path: a full `KinesisEvent` payload in, finished compressed
+//! archive body out (parse, base64, validation, gzip), on one thread, with peak heap.
+//!
+//! Run with `cargo bench -p authtrail-archiver --bench archiver` (or `make bench`).
+//! Set `ARCHIVER_BENCH_RUNS` to change the number of timed runs (default 30).
+
+// The counting allocator below needs `unsafe impl GlobalAlloc`; the workspace denies unsafe
+// code, so it is allowed here only, for this measurement-only allocator that forwards to the
+// system allocator.
+#![allow(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use authtrail_archiver::batch;
+use authtrail_archiver::config::{Compression, DEFAULT_GZIP_LEVEL};
+use authtrail_archiver::event;
+use base64::Engine;
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to `System` unchanged and only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
+                    - layout.size();
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Lambda's invoke payload limit.
+const PAYLOAD_LIMIT: usize = 6_291_456;
+
+/// A deterministic pseudo-random generator (no dependency needed).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 11
+    }
+    fn hex(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[(self.next() % 16) as usize]))
+            .collect()
+    }
+    fn uuid(&mut self) -> String {
+        format!(
+            "{}-{}-{}-{}-{}",
+            self.hex(8),
+            self.hex(4),
+            self.hex(4),
+            self.hex(4),
+            self.hex(12)
+        )
+    }
+}
+
+/// One envelope line (Contract 1) of about `target` bytes.
+fn envelope(rng: &mut Lcg, i: u64, target: usize) -> Vec<u8> {
+    let types = [
+        "LOGIN",
+        "LOGIN_ERROR",
+        "CODE_TO_TOKEN",
+        "REFRESH_TOKEN",
+        "LOGOUT",
+    ];
+    let time = 1_739_388_470_156u64 + i * 37;
+    let mut line = format!(
+        "{{\"timestamp\":\"2025-02-12T19:27:{:02}.{:03}Z\",\"eventType\":\"user-event\",\"event\":{{\"id\":\"{}\",\"time\":{time},\"type\":\"{}\",\"realmId\":\"{}\",\"clientId\":\"account-console\",\"userId\":\"{}\",\"sessionId\":\"{}\",\"ipAddress\":\"<redacted>\",\"details\":{{\"auth_method\":\"openid-connect\",\"username\":\"<redacted>\",\"redirect_uri\":\"https://app.example.com/cb\",\"code_id\":\"{}\"",
+        (i / 1000) % 60,
+        i % 1000,
+        rng.uuid(),
+        types[(rng.next() % 5) as usize],
+        rng.uuid(),
+        rng.uuid(),
+        rng.uuid(),
+        rng.uuid(),
+    );
+    let pad = target.saturating_sub(line.len() + 16);
+    line.push_str(&format!(",\"x\":\"{}\"", rng.hex(pad)));
+    line.push_str("}}}\n");
+    line.into_bytes()
+}
+
+/// A `KinesisEvent` payload as Lambda sends it (field order as AWS's) with `n` records of
+/// about `size` bytes; `n = None` fills the payload up to Lambda's 6 MB limit.
+fn payload(n: Option<usize>, size: usize) -> (Vec<u8>, usize, usize) {
+    let mut rng = Lcg(42);
+    let mut out = String::from("{\"Records\":[");
+    let mut count = 0usize;
+    let mut data_bytes = 0usize;
+    loop {
+        if n.is_some_and(|n| count >= n) {
+            break;
+        }
+        let data = envelope(&mut rng, count as u64, size);
+        let seq = format!(
+            "49590338271490256608559692538361571095921575989136{:06}",
+            count
+        );
+        let rec = format!(
+            "{}{{\"kinesis\":{{\"kinesisSchemaVersion\":\"1.0\",\"partitionKey\":\"{}\",\"sequenceNumber\":\"{seq}\",\"data\":\"{}\",\"approximateArrivalTimestamp\":{}.{:03}}},\"eventSource\":\"aws:kinesis\",\"eventVersion\":\"1.0\",\"eventID\":\"shardId-000000000000:{seq}\",\"eventName\":\"aws:kinesis:record\",\"invokeIdentityArn\":\"arn:aws:iam::123456789012:role/authtrail-archiver-role\",\"awsRegion\":\"us-east-1\",\"eventSourceARN\":\"arn:aws:kinesis:us-east-1:123456789012:stream/authtrail-events\"}}",
+            if count == 0 { "" } else { "," },
+            rng.uuid(),
+            base64::engine::general_purpose::STANDARD.encode(&data),
+            1_739_388_470 + count / 100,
+            count % 1000,
+        );
+        if n.is_none() && out.len() + rec.len() + 2 > PAYLOAD_LIMIT {
+            break;
+        }
+        out.push_str(&rec);
+        count += 1;
+        data_bytes += data.len();
+    }
+    out.push_str("]}");
+    (out.into_bytes(), count, data_bytes)
+}
+
+/// The handler's CPU path: payload bytes to finished archive body.
+fn archive_once(payload: &[u8], compression: Compression) -> usize {
+    let ev = event::parse(payload).unwrap();
+    let mut out = 0;
+    for group in batch::group_by_shard(&ev.records) {
+        let b = batch::build(group).unwrap();
+        let body = batch::archive_body(&b, 0..b.goods.len(), compression).unwrap();
+        out += body.len();
+    }
+    out
+}
+
+/// The same with `aws_lambda_events`' owned types (parse and base64 only), for comparison.
+fn parse_with_aws_lambda_events(payload: &[u8]) -> usize {
+    let ev: aws_lambda_events::event::kinesis::KinesisEvent =
+        serde_json::from_slice(payload).unwrap();
+    ev.records.iter().map(|r| r.kinesis.data.len()).sum()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn measure(label: &str, runs: usize, f: impl Fn() -> usize) {
+    black_box(f()); // warm-up
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let mut times = Vec::with_capacity(runs);
+    let mut out = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        out = black_box(f());
+        times.push(t.elapsed());
+    }
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let min = times.iter().min().copied().unwrap_or_default();
+    println!(
+        "  {label:<44} median {:>7.2} ms  min {:>7.2} ms  peak heap above input {:>6.1} MB  output {:>9} B",
+        median(times).as_secs_f64() * 1e3,
+        min.as_secs_f64() * 1e3,
+        peak as f64 / 1_048_576.0,
+        out
+    );
+}
+
+fn main() {
+    let runs: usize = std::env::var("ARCHIVER_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    println!("archiver bench: payload -> finished archive body, one thread, {runs} runs");
+    let scenarios: [(&str, Option<usize>, usize); 2] = [
+        ("full 6 MB event, ~520 B records", None, 520),
+        ("issue's 9,000 x 500 B records", Some(9_000), 500),
+    ];
+    for (name, n, size) in scenarios {
+        let (p, count, data) = payload(n, size);
+        let fits = if p.len() <= PAYLOAD_LIMIT {
+            "fits the 6 MB limit"
+        } else {
+            "EXCEEDS Lambda's 6 MB limit: Lambda would never send it"
+        };
+        println!(
+            "{name}: {count} records, {:.2} MB payload ({fits}), {:.2} MB record data",
+            p.len() as f64 / 1_048_576.0,
+            data as f64 / 1_048_576.0
+        );
+        measure(
+            &format!("gzip level {DEFAULT_GZIP_LEVEL} (default)"),
+            runs,
+            || {
+                archive_once(
+                    &p,
+                    Compression::Gzip {
+                        level: DEFAULT_GZIP_LEVEL,
+                    },
+                )
+            },
+        );
+        measure("gzip level 1", runs, || {
+            archive_once(&p, Compression::Gzip { level: 1 })
+        });
+        measure("no compression", runs, || {
+            archive_once(&p, Compression::None)
+        });
+        measure("(reference) aws_lambda_events parse only", runs, || {
+            parse_with_aws_lambda_events(&p)
+        });
+    }
+}
