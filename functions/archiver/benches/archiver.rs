@@ -232,8 +232,8 @@ fn main() {
                 )
             },
         );
-        measure("gzip level 1", runs, || {
-            archive_once(&p, Compression::Gzip { level: 1 })
+        measure("gzip level 6", runs, || {
+            archive_once(&p, Compression::Gzip { level: 6 })
         });
         measure("no compression", runs, || {
             archive_once(&p, Compression::None)
