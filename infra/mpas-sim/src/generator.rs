@@ -296,11 +296,11 @@ impl Generator {
             left -= size;
         }
         let slots = sizes.len() as u64;
-        let span = (to - from).max(0) as f64 + 1.0;
+        let span = to.saturating_sub(from).max(0) as f64 + 1.0;
         let mut times = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         for (k, size) in sizes.into_iter().enumerate() {
             let pos = (k as f64 + self.rng.f64()) / slots as f64;
-            let t = (from + (pos * span) as i64).min(to);
+            let t = from.saturating_add((pos * span) as i64).min(to);
             for _ in 0..size {
                 times.push(t);
             }
@@ -523,7 +523,7 @@ impl Generator {
             details: Some(d),
         };
         let json: Arc<str> = serde_json::to_string(&event)?.into();
-        let commit_at = time + self.commit_delay(is_error, shape);
+        let commit_at = time.saturating_add(self.commit_delay(is_error, shape));
         Ok(Record {
             seq: self.next_seq(),
             kind: EventKind::User,
@@ -702,7 +702,7 @@ impl Generator {
             details: None,
         };
         let json: Arc<str> = serde_json::to_string(&event)?.into();
-        let commit_at = time + self.commit_delay(is_error, shape);
+        let commit_at = time.saturating_add(self.commit_delay(is_error, shape));
         let AdminEvent {
             auth_details,
             resource_path,

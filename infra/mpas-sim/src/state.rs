@@ -12,6 +12,9 @@ use crate::generator::{GenerateReport, GenerateSpec, Generator};
 use crate::rng::{splitmix64, unit_f64};
 use crate::store::Store;
 
+/// Event times the generator accepts: 1970-01-01 up to 2100-01-01 (epoch ms).
+const TIME_RANGE: std::ops::RangeInclusive<i64> = 0..=4_102_444_800_000;
+
 /// Wall-clock epoch milliseconds.
 pub(crate) fn wall_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -27,13 +30,14 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn now(&self) -> i64 {
-        self.frozen.unwrap_or_else(|| wall_ms() + self.offset_ms)
+        self.frozen
+            .unwrap_or_else(|| wall_ms().saturating_add(self.offset_ms))
     }
 
     pub(crate) fn advance(&mut self, ms: i64) {
         match &mut self.frozen {
-            Some(t) => *t += ms,
-            None => self.offset_ms += ms,
+            Some(t) => *t = t.saturating_add(ms),
+            None => self.offset_ms = self.offset_ms.saturating_add(ms),
         }
     }
 
@@ -111,6 +115,12 @@ impl Inner {
         });
         if from > to {
             return Err(SimError::config("fromMs", "expected fromMs <= toMs"));
+        }
+        if !(TIME_RANGE.contains(&from) && TIME_RANGE.contains(&to)) {
+            return Err(SimError::config(
+                "fromMs/toMs",
+                "expected epoch milliseconds between 1970 and 2100",
+            ));
         }
         let records = self.generator.generate(spec.count, from, to, shape)?;
         let first_seq = records.first().map_or(0, |r| r.seq);

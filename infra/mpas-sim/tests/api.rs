@@ -951,3 +951,86 @@ async fn live_mode_generates_traffic_as_the_clock_moves() {
     }
     assert!(generated >= 2000, "generated {generated}");
 }
+
+#[tokio::test]
+async fn control_calls_reject_bad_input_and_the_server_keeps_serving() {
+    let sim = start(history_config(50, DAY_START)).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = sim.base_url();
+    for (path, body) in [
+        (
+            "/sim/generate",
+            serde_json::json!({"count": 10, "fromMs": i64::MIN, "toMs": i64::MAX}),
+        ),
+        (
+            "/sim/generate",
+            serde_json::json!({"count": 10, "fromMs": 5, "toMs": 1}),
+        ),
+        ("/sim/generate", serde_json::json!({"count": "many"})),
+        ("/sim/faults", serde_json::json!({"error500": 1.5})),
+        ("/sim/faults", serde_json::json!({"bogus": 1})),
+        ("/sim/clock", serde_json::json!({"advanceMs": "soon"})),
+        ("/sim/expire", serde_json::json!({})),
+    ] {
+        let resp = http
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+    }
+    let resp = http
+        .get(format!("{base}/sim/ledger?format=xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // An absurd clock jump saturates instead of overflowing.
+    let resp = http
+        .post(format!("{base}/sim/clock"))
+        .json(&serde_json::json!({"advanceMs": i64::MAX}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(sim.stats().ledger, 50);
+}
+
+#[tokio::test]
+async fn refresh_token_of_the_password_grant_buys_a_new_access_token_once() {
+    let sim = start(base_config()).await.unwrap();
+    let (_, body) = token_status(
+        &sim,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", "auditor"),
+            ("password", "pa55"),
+        ],
+        None,
+    )
+    .await;
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "admin-cli"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let (s, again) = token_status(&sim, &form, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(again["access_token"].is_string());
+    let (s, reused) = token_status(&sim, &form, None).await;
+    assert_eq!(
+        (s, reused["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    // A refresh token is not an access token.
+    let resp = reqwest::Client::new()
+        .get(sim.events_url())
+        .bearer_auth(&refresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
