@@ -808,7 +808,9 @@ impl ShardWorker {
             .inner
             .kinesis
             .get_shard_iterator()
-            .stream_arn(&self.inner.ctx.stream_arn)
+            // By name: moto encodes the stream name into the iterator and loses it when given
+            // only the ARN ("Stream None ... not found").
+            .stream_name(&self.inner.cfg.stream_name)
             .shard_id(&self.shard_id);
         let req = match (&self.read_pos, &self.inner.cfg.starting_position) {
             (Some(seq), _) => req

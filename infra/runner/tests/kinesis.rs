@@ -31,6 +31,12 @@ impl Drop for TempDir {
 
 impl Fixture {
     async fn new() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("RUNNER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            ))
+            .with_test_writer()
+            .try_init();
         let emu = Emulator::start().await.expect("moto (run `make venv`)");
         let dir = std::env::temp_dir().join(format!("runner-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
