@@ -1,0 +1,175 @@
+//! Producer benchmark: events per second from the MPAS simulator into a sink, and the
+//! producer's peak memory as the backlog grows.
+//!
+//! 1. **ceiling**: the producer library in-process against the simulator (HTTP, JSON, envelope,
+//!    redaction), writing to an in-memory sink and checkpoint store: the producer's own limit.
+//! 2. **moto**: the real `authtrail-producer` binary under the local Lambda runner, writing to
+//!    moto's Kinesis with the checkpoint in moto's S3; peak RSS (`VmHWM`) of the function
+//!    process, for a 10k and a 50k backlog (a fresh process each).
+//!
+//! `cargo bench -p authtrail-producer --bench producer` (also run by `make bench`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use authtrail_core::redact::{RedactionMode, Redactor};
+use authtrail_harness::{Emulator, bin_path};
+use authtrail_producer::checkpoint::MemoryCheckpointStore;
+use authtrail_producer::config::{ApiModeSetting, Credentials, StartFrom};
+use authtrail_producer::mpas::HttpEventSource;
+use authtrail_producer::pull::{Producer, PullSettings, now_ms};
+use authtrail_producer::sink::MemorySink;
+use authtrail_runner::{FunctionConfig, LambdaFunction, Outcome, invoke_scheduled};
+use serde_json::Value;
+
+fn sim_config(history: u64) -> mpas_sim::SimConfig {
+    let mut cfg = mpas_sim::SimConfig {
+        history,
+        rate: 2000.0,
+        live: false,
+        ..mpas_sim::SimConfig::default()
+    };
+    cfg.traffic.tie_fraction = 0.05;
+    cfg
+}
+
+fn redactors() -> (Redactor, Redactor) {
+    (
+        Redactor::new(
+            &["/event/ipAddress".into(), "/event/details/username".into()],
+            RedactionMode::Mask,
+        )
+        .unwrap(),
+        Redactor::new(
+            &[
+                "/event/authDetails/ipAddress".into(),
+                "/event/representation".into(),
+            ],
+            RedactionMode::Mask,
+        )
+        .unwrap(),
+    )
+}
+
+async fn ceiling(history: u64) -> (u64, f64) {
+    let sim = mpas_sim::start(sim_config(history)).await.unwrap();
+    let source = HttpEventSource::new(
+        &sim.base_url(),
+        "demo",
+        Credentials::ClientCredentials {
+            client_id: "authtrail".into(),
+            client_secret: authtrail_core::secret::Secret::new("authtrail-secret"),
+        },
+        Duration::from_secs(10),
+        3,
+        None,
+    )
+    .unwrap();
+    let (ru, ra) = redactors();
+    let settings = PullSettings {
+        user_events: true,
+        admin_events: true,
+        page_size: 1000,
+        settle_window: Duration::from_secs(15),
+        query_lag: Duration::from_millis(500),
+        start_from: StartFrom::Oldest,
+        api_mode: ApiModeSetting::Auto,
+        deadline_reserve: Duration::from_secs(1),
+        sink_max_attempts: 10,
+        sink_base_backoff: Duration::from_millis(10),
+    };
+    let p = Producer::new(
+        settings,
+        source,
+        MemorySink::default(),
+        MemoryCheckpointStore::default(),
+        ru,
+        ra,
+    );
+    let started = Instant::now();
+    let s = p.run(now_ms() + 600_000).await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    (s.put, s.put as f64 / secs)
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+}
+
+async fn through_moto(em: &Emulator, history: u64, run: usize) -> (u64, f64, Option<u64>) {
+    let sim = mpas_sim::start(sim_config(history)).await.unwrap();
+    let stream = format!("bench-{run}");
+    em.create_stream(&stream, 4).await.unwrap();
+    let bucket = format!("bench-ckpt-{run}");
+    em.create_bucket(&bucket).await.unwrap();
+    let mut env = em.env();
+    for (k, v) in [
+        ("MPAS_BASE_URL", sim.base_url()),
+        ("MPAS_REALM", "demo".into()),
+        ("MPAS_CLIENT_ID", "authtrail".into()),
+        ("MPAS_CLIENT_SECRET", "authtrail-secret".into()),
+        ("KINESIS_STREAM_NAME", stream.clone()),
+        ("CHECKPOINT_BUCKET", bucket.clone()),
+        ("AWS_LAMBDA_LOG_LEVEL", "warn".into()),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    let mut cfg = FunctionConfig::new("producer-bench", bin_path("authtrail-producer").unwrap())
+        .with_env(env)
+        .with_timeout(Duration::from_secs(600));
+    cfg.echo_logs = false;
+    cfg.memory_mb = 256;
+    let f = LambdaFunction::start(cfg).await.unwrap();
+    let inv = invoke_scheduled(&f, "bench").await.unwrap();
+    let summary: Value = match &inv.outcome {
+        Outcome::Response(_) => inv.response_json().unwrap(),
+        other => panic!("bench run failed: {other:?}\n{}", f.logs()),
+    };
+    let peak = match f.pid().await {
+        Some(pid) => vm_hwm_kib(pid),
+        None => None,
+    };
+    let put = summary["put"].as_u64().unwrap_or(0);
+    (put, put as f64 / inv.duration.as_secs_f64(), peak)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        println!("producer benchmark (events from the MPAS simulator, envelope + default redaction)");
+        for history in [10_000u64, 50_000] {
+            let (put, eps) = ceiling(history).await;
+            println!(
+                "  ceiling  backlog {history:>6}: {put} events, {eps:>9.0} events/s (in-memory sink and checkpoint)"
+            );
+        }
+        let em = match Emulator::start().await {
+            Ok(em) => em,
+            Err(e) => {
+                println!("  moto: skipped ({e}); run `make venv`");
+                return;
+            }
+        };
+        for (i, history) in [10_000u64, 50_000].into_iter().enumerate() {
+            match bin_path("authtrail-producer") {
+                Ok(_) => {
+                    let (put, eps, peak) = through_moto(&em, history, i).await;
+                    let peak = peak.map_or("n/a".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+                    println!(
+                        "  moto     backlog {history:>6}: {put} events, {eps:>9.0} events/s into Kinesis (real binary), peak RSS {peak}"
+                    );
+                }
+                Err(e) => println!("  moto: skipped ({e})"),
+            }
+        }
+    });
+}
