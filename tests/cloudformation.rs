@@ -1,1 +1,1331 @@
-//! CloudFormation stacks on the emulator (filled in by its issue).
+//! The CloudFormation templates in `cloudformation/`, held against the emulator and the code.
+//!
+//! - Every template is created on moto's CloudFormation and what moto builds is checked: stack
+//!   status, outputs, the writer role's trust policy (principal account, `sts:ExternalId`), the
+//!   exact actions of every role policy, the functions' settings and environment, and the event
+//!   source mappings. moto skips `AWS::SecretsManager::Secret`, `AWS::S3::BucketPolicy`,
+//!   `AWS::CloudWatch::Alarm`, `AWS::SQS::QueuePolicy` and `AWS::Lambda::EventInvokeConfig`
+//!   (with a warning, leaving their `Ref`s empty), ignores `StreamEncryption`/`StreamModeDetails`
+//!   on streams and `Architectures`/`LoggingConfig` on functions: those are covered by cfn-lint
+//!   and checkov (`make lint`) and by the static checks below, not here.
+//! - Templates and code agree: every environment variable a template sets is one its function
+//!   reads; every variable a function requires is set (the real binary starts under the local
+//!   Lambda runner with the environment moto resolved for it and must not fail at init); every
+//!   event source mapping of a function that returns batch item failures sets
+//!   `ReportBatchItemFailures`, finite retries and record age, bisection and an on-failure
+//!   destination.
+//!
+//! Templates are read as JSON through cfn-lint's decoder (`infra/scripts/cfn2json.py`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authtrail_harness::{ACCOUNT_ID, Emulator, REGION, bin_path, venv_bin, workspace_root};
+use authtrail_runner::{FunctionConfig, LambdaFunction, Outcome};
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use serde_json::{Value, json};
+
+const CODE_BUCKET: &str = "authtrail-code";
+const TEMPLATES: &[&str] = &[
+    "kinesis-stream.yaml",
+    "s3-archive.yaml",
+    "siem-forwarder.yaml",
+    "mpas-producer.yaml",
+    "pipeline.yaml",
+];
+const STDOUT_FORWARDER_CONFIG: &str = r#"{"emitters":[{"name":"out","type":"stdout"}]}"#;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: templates, stacks, IAM documents
+// ---------------------------------------------------------------------------------------------
+
+fn template_path(name: &str) -> PathBuf {
+    workspace_root().join("cloudformation").join(name)
+}
+
+/// The template as CloudFormation reads it (short-form tags expanded), via cfn-lint's decoder.
+fn template_json(name: &str) -> Value {
+    let python = venv_bin("python");
+    assert!(
+        python.is_file(),
+        "{} missing: run `make venv`",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(workspace_root().join("infra/scripts/cfn2json.py"))
+        .arg(template_path(name))
+        .output()
+        .expect("run cfn2json.py");
+    assert!(
+        out.status.success(),
+        "cfn2json.py {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cfn2json.py prints JSON")
+}
+
+/// Which function crate a template's `AWS::Lambda::Function` runs, from its code key parameter.
+fn function_crate(resource: &Value) -> &'static str {
+    let key = resource["Properties"]["Code"]["S3Key"]["Ref"]
+        .as_str()
+        .expect("Code.S3Key is a Ref to a parameter");
+    match key {
+        "ArchiverCodeKey" => "archiver",
+        "ForwarderCodeKey" => "forwarder",
+        "ProducerCodeKey" => "producer",
+        other => panic!("unknown code key parameter {other}"),
+    }
+}
+
+/// Resources of one type in a template, by logical id.
+fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(id, r)| (id.as_str(), r))
+        .collect()
+}
+
+/// Non-test Rust source of a function crate: each file up to its first `#[cfg(test)]`.
+fn crate_source(krate: &str) -> String {
+    fn walk(dir: &Path, out: &mut String) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("read src dir")
+            .map(|e| e.expect("dir entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                out.push_str(code);
+                out.push('\n');
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(
+        &workspace_root().join("functions").join(krate).join("src"),
+        &mut out,
+    );
+    out
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); moto sometimes returns them raw.
+fn decode_policy(doc: &str) -> Value {
+    if let Ok(v) = serde_json::from_str(doc) {
+        return v;
+    }
+    let bytes = doc.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    serde_json::from_slice(&out).expect("policy document is JSON")
+}
+
+fn as_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().expect("string").to_string())
+            .collect(),
+        Value::Null => vec![],
+        other => panic!("expected a string or list, got {other}"),
+    }
+}
+
+/// Statement Sid -> (actions, resources) of a policy document.
+fn statements(doc: &Value) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+    let list = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        one => vec![one.clone()],
+    };
+    list.iter()
+        .map(|s| {
+            let sid = s["Sid"]
+                .as_str()
+                .expect("every statement has a Sid")
+                .to_string();
+            assert_eq!(s["Effect"], "Allow", "{sid}");
+            (
+                sid,
+                (
+                    as_list(&s["Action"]).into_iter().collect(),
+                    as_list(&s["Resource"]).into_iter().collect(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+struct Aws {
+    emu: Emulator,
+    cfn: aws_sdk_cloudformation::Client,
+    iam: aws_sdk_iam::Client,
+    lambda: aws_sdk_lambda::Client,
+    s3: aws_sdk_s3::Client,
+}
+
+struct Stack {
+    outputs: HashMap<String, String>,
+    /// logical id -> physical id
+    resources: HashMap<String, String>,
+}
+
+impl Stack {
+    fn output(&self, key: &str) -> &str {
+        self.outputs
+            .get(key)
+            .unwrap_or_else(|| panic!("output {key} missing: {:?}", self.outputs))
+    }
+    fn physical(&self, logical: &str) -> &str {
+        self.resources
+            .get(logical)
+            .unwrap_or_else(|| panic!("resource {logical} missing: {:?}", self.resources))
+    }
+}
+
+impl Aws {
+    /// Starts moto and uploads a stand-in zip for every function key the templates default to
+    /// (moto checks that `Code.S3Bucket/S3Key` exists; it never runs the code).
+    async fn start() -> Self {
+        let emu = Emulator::start().await.expect("start moto");
+        let sdk = emu.sdk_config().await;
+        let aws = Self {
+            cfn: aws_sdk_cloudformation::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            s3: emu.s3().await,
+            emu,
+        };
+        aws.emu.create_bucket(CODE_BUCKET).await.unwrap();
+        for bin in [
+            "authtrail-archiver",
+            "authtrail-forwarder",
+            "authtrail-producer",
+        ] {
+            aws.s3
+                .put_object()
+                .bucket(CODE_BUCKET)
+                .key(format!("authtrail/0.1.0/{bin}.zip"))
+                .body(
+                    b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+                        .to_vec()
+                        .into(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        aws
+    }
+
+    async fn create_stack(&self, name: &str, template: &str, params: &[(&str, &str)]) -> Stack {
+        let body = std::fs::read_to_string(template_path(template)).unwrap();
+        let mut req = self
+            .cfn
+            .create_stack()
+            .stack_name(name)
+            .template_body(body)
+            .capabilities(Capability::CapabilityIam);
+        for (k, v) in params {
+            req = req.parameters(
+                Parameter::builder()
+                    .parameter_key(*k)
+                    .parameter_value(*v)
+                    .build(),
+            );
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateStack {template}: {e:?}"));
+        let desc = self
+            .cfn
+            .describe_stacks()
+            .stack_name(name)
+            .send()
+            .await
+            .unwrap();
+        let stack = &desc.stacks()[0];
+        assert_eq!(
+            stack.stack_status(),
+            Some(&StackStatus::CreateComplete),
+            "{template}: {:?}",
+            stack.stack_status_reason()
+        );
+        let outputs = stack
+            .outputs()
+            .iter()
+            .map(|o| {
+                (
+                    o.output_key().unwrap().to_string(),
+                    o.output_value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let res = self
+            .cfn
+            .list_stack_resources()
+            .stack_name(name)
+            .send()
+            .await
+            .unwrap();
+        let resources = res
+            .stack_resource_summaries()
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.logical_resource_id()?.to_string(),
+                    r.physical_resource_id()?.to_string(),
+                ))
+            })
+            .collect();
+        Stack { outputs, resources }
+    }
+
+    async fn trust_policy(&self, role: &str) -> Value {
+        let out = self.iam.get_role().role_name(role).send().await.unwrap();
+        decode_policy(out.role().unwrap().assume_role_policy_document().unwrap())
+    }
+
+    /// The role's inline policies merged: Sid -> (actions, resources).
+    async fn role_statements(
+        &self,
+        role: &str,
+    ) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+        let names = self
+            .iam
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
+        let mut all = BTreeMap::new();
+        for name in names.policy_names() {
+            let doc = self
+                .iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .unwrap();
+            all.extend(statements(&decode_policy(doc.policy_document())));
+        }
+        all
+    }
+
+    async fn function(
+        &self,
+        name: &str,
+    ) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
+        self.lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn function_env(&self, name: &str) -> BTreeMap<String, String> {
+        self.function(name)
+            .await
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    async fn mapping(
+        &self,
+        function: &str,
+    ) -> aws_sdk_lambda::types::EventSourceMappingConfiguration {
+        let out = self
+            .lambda
+            .list_event_source_mappings()
+            .function_name(function)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.event_source_mappings().len(), 1, "{function}");
+        out.event_source_mappings()[0].clone()
+    }
+
+    async fn create_secret(&self, name: &str, value: &str) -> String {
+        let sm = aws_sdk_secretsmanager::Client::new(&self.emu.sdk_config().await);
+        sm.create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap()
+            .arn()
+            .unwrap()
+            .to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared assertions
+// ---------------------------------------------------------------------------------------------
+
+/// The four values a writer needs, and the role's trust and permissions, exactly.
+async fn assert_writer_access(aws: &Aws, stack: &Stack, stream: &str, writer: &str, ext: &str) {
+    assert_eq!(stack.output("AwsAccountId"), ACCOUNT_ID);
+    assert_eq!(stack.output("AwsRegion"), REGION);
+    assert_eq!(stack.output("KinesisStreamName"), stream);
+    let role = stack.output("IamRoleName");
+    assert_eq!(
+        stack.output("RoleArn"),
+        format!("arn:aws:iam::{ACCOUNT_ID}:role/{role}")
+    );
+    let summary = aws
+        .emu
+        .kinesis()
+        .await
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let stream_arn = summary.stream_description_summary().unwrap().stream_arn();
+    assert_eq!(stack.output("StreamArn"), stream_arn);
+
+    let trust = aws.trust_policy(role).await;
+    let stmts = trust["Statement"].as_array().unwrap();
+    assert_eq!(stmts.len(), 1, "{trust}");
+    let s = &stmts[0];
+    assert_eq!(s["Effect"], "Allow");
+    assert_eq!(as_list(&s["Action"]), vec!["sts:AssumeRole"]);
+    assert_eq!(
+        as_list(&s["Principal"]["AWS"]),
+        vec![format!("arn:aws:iam::{writer}:root")]
+    );
+    assert_eq!(
+        s["Condition"],
+        json!({"StringEquals": {"sts:ExternalId": ext}}),
+        "only the External ID condition, no MFA condition"
+    );
+
+    let perms = aws.role_statements(role).await;
+    let key = stack.output("StreamKeyArn");
+    assert_eq!(
+        perms,
+        BTreeMap::from([
+            (
+                "WriteRecords".to_string(),
+                (
+                    set(&[
+                        "kinesis:DescribeStream",
+                        "kinesis:PutRecord",
+                        "kinesis:PutRecords"
+                    ]),
+                    set(&[stream_arn])
+                )
+            ),
+            (
+                "EncryptRecords".to_string(),
+                (set(&["kms:GenerateDataKey"]), set(&[key]))
+            ),
+        ])
+    );
+}
+
+const STREAM_READ: &[&str] = &[
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+    "kinesis:SubscribeToShard",
+];
+
+fn log_group_arn(group: &str) -> String {
+    format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}:*")
+}
+
+fn queue_arn(url: &str) -> String {
+    format!(
+        "arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{}",
+        url.rsplit('/').next().unwrap()
+    )
+}
+
+/// The archiver's function, mapping and role as s3-archive.yaml and pipeline.yaml build them.
+async fn assert_archiver(aws: &Aws, stack: &Stack, bucket: &str) {
+    let name = stack.output("ArchiverFunctionName");
+    let f = aws.function(name).await;
+    assert_eq!(f.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    assert_eq!(f.handler(), Some("bootstrap"));
+    assert_eq!(f.memory_size(), Some(256));
+    assert_eq!(f.timeout(), Some(120));
+    assert_eq!(
+        aws.function_env(name).await,
+        BTreeMap::from([
+            ("ARCHIVE_BUCKET".into(), bucket.to_string()),
+            ("ARCHIVE_PREFIX".into(), "raw/".into()),
+            ("ARCHIVE_ERROR_PREFIX".into(), "errors/".into()),
+            ("ARCHIVE_STATE_PREFIX".into(), "archiver-state/".into()),
+            ("ARCHIVE_COMPRESSION".into(), "gzip".into()),
+        ])
+    );
+
+    let m = aws.mapping(name).await;
+    assert_eq!(m.event_source_arn(), Some(stack.output("StreamArn")));
+    assert_eq!(m.batch_size(), Some(10_000));
+    assert_eq!(m.maximum_batching_window_in_seconds(), Some(60));
+    assert_eq!(
+        m.function_response_types()
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>(),
+        vec!["ReportBatchItemFailures"]
+    );
+    assert_eq!(m.bisect_batch_on_function_error(), Some(true));
+    assert_eq!(m.maximum_retry_attempts(), Some(10));
+    assert_eq!(m.maximum_record_age_in_seconds(), Some(21_600));
+    let failure_queue = queue_arn(stack.physical("ArchiverFailureQueue"));
+    assert_eq!(
+        m.destination_config()
+            .and_then(|d| d.on_failure())
+            .and_then(|o| o.destination()),
+        Some(failure_queue.as_str())
+    );
+
+    let role = stack.physical("ArchiverRole");
+    let trust = aws.trust_policy(role).await;
+    assert_eq!(
+        trust["Statement"][0]["Principal"],
+        json!({"Service": "lambda.amazonaws.com"})
+    );
+    let b = format!("arn:aws:s3:::{bucket}");
+    assert_eq!(
+        aws.role_statements(role).await,
+        BTreeMap::from([
+            (
+                "WriteOwnLogs".to_string(),
+                (
+                    set(&["logs:CreateLogStream", "logs:PutLogEvents"]),
+                    set(&[&log_group_arn(stack.physical("ArchiverLogGroup"))])
+                )
+            ),
+            (
+                "ReadStream".to_string(),
+                (set(STREAM_READ), set(&[stack.output("StreamArn")]))
+            ),
+            (
+                "DecryptStream".to_string(),
+                (set(&["kms:Decrypt"]), set(&[stack.output("StreamKeyArn")]))
+            ),
+            (
+                "ReadAndWriteArchiveObjects".to_string(),
+                (
+                    set(&["s3:GetObject", "s3:PutObject"]),
+                    set(&[
+                        &format!("{b}/raw/*"),
+                        &format!("{b}/errors/*"),
+                        &format!("{b}/archiver-state/*")
+                    ])
+                )
+            ),
+            (
+                "MissingObjectsAnswer404Not403".to_string(),
+                (set(&["s3:ListBucket"]), set(&[&b]))
+            ),
+            (
+                "ReportFailedBatches".to_string(),
+                (set(&["sqs:SendMessage"]), set(&[&failure_queue]))
+            ),
+        ])
+    );
+}
+
+/// The forwarder's function, mapping and role (without optional secrets or Firehose).
+async fn assert_forwarder(aws: &Aws, stack: &Stack, stream_arn: &str, key_arn: Option<&str>) {
+    let name = stack.output("ForwarderFunctionName");
+    let dlq = stack.output("DeadLetterBucketName");
+    let f = aws.function(name).await;
+    assert_eq!(f.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    assert_eq!(f.memory_size(), Some(256));
+    assert_eq!(f.timeout(), Some(60));
+    assert_eq!(
+        aws.function_env(name).await,
+        BTreeMap::from([
+            ("FORWARDER_CONFIG".into(), STDOUT_FORWARDER_CONFIG.into()),
+            ("DLQ_BUCKET".into(), dlq.to_string()),
+            ("DLQ_PREFIX".into(), "dlq/".into()),
+        ])
+    );
+    let m = aws.mapping(name).await;
+    assert_eq!(m.event_source_arn(), Some(stream_arn));
+    assert_eq!(m.batch_size(), Some(1000));
+    assert_eq!(m.maximum_batching_window_in_seconds(), Some(1));
+    assert_eq!(
+        m.function_response_types()
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>(),
+        vec!["ReportBatchItemFailures"]
+    );
+    assert_eq!(m.bisect_batch_on_function_error(), Some(true));
+    assert_eq!(m.maximum_retry_attempts(), Some(10));
+    assert_eq!(m.maximum_record_age_in_seconds(), Some(21_600));
+    let failure_queue = queue_arn(stack.physical("ForwarderFailureQueue"));
+    assert_eq!(
+        m.destination_config()
+            .and_then(|d| d.on_failure())
+            .and_then(|o| o.destination()),
+        Some(failure_queue.as_str())
+    );
+
+    let mut expected = BTreeMap::from([
+        (
+            "WriteOwnLogs".to_string(),
+            (
+                set(&["logs:CreateLogStream", "logs:PutLogEvents"]),
+                set(&[&log_group_arn(stack.physical("ForwarderLogGroup"))]),
+            ),
+        ),
+        (
+            "ReadStream".to_string(),
+            (set(STREAM_READ), set(&[stream_arn])),
+        ),
+        (
+            "WriteDeadLetters".to_string(),
+            (
+                set(&["s3:PutObject"]),
+                set(&[&format!("arn:aws:s3:::{dlq}/dlq/*")]),
+            ),
+        ),
+        (
+            "ReportFailedBatches".to_string(),
+            (set(&["sqs:SendMessage"]), set(&[&failure_queue])),
+        ),
+    ]);
+    if let Some(key) = key_arn {
+        expected.insert(
+            "DecryptStream".to_string(),
+            (set(&["kms:Decrypt"]), set(&[key])),
+        );
+    }
+    let role = stack.physical("ForwarderRole");
+    let got = aws.role_statements(role).await;
+    for (sid, want) in &expected {
+        assert_eq!(got.get(sid), Some(want), "{sid}");
+    }
+    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(
+        extra
+            .iter()
+            .all(|k| ["ReadReferencedSecrets", "WriteFirehose"].contains(&k.as_str())),
+        "unexpected statements {extra:?}"
+    );
+}
+
+/// The producer's function and role (credentials from an existing secret).
+async fn assert_producer(
+    aws: &Aws,
+    stack: &Stack,
+    stream_arn: &str,
+    key_arn: Option<&str>,
+    secret_arn: &str,
+) {
+    let name = stack.output("ProducerFunctionName");
+    let bucket = stack.output("CheckpointBucketName");
+    let f = aws.function(name).await;
+    assert_eq!(f.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    assert_eq!(f.handler(), Some("bootstrap"));
+    assert_eq!(f.memory_size(), Some(256));
+    assert_eq!(f.timeout(), Some(120));
+    let concurrency = aws
+        .lambda
+        .get_function_concurrency()
+        .function_name(name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(concurrency.reserved_concurrent_executions(), Some(1));
+    assert_eq!(
+        aws.function_env(name).await,
+        BTreeMap::from([
+            ("MPAS_BASE_URL".into(), "http://127.0.0.1:9".into()),
+            ("MPAS_REALM".into(), "demo".into()),
+            ("MPAS_START_FROM".into(), "oldest".into()),
+            ("MPAS_CREDENTIALS_SECRET_ARN".into(), secret_arn.into()),
+            ("KINESIS_STREAM_NAME".into(), stream_arn.into()),
+            ("CHECKPOINT_BUCKET".into(), bucket.into()),
+            ("REDACT_USER_EVENTS".into(), "true".into()),
+            ("REDACT_ADMIN_EVENTS".into(), "true".into()),
+            ("REDACTION_MODE".into(), "mask".into()),
+        ])
+    );
+    assert!(
+        stack.resources.contains_key("ProducerSchedule"),
+        "the every-minute rule exists"
+    );
+    assert!(
+        aws.lambda
+            .list_event_source_mappings()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap()
+            .event_source_mappings()
+            .is_empty(),
+        "the producer is scheduled, not stream-triggered"
+    );
+
+    let b = format!("arn:aws:s3:::{bucket}");
+    let mut expected = BTreeMap::from([
+        (
+            "WriteOwnLogs".to_string(),
+            (
+                set(&["logs:CreateLogStream", "logs:PutLogEvents"]),
+                set(&[&log_group_arn(stack.physical("ProducerLogGroup"))]),
+            ),
+        ),
+        (
+            "WriteStream".to_string(),
+            (set(&["kinesis:PutRecords"]), set(&[stream_arn])),
+        ),
+        (
+            "ReadAndWriteCursor".to_string(),
+            (
+                set(&["s3:GetObject", "s3:PutObject"]),
+                set(&[&format!("{b}/*")]),
+            ),
+        ),
+        (
+            "MissingCursorAnswers404Not403".to_string(),
+            (set(&["s3:ListBucket"]), set(&[&b])),
+        ),
+        (
+            "ReadCredentials".to_string(),
+            (set(&["secretsmanager:GetSecretValue"]), set(&[secret_arn])),
+        ),
+    ]);
+    if let Some(key) = key_arn {
+        expected.insert(
+            "EncryptRecords".to_string(),
+            (set(&["kms:GenerateDataKey"]), set(&[key])),
+        );
+    }
+    assert_eq!(
+        aws.role_statements(stack.physical("ProducerRole")).await,
+        expected
+    );
+}
+
+/// An S3 bucket exists and has default encryption.
+async fn assert_encrypted_bucket(aws: &Aws, bucket: &str) {
+    aws.s3.head_bucket().bucket(bucket).send().await.unwrap();
+    let enc = aws
+        .s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rules = enc.server_side_encryption_configuration().unwrap().rules();
+    assert!(!rules.is_empty(), "{bucket} has default encryption");
+}
+
+const CREDENTIALS_JSON: &str = r#"{"clientId":"authtrail","clientSecret":"not-a-real-secret"}"#;
+
+// ---------------------------------------------------------------------------------------------
+// Stacks on the emulator
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn kinesis_stream_stack_lets_only_the_writer_account_with_the_external_id_put_records() {
+    let aws = Aws::start().await;
+    let stack = aws
+        .create_stack(
+            "logs",
+            "kinesis-stream.yaml",
+            &[
+                ("StreamName", "customer-logs"),
+                ("ShardCount", "2"),
+                ("WriterAccountId", "210987654321"),
+                ("ExternalId", "authtrail-ext-42"),
+            ],
+        )
+        .await;
+    assert_writer_access(
+        &aws,
+        &stack,
+        "customer-logs",
+        "210987654321",
+        "authtrail-ext-42",
+    )
+    .await;
+    let shards = aws
+        .emu
+        .kinesis()
+        .await
+        .describe_stream_summary()
+        .stream_name("customer-logs")
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .open_shard_count();
+    assert_eq!(shards, 2);
+}
+
+#[tokio::test]
+async fn kinesis_stream_stack_defaults_the_writer_to_its_own_account() {
+    let aws = Aws::start().await;
+    let stack = aws
+        .create_stack(
+            "logs",
+            "kinesis-stream.yaml",
+            &[("ExternalId", "own-account-ext")],
+        )
+        .await;
+    assert_writer_access(
+        &aws,
+        &stack,
+        "authtrail-events",
+        ACCOUNT_ID,
+        "own-account-ext",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn s3_archive_stack_creates_an_encrypted_bucket_and_an_archiver_batching_a_minute_per_shard()
+{
+    let aws = Aws::start().await;
+    let stack = aws
+        .create_stack(
+            "archive",
+            "s3-archive.yaml",
+            &[
+                ("StreamName", "archive-events"),
+                ("ExternalId", "ext-archive"),
+                ("BucketName", "customer-archive"),
+                ("ExpirationDays", "365"),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    assert_writer_access(&aws, &stack, "archive-events", ACCOUNT_ID, "ext-archive").await;
+    assert_eq!(stack.output("BucketName"), "customer-archive");
+    assert_encrypted_bucket(&aws, "customer-archive").await;
+    assert_archiver(&aws, &stack, "customer-archive").await;
+}
+
+#[tokio::test]
+async fn s3_archive_stack_archives_into_an_existing_bucket_without_creating_one() {
+    let aws = Aws::start().await;
+    aws.emu.create_bucket("existing-archive").await.unwrap();
+    let stack = aws
+        .create_stack(
+            "archive",
+            "s3-archive.yaml",
+            &[
+                ("ExternalId", "ext-archive"),
+                ("UseExistingBucket", "true"),
+                ("BucketName", "existing-archive"),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    assert_eq!(stack.output("BucketName"), "existing-archive");
+    assert!(!stack.resources.contains_key("ArchiveBucket"));
+    let buckets = aws.s3.list_buckets().send().await.unwrap();
+    let mut names: Vec<_> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+    names.sort();
+    assert_eq!(names, vec![CODE_BUCKET, "existing-archive"]);
+    assert_archiver(&aws, &stack, "existing-archive").await;
+}
+
+#[tokio::test]
+async fn siem_forwarder_stack_maps_an_existing_stream_with_a_short_window_and_a_dead_letter_bucket()
+{
+    let aws = Aws::start().await;
+    let stream_arn = aws.emu.create_stream("existing-events", 1).await.unwrap();
+    let secret = aws.create_secret("hec-token", "not-a-real-token").await;
+    let key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    let stack = aws
+        .create_stack(
+            "siem",
+            "siem-forwarder.yaml",
+            &[
+                ("StreamArn", &stream_arn),
+                ("StreamKeyArn", key),
+                ("ForwarderConfig", STDOUT_FORWARDER_CONFIG),
+                ("AdditionalSecretArns", &secret),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    assert_encrypted_bucket(&aws, stack.output("DeadLetterBucketName")).await;
+    assert_forwarder(&aws, &stack, &stream_arn, Some(key)).await;
+    let perms = aws.role_statements(stack.physical("ForwarderRole")).await;
+    assert_eq!(
+        perms.get("ReadReferencedSecrets"),
+        Some(&(set(&["secretsmanager:GetSecretValue"]), set(&[&secret])))
+    );
+    assert!(!perms.contains_key("WriteFirehose"));
+    assert_eq!(
+        aws.mapping(stack.output("ForwarderFunctionName"))
+            .await
+            .starting_position()
+            .map(|p| p.as_str()),
+        Some("LATEST")
+    );
+}
+
+#[tokio::test]
+async fn mpas_producer_stack_runs_one_producer_at_a_time_with_credentials_from_secrets_manager() {
+    let aws = Aws::start().await;
+    let stream_arn = aws.emu.create_stream("producer-events", 1).await.unwrap();
+    let secret = aws
+        .create_secret("mpas-credentials", CREDENTIALS_JSON)
+        .await;
+    let key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    let stack = aws
+        .create_stack(
+            "mpas",
+            "mpas-producer.yaml",
+            &[
+                ("MpasBaseUrl", "http://127.0.0.1:9"),
+                ("MpasRealm", "demo"),
+                ("ExistingCredentialsSecretArn", &secret),
+                ("KinesisStreamArn", &stream_arn),
+                ("StreamKeyArn", key),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    assert_encrypted_bucket(&aws, stack.output("CheckpointBucketName")).await;
+    assert_producer(&aws, &stack, &stream_arn, Some(key), &secret).await;
+    assert_eq!(stack.output("CredentialsSecretArn"), secret);
+}
+
+#[tokio::test]
+async fn mpas_producer_stack_with_credentials_as_parameters_creates_everything_but_the_secret() {
+    // moto skips AWS::SecretsManager::Secret: the stack completes and the function exists, but
+    // the secret and the variables that Ref it are missing here (they exist on AWS).
+    let aws = Aws::start().await;
+    let stream_arn = aws.emu.create_stream("producer-events", 1).await.unwrap();
+    let stack = aws
+        .create_stack(
+            "mpas",
+            "mpas-producer.yaml",
+            &[
+                ("MpasBaseUrl", "https://mpas.example.com"),
+                ("MpasRealm", "demo"),
+                ("MpasClientId", "authtrail"),
+                ("MpasClientSecret", "not-a-real-secret"),
+                ("KinesisStreamArn", &stream_arn),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    let env = aws.function_env(stack.output("ProducerFunctionName")).await;
+    assert_eq!(env["MPAS_BASE_URL"], "https://mpas.example.com");
+    assert!(
+        env.values().all(|v| !v.contains("not-a-real-secret")),
+        "credentials never reach the function's environment"
+    );
+}
+
+#[tokio::test]
+async fn pipeline_stack_builds_stream_archive_forwarder_producer_and_writer_role_in_one_account() {
+    let aws = Aws::start().await;
+    let secret = aws
+        .create_secret("mpas-credentials", CREDENTIALS_JSON)
+        .await;
+    let stack = aws
+        .create_stack(
+            "authtrail",
+            "pipeline.yaml",
+            &[
+                ("StreamName", "pipeline-events"),
+                ("ExternalId", "ext-pipeline"),
+                ("ForwarderConfig", STDOUT_FORWARDER_CONFIG),
+                ("MpasBaseUrl", "http://127.0.0.1:9"),
+                ("MpasRealm", "demo"),
+                ("ExistingCredentialsSecretArn", &secret),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    assert_writer_access(&aws, &stack, "pipeline-events", ACCOUNT_ID, "ext-pipeline").await;
+    let stream_arn = stack.output("StreamArn").to_string();
+    let key = stack.output("StreamKeyArn").to_string();
+    let bucket = stack.output("BucketName").to_string();
+    assert_encrypted_bucket(&aws, &bucket).await;
+    assert_archiver(&aws, &stack, &bucket).await;
+    assert_forwarder(&aws, &stack, &stream_arn, Some(&key)).await;
+    assert_eq!(
+        aws.mapping(stack.output("ForwarderFunctionName"))
+            .await
+            .starting_position()
+            .map(|p| p.as_str()),
+        Some("TRIM_HORIZON")
+    );
+    assert_producer(&aws, &stack, &stream_arn, Some(&key), &secret).await;
+}
+
+#[tokio::test]
+async fn pipeline_stack_without_optional_parts_builds_only_stream_and_archive() {
+    let aws = Aws::start().await;
+    let stack = aws
+        .create_stack("authtrail", "pipeline.yaml", &[("CodeBucket", CODE_BUCKET)])
+        .await;
+    let mut keys: Vec<_> = stack.outputs.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "ArchiverFunctionName",
+            "AwsAccountId",
+            "AwsRegion",
+            "BucketName",
+            "KinesisStreamName",
+            "StreamArn",
+            "StreamKeyArn",
+        ]
+    );
+    for absent in [
+        "WriterRole",
+        "ForwarderFunction",
+        "ProducerFunction",
+        "DeadLetterBucket",
+        "CheckpointBucket",
+    ] {
+        assert!(!stack.resources.contains_key(absent), "{absent}");
+    }
+    let bucket = stack.output("BucketName").to_string();
+    assert_archiver(&aws, &stack, &bucket).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates and code agree
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_environment_variable_a_template_sets_is_one_its_function_reads() {
+    let mut checked = 0;
+    for name in TEMPLATES {
+        let t = template_json(name);
+        for (id, f) in resources_of(&t, "AWS::Lambda::Function") {
+            let krate = function_crate(f);
+            let source = crate_source(krate);
+            let vars = f["Properties"]["Environment"]["Variables"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{name} {id}: no environment"));
+            for var in vars.keys() {
+                assert!(
+                    source.contains(&format!("\"{var}\"")),
+                    "{name}: {id} sets {var}, which functions/{krate}/src never reads"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} variables checked");
+}
+
+#[test]
+fn every_functions_settings_follow_the_deployment_standard() {
+    for name in TEMPLATES {
+        let t = template_json(name);
+        for (id, f) in resources_of(&t, "AWS::Lambda::Function") {
+            let p = &f["Properties"];
+            assert_eq!(p["Runtime"], "provided.al2023", "{name} {id}");
+            assert_eq!(p["Architectures"], json!(["arm64"]), "{name} {id}");
+            assert_eq!(p["Handler"], "bootstrap", "{name} {id}");
+            assert_eq!(
+                p["Code"]["S3Bucket"],
+                json!({"Ref": "CodeBucket"}),
+                "{name} {id}"
+            );
+            assert!(
+                p["MemorySize"]["Ref"].is_string(),
+                "{name} {id}: MemorySize parameter"
+            );
+            assert!(
+                p["Timeout"]["Ref"].is_string(),
+                "{name} {id}: Timeout parameter"
+            );
+            let group = p["LoggingConfig"]["LogGroup"]["Ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} {id}: LoggingConfig.LogGroup"));
+            assert_eq!(
+                t["Resources"][group]["Properties"]["RetentionInDays"],
+                json!({"Ref": "LogRetentionInDays"}),
+                "{name} {id}: log retention"
+            );
+            let alarms: Vec<String> = resources_of(&t, "AWS::CloudWatch::Alarm")
+                .into_iter()
+                .filter(|(_, a)| a["Properties"]["Dimensions"][0]["Value"] == json!({"Ref": id}))
+                .map(|(_, a)| a["Properties"]["MetricName"].as_str().unwrap().to_string())
+                .collect();
+            assert!(
+                alarms.contains(&"Errors".to_string()),
+                "{name} {id}: {alarms:?}"
+            );
+            let is_mapped = resources_of(&t, "AWS::Lambda::EventSourceMapping")
+                .iter()
+                .any(|(_, m)| m["Properties"]["FunctionName"] == json!({"Ref": id}));
+            if is_mapped {
+                assert!(
+                    alarms.contains(&"IteratorAge".to_string()),
+                    "{name} {id}: {alarms:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_event_source_mapping_sets_what_its_handler_relies_on() {
+    let mut mappings = 0;
+    for name in TEMPLATES {
+        let t = template_json(name);
+        for (id, m) in resources_of(&t, "AWS::Lambda::EventSourceMapping") {
+            let p = &m["Properties"];
+            let target = p["FunctionName"]["Ref"].as_str().expect("FunctionName Ref");
+            let krate = function_crate(&t["Resources"][target]);
+            let reports_failures = crate_source(krate).contains("batch_item_failures");
+            if reports_failures {
+                assert_eq!(
+                    p["FunctionResponseTypes"],
+                    json!(["ReportBatchItemFailures"]),
+                    "{name} {id}: {krate} returns batch item failures"
+                );
+            }
+            assert_eq!(p["BisectBatchOnFunctionError"], true, "{name} {id}");
+            for finite in ["MaximumRetryAttempts", "MaximumRecordAgeInSeconds"] {
+                let v = &p[finite];
+                assert!(
+                    v.is_u64() || v["Ref"].is_string(),
+                    "{name} {id}: {finite} must be set (AWS defaults to infinite)"
+                );
+                if let Some(param) = v["Ref"].as_str() {
+                    let min = &t["Parameters"][param]["MinValue"];
+                    assert!(
+                        min.as_i64().is_some_and(|m| m >= 0),
+                        "{name} {id}: {param} must not allow -1 (infinite)"
+                    );
+                }
+            }
+            assert!(
+                p["DestinationConfig"]["OnFailure"]["Destination"].is_object(),
+                "{name} {id}: on-failure destination"
+            );
+            match krate {
+                "archiver" => {
+                    assert_eq!(p["BatchSize"], 10_000, "{name} {id}");
+                    assert_eq!(p["MaximumBatchingWindowInSeconds"], 60, "{name} {id}");
+                }
+                "forwarder" => {
+                    assert_eq!(p["BatchSize"], json!({"Ref": "BatchSize"}), "{name} {id}");
+                    assert_eq!(
+                        t["Parameters"]["MaximumBatchingWindowInSeconds"]["Default"], 1,
+                        "{name} {id}"
+                    );
+                }
+                other => panic!("{name} {id}: unexpected mapping to {other}"),
+            }
+            mappings += 1;
+        }
+    }
+    assert_eq!(
+        mappings, 4,
+        "archiver and forwarder in their stacks and in the pipeline"
+    );
+}
+
+/// Starts the real function binary with the environment moto resolved for it (plus the
+/// emulator's AWS variables), invokes it once and returns the outcome and its logs.
+async fn run_with_env(
+    aws: &Aws,
+    krate: &str,
+    env: &BTreeMap<String, String>,
+    payload: &Value,
+) -> (Outcome, String) {
+    let binary = bin_path(&format!("authtrail-{krate}")).expect("function binary");
+    let mut cfg = FunctionConfig::new(format!("cfn-{krate}"), binary)
+        .with_env(aws.emu.env())
+        .with_env(env.clone())
+        .with_timeout(Duration::from_secs(30));
+    cfg.inherit_env = false;
+    cfg.echo_logs = false;
+    let f = LambdaFunction::start(cfg).await.expect("start function");
+    let inv = f.invoke_json(payload).await.expect("invoke");
+    let logs = f.logs();
+    f.shutdown().await;
+    (inv.outcome, logs)
+}
+
+fn payload_for(krate: &str) -> Value {
+    match krate {
+        "producer" => authtrail_runner::scheduled_event(
+            REGION,
+            "cfn-schedule",
+            chrono::DateTime::from_timestamp(1_739_388_470, 0).unwrap(),
+        ),
+        _ => json!({"Records": []}),
+    }
+}
+
+#[tokio::test]
+async fn every_variable_a_function_requires_is_set_by_each_template() {
+    let aws = Aws::start().await;
+    let secret = aws
+        .create_secret("mpas-credentials", CREDENTIALS_JSON)
+        .await;
+    let pipeline = aws
+        .create_stack(
+            "pipeline",
+            "pipeline.yaml",
+            &[
+                ("StreamName", "pipeline-events"),
+                ("ForwarderConfig", STDOUT_FORWARDER_CONFIG),
+                ("MpasBaseUrl", "http://127.0.0.1:9"),
+                ("MpasRealm", "demo"),
+                ("ExistingCredentialsSecretArn", &secret),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    let stream_arn = pipeline.output("StreamArn").to_string();
+    let archive = aws
+        .create_stack(
+            "archive",
+            "s3-archive.yaml",
+            &[
+                ("StreamName", "archive-events"),
+                ("ExternalId", "ext"),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    let siem = aws
+        .create_stack(
+            "siem",
+            "siem-forwarder.yaml",
+            &[
+                ("StreamArn", &stream_arn),
+                ("ForwarderConfig", STDOUT_FORWARDER_CONFIG),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    let mpas = aws
+        .create_stack(
+            "mpas",
+            "mpas-producer.yaml",
+            &[
+                ("MpasBaseUrl", "http://127.0.0.1:9"),
+                ("MpasRealm", "demo"),
+                ("ExistingCredentialsSecretArn", &secret),
+                ("KinesisStreamArn", &stream_arn),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    let deployed = [
+        (
+            "pipeline.yaml",
+            &pipeline,
+            "archiver",
+            "ArchiverFunctionName",
+        ),
+        (
+            "pipeline.yaml",
+            &pipeline,
+            "forwarder",
+            "ForwarderFunctionName",
+        ),
+        (
+            "pipeline.yaml",
+            &pipeline,
+            "producer",
+            "ProducerFunctionName",
+        ),
+        (
+            "s3-archive.yaml",
+            &archive,
+            "archiver",
+            "ArchiverFunctionName",
+        ),
+        (
+            "siem-forwarder.yaml",
+            &siem,
+            "forwarder",
+            "ForwarderFunctionName",
+        ),
+        (
+            "mpas-producer.yaml",
+            &mpas,
+            "producer",
+            "ProducerFunctionName",
+        ),
+    ];
+    for (template, stack, krate, output) in deployed {
+        let env = aws.function_env(stack.output(output)).await;
+        let (outcome, logs) = run_with_env(&aws, krate, &env, &payload_for(krate)).await;
+        assert!(
+            !matches!(outcome, Outcome::InitError { .. }),
+            "{template}: {krate} failed at init with the template's environment: {outcome:?}\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_function_without_its_template_environment_fails_at_init_naming_a_variable() {
+    // The control for the test above: without the template's variables each function refuses
+    // to start, and says which variable is missing.
+    let aws = Aws::start().await;
+    let t = template_json("pipeline.yaml");
+    for krate in ["archiver", "forwarder", "producer"] {
+        let (_, f) = resources_of(&t, "AWS::Lambda::Function")
+            .into_iter()
+            .find(|(_, f)| function_crate(f) == krate)
+            .unwrap();
+        let vars: Vec<&String> = f["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        let (outcome, logs) =
+            run_with_env(&aws, krate, &BTreeMap::new(), &payload_for(krate)).await;
+        let text = format!("{outcome:?}\n{logs}");
+        assert!(
+            matches!(outcome, Outcome::InitError { .. }),
+            "{krate} started without configuration: {text}"
+        );
+        assert!(
+            vars.iter().any(|v| text.contains(v.as_str())),
+            "{krate}'s init error names none of {vars:?}: {text}"
+        );
+    }
+}
