@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authtrail_harness::{Emulator, ScratchDir, bin_path};
-use authtrail_runner::{FunctionConfig, KinesisEventSource, KinesisSourceConfig, LambdaFunction, SourceStats};
+use authtrail_runner::{
+    FunctionConfig, KinesisEventSource, KinesisSourceConfig, LambdaFunction, SourceStats,
+};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde_json::{Value, json};
@@ -30,7 +32,9 @@ const HMAC_KEY: &str = "e2e-hmac-key-never-logged";
 const T0: i64 = 1_739_388_470_156;
 
 fn ts(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn user_event(i: usize, kind: &str) -> Value {
@@ -76,7 +80,11 @@ fn mixed(n: usize) -> Vec<Value> {
 }
 
 fn id_of(v: &Value) -> String {
-    v.pointer("/event/id").or_else(|| v.get("id")).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.pointer("/event/id")
+        .or_else(|| v.get("id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -92,7 +100,9 @@ struct Bench {
 
 impl Bench {
     async fn new(stream: &str) -> Self {
-        let emu = Emulator::start().await.expect("moto_server (run `make venv`)");
+        let emu = Emulator::start()
+            .await
+            .expect("moto_server (run `make venv`)");
         emu.create_stream(stream, 1).await.unwrap();
         emu.create_bucket("dlq").await.unwrap();
         let scratch = ScratchDir::new("forwarder-e2e").unwrap();
@@ -101,8 +111,15 @@ impl Bench {
             ingest_auth: IngestAuth::Bearer(INGEST_TOKEN.into()),
             ..Default::default()
         };
-        let receiver = Receiver::start(&scratch.path().join("certs"), options).await.unwrap();
-        Self { emu, receiver, scratch, stream: stream.into() }
+        let receiver = Receiver::start(&scratch.path().join("certs"), options)
+            .await
+            .unwrap();
+        Self {
+            emu,
+            receiver,
+            scratch,
+            stream: stream.into(),
+        }
     }
 
     fn ca(&self) -> String {
@@ -115,9 +132,21 @@ impl Bench {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, d)| PutRecordsRequestEntry::builder().data(Blob::new(d.as_bytes())).partition_key(format!("pk-{i}")).build().unwrap())
+                .map(|(i, d)| {
+                    PutRecordsRequestEntry::builder()
+                        .data(Blob::new(d.as_bytes()))
+                        .partition_key(format!("pk-{i}"))
+                        .build()
+                        .unwrap()
+                })
                 .collect::<Vec<_>>();
-            let out = kinesis.put_records().stream_name(&self.stream).set_records(Some(entries)).send().await.unwrap();
+            let out = kinesis
+                .put_records()
+                .stream_name(&self.stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(out.failed_record_count(), Some(0));
         }
     }
@@ -128,7 +157,8 @@ impl Bench {
     }
 
     async fn forwarder(&self, config: &Value) -> Arc<LambdaFunction> {
-        let bin = bin_path("authtrail-forwarder").expect("build it first: cargo build -p authtrail-forwarder");
+        let bin = bin_path("authtrail-forwarder")
+            .expect("build it first: cargo build -p authtrail-forwarder");
         let mut cfg = FunctionConfig::new("forwarder", bin)
             .with_env(self.emu.env())
             .with_env([
@@ -151,17 +181,36 @@ impl Bench {
         cfg.max_retry_attempts = 1000;
         cfg.retry_backoff = Duration::from_millis(200);
         cfg.poll_interval = Duration::from_millis(100);
-        KinesisEventSource::new(&self.emu.sdk_config().await, cfg, f.clone()).await.unwrap()
+        KinesisEventSource::new(&self.emu.sdk_config().await, cfg, f.clone())
+            .await
+            .unwrap()
     }
 
     /// Every dead letter in the bucket, by key.
     async fn dead_letters(&self) -> BTreeMap<String, Value> {
         let s3 = self.emu.s3().await;
         let mut out = BTreeMap::new();
-        let list = s3.list_objects_v2().bucket("dlq").prefix("dlq/").send().await.unwrap();
+        let list = s3
+            .list_objects_v2()
+            .bucket("dlq")
+            .prefix("dlq/")
+            .send()
+            .await
+            .unwrap();
         for o in list.contents() {
             let key = o.key().unwrap().to_string();
-            let body = s3.get_object().bucket("dlq").key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+            let body = s3
+                .get_object()
+                .bucket("dlq")
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
             out.insert(key, serde_json::from_slice(&body).unwrap());
         }
         out
@@ -169,7 +218,15 @@ impl Bench {
 
     async fn create_secret(&self, name: &str, value: &str) -> String {
         let sm = aws_sdk_secretsmanager::Client::new(&self.emu.sdk_config().await);
-        sm.create_secret().name(name).secret_string(value).send().await.unwrap().arn().unwrap().to_string()
+        sm.create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap()
+            .arn()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -179,7 +236,11 @@ fn all_bytes(receiver: &Receiver) -> String {
 
 fn assert_drained_cleanly(stats: &SourceStats) {
     assert_eq!(stats.total.records_discarded, 0, "{stats:?}");
-    assert_eq!(stats.total.function_errors + stats.total.crashes + stats.total.timeouts, 0, "{stats:?}");
+    assert_eq!(
+        stats.total.function_errors + stats.total.crashes + stats.total.timeouts,
+        0,
+        "{stats:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +250,9 @@ fn assert_drained_cleanly(stats: &SourceStats) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_splunk_and_elasticsearch_receive_their_wire_formats_filtered_and_redacted() {
     let b = Bench::new("fwd-http").await;
-    let hmac_arn = b.create_secret("forwarder/hmac", &json!({"hmacKey": HMAC_KEY}).to_string()).await;
+    let hmac_arn = b
+        .create_secret("forwarder/hmac", &json!({"hmacKey": HMAC_KEY}).to_string())
+        .await;
     let url = b.receiver.url();
     let config = json!({
         "emitters": [
@@ -212,59 +275,132 @@ async fn http_splunk_and_elasticsearch_receive_their_wire_formats_filtered_and_r
     let stats = b.source(&f, 100).await.drain().await.unwrap();
     assert_drained_cleanly(&stats);
     assert_eq!(stats.total.retries, 0, "{stats:?}");
-    assert!(b.receiver.rejections().is_empty(), "{:?}", b.receiver.rejections());
+    assert!(
+        b.receiver.rejections().is_empty(),
+        "{:?}",
+        b.receiver.rejections()
+    );
 
     // Splunk: only LOGIN_ERROR and admin events, each a HEC event object.
     let splunk = b.receiver.events(Endpoint::SplunkHec);
     let expected: BTreeSet<String> = records
         .iter()
-        .filter(|r| r["eventType"] == "admin-event" || r.pointer("/event/type") == Some(&json!("LOGIN_ERROR")))
+        .filter(|r| {
+            r["eventType"] == "admin-event"
+                || r.pointer("/event/type") == Some(&json!("LOGIN_ERROR"))
+        })
         .map(id_of)
         .collect();
-    assert_eq!(splunk.iter().map(|e| id_of(&e["event"])).collect::<BTreeSet<_>>(), expected);
+    assert_eq!(
+        splunk
+            .iter()
+            .map(|e| id_of(&e["event"]))
+            .collect::<BTreeSet<_>>(),
+        expected
+    );
     for e in &splunk {
-        assert_eq!((e["host"].as_str(), e["source"].as_str(), e["sourcetype"].as_str(), e["index"].as_str()), (Some("authtrail"), Some("authtrail"), Some("authtrail:event"), Some("security")));
+        assert_eq!(
+            (
+                e["host"].as_str(),
+                e["source"].as_str(),
+                e["sourcetype"].as_str(),
+                e["index"].as_str()
+            ),
+            (
+                Some("authtrail"),
+                Some("authtrail"),
+                Some("authtrail:event"),
+                Some("security")
+            )
+        );
         let t = e["event"]["event"]["time"].as_i64().unwrap();
         assert_eq!((e["time"].as_f64().unwrap() * 1000.0).round() as i64, t);
     }
 
     // Webhook: everything except REFRESH_TOKEN, gzip JSON arrays with the bearer token.
-    let ingest = b.receiver.received().into_iter().filter(|r| r.endpoint == Endpoint::Ingest).collect::<Vec<_>>();
-    assert!(ingest.iter().all(|r| r.gzip && r.content_type.as_deref() == Some("application/json")));
-    let webhook_ids: BTreeSet<String> = ingest.iter().flat_map(|r| r.events.iter().map(id_of)).collect();
-    let not_refresh: BTreeSet<String> = records.iter().filter(|r| r.pointer("/event/type") != Some(&json!("REFRESH_TOKEN"))).map(id_of).collect();
+    let ingest = b
+        .receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.endpoint == Endpoint::Ingest)
+        .collect::<Vec<_>>();
+    assert!(
+        ingest
+            .iter()
+            .all(|r| r.gzip && r.content_type.as_deref() == Some("application/json"))
+    );
+    let webhook_ids: BTreeSet<String> = ingest
+        .iter()
+        .flat_map(|r| r.events.iter().map(id_of))
+        .collect();
+    let not_refresh: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.pointer("/event/type") != Some(&json!("REFRESH_TOKEN")))
+        .map(id_of)
+        .collect();
     assert_eq!(webhook_ids, not_refresh);
 
     // Elasticsearch: every record, _id = the event id, in requests of at most 7 documents.
     let docs = b.receiver.documents();
     assert_eq!(docs.len(), 50);
-    assert!(docs.keys().all(|(index, id)| index == "audit" && id.starts_with("ev-")));
-    let es_requests = b.receiver.received().into_iter().filter(|r| r.endpoint == Endpoint::Elasticsearch).collect::<Vec<_>>();
+    assert!(
+        docs.keys()
+            .all(|(index, id)| index == "audit" && id.starts_with("ev-"))
+    );
+    let es_requests = b
+        .receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.endpoint == Endpoint::Elasticsearch)
+        .collect::<Vec<_>>();
     assert!(es_requests.iter().all(|r| r.events.len() <= 7 && r.gzip));
     assert_eq!(es_requests.len(), 50usize.div_ceil(7));
 
     // Filter policy and redaction, on the received bytes.
     let bytes = all_bytes(&b.receiver);
     assert!(!bytes.contains("code_id"), "excludeIf field leaked");
-    assert!(!bytes.contains("10.20.") && !bytes.contains("10.9.9.9") && !bytes.contains("alice"), "redacted values leaked");
+    assert!(
+        !bytes.contains("10.20.") && !bytes.contains("10.9.9.9") && !bytes.contains("alice"),
+        "redacted values leaked"
+    );
     let doc = &docs[&("audit".to_string(), "ev-00001".to_string())];
-    let ip = doc.pointer("/event/ipAddress").and_then(Value::as_str).unwrap();
-    assert!(ip.starts_with("hmac-sha256:") && ip.len() == "hmac-sha256:".len() + 64, "{ip}");
-    assert_eq!(doc.pointer("/event/details/redirect_uri").and_then(Value::as_str), Some("https://app.example/cb"));
-    assert!(!std::fs::read_to_string(b.scratch.path().join("forwarder.log")).unwrap().contains(HMAC_KEY));
+    let ip = doc
+        .pointer("/event/ipAddress")
+        .and_then(Value::as_str)
+        .unwrap();
+    assert!(
+        ip.starts_with("hmac-sha256:") && ip.len() == "hmac-sha256:".len() + 64,
+        "{ip}"
+    );
+    assert_eq!(
+        doc.pointer("/event/details/redirect_uri")
+            .and_then(Value::as_str),
+        Some("https://app.example/cb")
+    );
+    assert!(
+        !std::fs::read_to_string(b.scratch.path().join("forwarder.log"))
+            .unwrap()
+            .contains(HMAC_KEY)
+    );
 
     // The malformed record went to the dead-letter prefix with its bytes, and blocked nothing.
     let dlq = b.dead_letters().await;
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     let (key, letter) = dlq.iter().next().unwrap();
-    assert!(key.ends_with("-malformed.json") && key.contains("/fwd-http-shardId-000000000000-"), "{key}");
+    assert!(
+        key.ends_with("-malformed.json") && key.contains("/fwd-http-shardId-000000000000-"),
+        "{key}"
+    );
     assert_eq!(letter["dataBase64"], "dGhpcyBpcyBub3QganNvbgo=");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn syslog_over_tcp_tls_and_udp_reaches_rsyslog_as_rfc5424_with_facility_and_mapped_severity() {
+async fn syslog_over_tcp_tls_and_udp_reaches_rsyslog_as_rfc5424_with_facility_and_mapped_severity()
+{
     let b = Bench::new("fwd-syslog").await;
-    let rsyslog = Rsyslog::start(&b.scratch.path().join("rsyslog"), b.receiver.certs()).await.expect("rsyslog (make apt-deps)");
+    let rsyslog = Rsyslog::start(&b.scratch.path().join("rsyslog"), b.receiver.certs())
+        .await
+        .expect("rsyslog (make apt-deps)");
     let mappings = json!([{"field": "/event/type", "valueMappings": {"LOGIN_ERROR": "warning", "LOGIN": "informational", "REFRESH_TOKEN": "debug"}},
                           {"field": "/event/operationType", "valueMappings": {"CREATE": "notice"}}]);
     let config = json!({
@@ -282,18 +418,40 @@ async fn syslog_over_tcp_tls_and_udp_reaches_rsyslog_as_rfc5424_with_facility_an
     let f = b.forwarder(&config).await;
     let stats = b.source(&f, 100).await.drain().await.unwrap();
     assert_drained_cleanly(&stats);
-    let user_events = records.iter().filter(|r| r["eventType"] == "user-event").count();
-    let messages = rsyslog.wait_for(40 + 40 + user_events, Duration::from_secs(10)).await;
-    let by_input = |input: &str| messages.iter().filter(|m| m.input == input).cloned().collect::<Vec<_>>();
+    let user_events = records
+        .iter()
+        .filter(|r| r["eventType"] == "user-event")
+        .count();
+    let messages = rsyslog
+        .wait_for(40 + 40 + user_events, Duration::from_secs(10))
+        .await;
+    let by_input = |input: &str| {
+        messages
+            .iter()
+            .filter(|m| m.input == input)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let (tcp, tls, udp) = (by_input("tcp"), by_input("tls"), by_input("udp"));
-    assert_eq!((tcp.len(), tls.len(), udp.len()), (40, 40, user_events), "rsyslog log: {}", rsyslog.log());
+    assert_eq!(
+        (tcp.len(), tls.len(), udp.len()),
+        (40, 40, user_events),
+        "rsyslog log: {}",
+        rsyslog.log()
+    );
 
     let record_by_id: BTreeMap<String, &Value> = records.iter().map(|r| (id_of(r), r)).collect();
     for m in tcp.iter().chain(&tls).chain(&udp) {
         assert_eq!(m.version, "1");
-        let msg: Value = serde_json::from_str(&m.msg).unwrap_or_else(|e| panic!("msg is not the JSON event ({e}): {:?}", m.msg));
+        let msg: Value = serde_json::from_str(&m.msg)
+            .unwrap_or_else(|e| panic!("msg is not the JSON event ({e}): {:?}", m.msg));
         let original = record_by_id[&id_of(&msg)];
-        let expected_severity = match (original.pointer("/event/type").and_then(Value::as_str), original.pointer("/event/operationType").and_then(Value::as_str)) {
+        let expected_severity = match (
+            original.pointer("/event/type").and_then(Value::as_str),
+            original
+                .pointer("/event/operationType")
+                .and_then(Value::as_str),
+        ) {
             (Some("LOGIN_ERROR"), _) => "warning",
             (Some("LOGIN"), _) => "info",
             (Some("REFRESH_TOKEN"), _) => "debug",
@@ -303,7 +461,11 @@ async fn syslog_over_tcp_tls_and_udp_reaches_rsyslog_as_rfc5424_with_facility_an
         };
         assert_eq!(m.severity, expected_severity, "{m:?}");
         let expected_msgid = match original["eventType"].as_str() {
-            Some("user-event") => original.pointer("/event/type").and_then(Value::as_str).unwrap().to_string(),
+            Some("user-event") => original
+                .pointer("/event/type")
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string(),
             Some("admin-event") => "USER:CREATE".to_string(),
             _ => "ldap:bind".to_string(),
         };
@@ -315,20 +477,31 @@ async fn syslog_over_tcp_tls_and_udp_reaches_rsyslog_as_rfc5424_with_facility_an
             assert_eq!(msg.pointer("/event/ipAddress"), Some(&json!("<redacted>")));
         }
     }
-    assert!(tcp.iter().all(|m| m.facility == "authpriv" && m.hostname == "authtrail" && m.appname == "authtrail"));
-    assert!(tls.iter().all(|m| m.facility == "local4" && m.hostname == "mpas-prod" && m.appname == "keycloak"));
+    assert!(tcp.iter().all(|m| m.facility == "authpriv"
+        && m.hostname == "authtrail"
+        && m.appname == "authtrail"));
+    assert!(
+        tls.iter().all(|m| m.facility == "local4"
+            && m.hostname == "mpas-prod"
+            && m.appname == "keycloak")
+    );
     assert!(udp.iter().all(|m| m.facility == "auth"));
     // PRI = facility * 8 + severity: authpriv (10) LOGIN_ERROR (warning, 4) = 84.
-    assert!(tcp.iter().any(|m| m.msgid == "LOGIN_ERROR" && m.pri == "84"));
+    assert!(
+        tcp.iter()
+            .any(|m| m.msgid == "LOGIN_ERROR" && m.pri == "84")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered_past_the_age_limit() {
+async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered_past_the_age_limit()
+ {
     let b = Bench::new("fwd-quorum-down").await;
     let url = b.receiver.url();
     // Splunk answers 503 for longer than the record age limit: Lambda retries the records, then
     // the forwarder dead-letters them for splunk (permanent) and they are done.
-    b.receiver.fail_endpoint_for(Endpoint::SplunkHec, Duration::from_secs(600), 503);
+    b.receiver
+        .fail_endpoint_for(Endpoint::SplunkHec, Duration::from_secs(600), 503);
     let config = json!({
         "emitters": [
             {"name": "webhook", "type": "http", "url": format!("{url}/ingest/a"), "token": INGEST_TOKEN, "caBundle": b.ca()},
@@ -342,23 +515,45 @@ async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered
     let f = b.forwarder(&config).await;
     let stats = b.source(&f, 100).await.drain().await.unwrap();
     assert_drained_cleanly(&stats);
-    assert!(stats.total.retries >= 1 && stats.total.partial_failures >= 1, "records were reported for retry: {stats:?}");
+    assert!(
+        stats.total.retries >= 1 && stats.total.partial_failures >= 1,
+        "records were reported for retry: {stats:?}"
+    );
 
     let dlq = b.dead_letters().await;
     assert_eq!(dlq.len(), 10, "{dlq:?}");
     for letter in dlq.values() {
-        assert_eq!((letter["emitter"].as_str(), letter["status"].as_str()), (Some("splunk"), Some("503")));
+        assert_eq!(
+            (letter["emitter"].as_str(), letter["status"].as_str()),
+            (Some("splunk"), Some("503"))
+        );
         assert!(letter["reason"].as_str().unwrap().contains("age limit"));
-        assert!(letter["response"].as_str().unwrap().contains("Server is busy"));
+        assert!(
+            letter["response"]
+                .as_str()
+                .unwrap()
+                .contains("Server is busy")
+        );
     }
-    assert_eq!(dlq.values().map(|l| id_of(&l["record"])).collect::<BTreeSet<_>>(), records.iter().map(id_of).collect());
+    assert_eq!(
+        dlq.values()
+            .map(|l| id_of(&l["record"]))
+            .collect::<BTreeSet<_>>(),
+        records.iter().map(id_of).collect()
+    );
     // The webhook took every record (at least once: retried batches are delivered again).
-    let webhook: BTreeSet<String> = b.receiver.events(Endpoint::Ingest).iter().map(id_of).collect();
+    let webhook: BTreeSet<String> = b
+        .receiver
+        .events(Endpoint::Ingest)
+        .iter()
+        .map(id_of)
+        .collect();
     assert_eq!(webhook.len(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permanent_refusals_are_dead_lettered_and_a_quorum_met_without_an_emitter_leaves_its_trail() {
+async fn permanent_refusals_are_dead_lettered_and_a_quorum_met_without_an_emitter_leaves_its_trail()
+{
     let b = Bench::new("fwd-quorum-perm").await;
     let url = b.receiver.url();
     // Elasticsearch refuses documents containing "LOGIN_ERROR" (400 mapping error, per item);
@@ -380,16 +575,35 @@ async fn permanent_refusals_are_dead_lettered_and_a_quorum_met_without_an_emitte
     let f = b.forwarder(&config).await;
     let stats = b.source(&f, 100).await.drain().await.unwrap();
     assert_drained_cleanly(&stats);
-    assert_eq!(stats.total.retries, 0, "permanent refusals are not retried: {stats:?}");
+    assert_eq!(
+        stats.total.retries, 0,
+        "permanent refusals are not retried: {stats:?}"
+    );
 
     let dlq = b.dead_letters().await;
-    let by_emitter = |name: &str| dlq.values().filter(|l| l["emitter"] == name).cloned().collect::<Vec<_>>();
+    let by_emitter = |name: &str| {
+        dlq.values()
+            .filter(|l| l["emitter"] == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let elastic = by_emitter("elastic");
     assert_eq!(elastic.len(), 2, "the two LOGIN_ERROR documents");
-    assert!(elastic.iter().all(|l| l["status"] == "400" && l["response"].as_str().unwrap().contains("mapper_parsing_exception")));
+    assert!(elastic.iter().all(|l| {
+        l["status"] == "400"
+            && l["response"]
+                .as_str()
+                .unwrap()
+                .contains("mapper_parsing_exception")
+    }));
     let splunk = by_emitter("splunk");
     assert_eq!(splunk.len(), 2, "the two admin events");
-    assert!(splunk.iter().all(|l| l["status"] == "403" && l["response"].as_str().unwrap().contains("Invalid token")));
+    assert!(
+        splunk
+            .iter()
+            .all(|l| l["status"] == "403"
+                && l["response"].as_str().unwrap().contains("Invalid token"))
+    );
     assert_eq!(b.receiver.documents().len(), 8);
     assert_eq!(b.receiver.events(Endpoint::Ingest).len(), 10);
 }
@@ -418,11 +632,27 @@ async fn a_receiver_that_is_down_for_a_while_loses_nothing_once_it_returns() {
     let (stats, ()) = tokio::join!(drain, recover);
     let stats = stats.unwrap();
     assert_drained_cleanly(&stats);
-    assert!(stats.total.retries >= 1, "the outage made Lambda retry: {stats:?}");
+    assert!(
+        stats.total.retries >= 1,
+        "the outage made Lambda retry: {stats:?}"
+    );
     let all: BTreeSet<String> = records.iter().map(id_of).collect();
-    let docs: BTreeSet<String> = b.receiver.documents().keys().map(|(_, id)| id.clone()).collect();
-    assert_eq!(docs, all, "every record reached Elasticsearch exactly once by _id");
-    let webhook: BTreeSet<String> = b.receiver.events(Endpoint::Ingest).iter().map(id_of).collect();
+    let docs: BTreeSet<String> = b
+        .receiver
+        .documents()
+        .keys()
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(
+        docs, all,
+        "every record reached Elasticsearch exactly once by _id"
+    );
+    let webhook: BTreeSet<String> = b
+        .receiver
+        .events(Endpoint::Ingest)
+        .iter()
+        .map(id_of)
+        .collect();
     assert_eq!(webhook, all);
     assert!(b.dead_letters().await.is_empty());
 }

@@ -27,7 +27,13 @@ const ROUNDS: usize = 8;
 
 fn envelope(i: usize) -> String {
     let t = 1_739_388_470_156_i64 + i as i64;
-    let kind = ["LOGIN", "LOGIN_ERROR", "CODE_TO_TOKEN", "REFRESH_TOKEN", "LOGOUT"][i % 5];
+    let kind = [
+        "LOGIN",
+        "LOGIN_ERROR",
+        "CODE_TO_TOKEN",
+        "REFRESH_TOKEN",
+        "LOGOUT",
+    ][i % 5];
     let v = json!({"timestamp": authtrail_core::envelope::format_timestamp(t), "eventType": "user-event", "event": {
         "id": format!("0b5c{i:08}-6c2e-4a3b-9f1e-2d7c9a1b3c4d"), "time": t, "type": kind,
         "realmId": "8b3f1e2a-7c4d-4e5f-9a0b-1c2d3e4f5a6b", "clientId": "account-console",
@@ -53,7 +59,10 @@ fn kinesis_event_json() -> (Vec<u8>, usize) {
                    "awsRegion": "us-east-1", "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/authtrail"})
         })
         .collect();
-    (serde_json::to_vec(&json!({"Records": records})).unwrap(), data_bytes)
+    (
+        serde_json::to_vec(&json!({"Records": records})).unwrap(),
+        data_bytes,
+    )
 }
 
 fn config() -> ForwarderConfig {
@@ -71,7 +80,10 @@ fn transform() -> Transform {
     let c = config();
     let key = authtrail_core::secret::Secret::new("bench-key");
     let fields = c.transform.redaction.as_ref().unwrap().fields().to_vec();
-    Transform { filter: c.transform.filter.clone(), redactor: Some(Redactor::new(&fields, RedactionMode::Hash(key)).unwrap()) }
+    Transform {
+        filter: c.transform.filter.clone(),
+        redactor: Some(Redactor::new(&fields, RedactionMode::Hash(key)).unwrap()),
+    }
 }
 
 fn prepare_all(event: &[u8], t: &Transform) -> Vec<Arc<Prepared>> {
@@ -89,7 +101,17 @@ fn prepare_all(event: &[u8], t: &Transform) -> Vec<Arc<Prepared>> {
 }
 
 fn http_emitter(flavor: authtrail_forwarder::config::HttpFlavor) -> HttpEmitter {
-    HttpEmitter::new("b", authtrail_forwarder::config::EmitterType::Http, reqwest::Url::parse("https://127.0.0.1/").unwrap(), &[], None, ResolvedAuth::None, false, flavor).unwrap()
+    HttpEmitter::new(
+        "b",
+        authtrail_forwarder::config::EmitterType::Http,
+        reqwest::Url::parse("https://127.0.0.1/").unwrap(),
+        &[],
+        None,
+        ResolvedAuth::None,
+        false,
+        flavor,
+    )
+    .unwrap()
 }
 
 fn measure(label: &str, mut f: impl FnMut() -> usize) {
@@ -103,7 +125,12 @@ fn measure(label: &str, mut f: impl FnMut() -> usize) {
         best = best.min(t.elapsed());
     }
     let rate = RECORDS as f64 / best.as_secs_f64();
-    println!("{label:<58} {:>8.2} ms/batch {:>10.0} events/s   (checksum {})", best.as_secs_f64() * 1000.0, rate, sink % 1000);
+    println!(
+        "{label:<58} {:>8.2} ms/batch {:>10.0} events/s   (checksum {})",
+        best.as_secs_f64() * 1000.0,
+        rate,
+        sink % 1000
+    );
 }
 
 struct NoDlq;
@@ -127,22 +154,49 @@ fn main() {
         let parsed: KinesisEvent = serde_json::from_slice(&event).unwrap();
         parsed.records.len()
     });
-    measure("parse + classify + filter + redact (hash)", || prepare_all(&event, &t).len());
-    let ndjson = http_emitter(HttpFlavor::Generic { format: HttpFormat::Ndjson });
-    measure("  + format http (NDJSON)", || ndjson.body(&prepare_all(&event, &t)).len());
-    let splunk = http_emitter(HttpFlavor::SplunkHec { host: "h".into(), source: "authtrail".into(), sourcetype: "_json".into(), index: None });
-    measure("  + format splunk-hec", || splunk.body(&prepare_all(&event, &t)).len());
-    let es = http_emitter(HttpFlavor::Elasticsearch { index: "audit".into() });
-    measure("  + format elasticsearch _bulk", || es.body(&prepare_all(&event, &t)).len());
-    let EmitterSettings::Syslog(sc) = config().emitters[0].settings.clone() else { unreachable!() };
+    measure("parse + classify + filter + redact (hash)", || {
+        prepare_all(&event, &t).len()
+    });
+    let ndjson = http_emitter(HttpFlavor::Generic {
+        format: HttpFormat::Ndjson,
+    });
+    measure("  + format http (NDJSON)", || {
+        ndjson.body(&prepare_all(&event, &t)).len()
+    });
+    let splunk = http_emitter(HttpFlavor::SplunkHec {
+        host: "h".into(),
+        source: "authtrail".into(),
+        sourcetype: "_json".into(),
+        index: None,
+    });
+    measure("  + format splunk-hec", || {
+        splunk.body(&prepare_all(&event, &t)).len()
+    });
+    let es = http_emitter(HttpFlavor::Elasticsearch {
+        index: "audit".into(),
+    });
+    measure("  + format elasticsearch _bulk", || {
+        es.body(&prepare_all(&event, &t)).len()
+    });
+    let EmitterSettings::Syslog(sc) = config().emitters[0].settings.clone() else {
+        unreachable!()
+    };
     let syslog = SyslogEmitter::new("s", sc).unwrap();
     measure("  + format syslog RFC 5424 (octet-counted)", || {
-        prepare_all(&event, &t).iter().map(|p| {
-            let m = syslog.format(p);
-            m.len() + m.len().to_string().len() + 1
-        }).sum()
+        prepare_all(&event, &t)
+            .iter()
+            .map(|p| {
+                let m = syslog.format(p);
+                m.len() + m.len().to_string().len() + 1
+            })
+            .sum()
     });
-    measure("  + format firehose / stdout (JSON lines)", || prepare_all(&event, &t).iter().map(|p| p.json.len() + 1).sum());
+    measure("  + format firehose / stdout (JSON lines)", || {
+        prepare_all(&event, &t)
+            .iter()
+            .map(|p| p.json.len() + 1)
+            .sum()
+    });
     measure("  + gzip level 1 of the NDJSON body", || {
         use std::io::Write;
         let body = ndjson.body(&prepare_all(&event, &t));
@@ -151,8 +205,14 @@ fn main() {
         enc.finish().unwrap().len()
     });
 
-    println!("-- delivery to the local HTTPS receiver (target 50,000 events/s from one invocation) --");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!(
+        "-- delivery to the local HTTPS receiver (target 50,000 events/s from one invocation) --"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = std::env::temp_dir().join(format!("authtrail-bench-{}", std::process::id()));
         let receiver = siem_receiver::Receiver::start(&dir, siem_receiver::ReceiverOptions::default()).await.unwrap();

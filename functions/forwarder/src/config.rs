@@ -182,20 +182,53 @@ impl RawEmitter {
 fn allowed_keys(kind: EmitterType) -> &'static [&'static str] {
     match kind {
         EmitterType::Http => &[
-            "url", "headers", "caBundle", "token", "tokenSecretArn", "username", "password",
-            "passwordSecretArn", "format", "gzip",
+            "url",
+            "headers",
+            "caBundle",
+            "token",
+            "tokenSecretArn",
+            "username",
+            "password",
+            "passwordSecretArn",
+            "format",
+            "gzip",
         ],
         EmitterType::SplunkHec => &[
-            "url", "headers", "caBundle", "token", "tokenSecretArn", "gzip", "host", "source",
-            "sourcetype", "index",
+            "url",
+            "headers",
+            "caBundle",
+            "token",
+            "tokenSecretArn",
+            "gzip",
+            "host",
+            "source",
+            "sourcetype",
+            "index",
         ],
         EmitterType::Elasticsearch => &[
-            "url", "headers", "caBundle", "token", "tokenSecretArn", "username", "password",
-            "passwordSecretArn", "gzip", "index",
+            "url",
+            "headers",
+            "caBundle",
+            "token",
+            "tokenSecretArn",
+            "username",
+            "password",
+            "passwordSecretArn",
+            "gzip",
+            "index",
         ],
         EmitterType::Syslog => &[
-            "protocol", "host", "port", "connectTimeout", "facility", "severityFieldMappings",
-            "defaultSeverity", "appName", "hostname", "caBundle", "maxMessageSize",
+            "protocol",
+            "host",
+            "port",
+            "connectTimeout",
+            "facility",
+            "severityFieldMappings",
+            "defaultSeverity",
+            "appName",
+            "hostname",
+            "caBundle",
+            "maxMessageSize",
         ],
         EmitterType::Firehose => &["deliveryStream"],
         EmitterType::Stdout => &[],
@@ -297,7 +330,10 @@ pub enum HttpFormat {
 pub enum HttpAuth {
     None,
     Bearer(SecretRef),
-    Basic { username: String, password: SecretRef },
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
     /// `Authorization: Splunk <token>`.
     Splunk(SecretRef),
     /// `Authorization: ApiKey <key>` (Elasticsearch / OpenSearch API keys).
@@ -306,9 +342,18 @@ pub enum HttpAuth {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpFlavor {
-    Generic { format: HttpFormat },
-    SplunkHec { host: String, source: String, sourcetype: String, index: Option<String> },
-    Elasticsearch { index: String },
+    Generic {
+        format: HttpFormat,
+    },
+    SplunkHec {
+        host: String,
+        source: String,
+        sourcetype: String,
+        index: Option<String>,
+    },
+    Elasticsearch {
+        index: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,7 +468,10 @@ pub const FIREHOSE_MAX_RECORDS: usize = 500;
 pub const FIREHOSE_MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> ForwarderError {
-    ForwarderError::Config { path: path.into(), message: message.into() }
+    ForwarderError::Config {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 impl ForwarderConfig {
@@ -456,8 +504,15 @@ impl ForwarderConfig {
             // serde's message names unknown fields and bad types; it may quote the offending
             // value, which can be a secret: for type errors we keep only the position.
             let text = e.to_string();
-            let safe = if e.is_data() && !text.contains("unknown field") && !text.contains("missing field") {
-                format!("invalid value or type at line {} column {}", e.line(), e.column())
+            let safe = if e.is_data()
+                && !text.contains("unknown field")
+                && !text.contains("missing field")
+            {
+                format!(
+                    "invalid value or type at line {} column {}",
+                    e.line(),
+                    e.column()
+                )
             } else {
                 text
             };
@@ -477,10 +532,16 @@ fn validate(raw: RawConfig) -> Result<ForwarderConfig, ForwarderError> {
     for (i, e) in raw.emitters.into_iter().enumerate() {
         let label = format!("emitters[{i}] ({:?})", e.name);
         if e.name.trim().is_empty() {
-            return Err(err(format!("emitters[{i}].name"), "must be a non-empty string"));
+            return Err(err(
+                format!("emitters[{i}].name"),
+                "must be a non-empty string",
+            ));
         }
         if !names.insert(e.name.clone()) {
-            return Err(err(format!("{label}.name"), "must be unique (another emitter has it)"));
+            return Err(err(
+                format!("{label}.name"),
+                "must be unique (another emitter has it)",
+            ));
         }
         let emitter = validate_emitter(&label, e)?;
         if emitter.enabled {
@@ -492,26 +553,40 @@ fn validate(raw: RawConfig) -> Result<ForwarderConfig, ForwarderError> {
     if emitters.is_empty() {
         return Err(err("emitters", "must have at least one enabled emitter"));
     }
-    let check_list = |key: &str, list: &Option<Vec<String>>| -> Result<Vec<String>, ForwarderError> {
-        let list = list.clone().unwrap_or_default();
-        let mut seen = HashSet::new();
-        for (j, n) in list.iter().enumerate() {
-            if disabled.contains(n) {
-                return Err(err(format!("{key}[{j}]"), format!("names emitter {n:?}, which is disabled")));
+    let check_list =
+        |key: &str, list: &Option<Vec<String>>| -> Result<Vec<String>, ForwarderError> {
+            let list = list.clone().unwrap_or_default();
+            let mut seen = HashSet::new();
+            for (j, n) in list.iter().enumerate() {
+                if disabled.contains(n) {
+                    return Err(err(
+                        format!("{key}[{j}]"),
+                        format!("names emitter {n:?}, which is disabled"),
+                    ));
+                }
+                if !emitters.iter().any(|e| &e.name == n) {
+                    return Err(err(
+                        format!("{key}[{j}]"),
+                        format!("names no configured emitter ({n:?})"),
+                    ));
+                }
+                if !seen.insert(n) {
+                    return Err(err(format!("{key}[{j}]"), format!("lists {n:?} twice")));
+                }
             }
-            if !emitters.iter().any(|e| &e.name == n) {
-                return Err(err(format!("{key}[{j}]"), format!("names no configured emitter ({n:?})")));
-            }
-            if !seen.insert(n) {
-                return Err(err(format!("{key}[{j}]"), format!("lists {n:?} twice")));
-            }
-        }
-        Ok(list)
-    };
+            Ok(list)
+        };
     let mut all_of = check_list("emitToAllOf", &raw.emit_to_all_of)?;
     let at_least_one_of = check_list("emitAtLeastOneOf", &raw.emit_at_least_one_of)?;
-    if raw.emit_at_least_one_of.as_ref().is_some_and(|l| l.is_empty()) {
-        return Err(err("emitAtLeastOneOf", "must name at least one emitter when given"));
+    if raw
+        .emit_at_least_one_of
+        .as_ref()
+        .is_some_and(|l| l.is_empty())
+    {
+        return Err(err(
+            "emitAtLeastOneOf",
+            "must name at least one emitter when given",
+        ));
     }
     if raw.emit_to_all_of.is_none() && raw.emit_at_least_one_of.is_none() {
         all_of = emitters.iter().map(|e| e.name.clone()).collect();
@@ -521,7 +596,15 @@ fn validate(raw: RawConfig) -> Result<ForwarderConfig, ForwarderError> {
         redaction: validate_redaction("redaction", raw.redaction.as_ref())?,
     };
     let retry = validate_retry(raw.retry)?;
-    Ok(ForwarderConfig { emitters, quorum: Quorum { all_of, at_least_one_of }, transform, retry })
+    Ok(ForwarderConfig {
+        emitters,
+        quorum: Quorum {
+            all_of,
+            at_least_one_of,
+        },
+        transform,
+        retry,
+    })
 }
 
 fn validate_retry(raw: Option<RawRetry>) -> Result<RetryPolicy, ForwarderError> {
@@ -529,7 +612,10 @@ fn validate_retry(raw: Option<RawRetry>) -> Result<RetryPolicy, ForwarderError> 
     let Some(raw) = raw else { return Ok(p) };
     if let Some(n) = raw.max_attempts {
         if !(1..=100).contains(&n) {
-            return Err(err("retry.maxAttempts", format!("must be 1..=100 (got {n})")));
+            return Err(err(
+                "retry.maxAttempts",
+                format!("must be 1..=100 (got {n})"),
+            ));
         }
         p.max_attempts = n;
     }
@@ -540,7 +626,10 @@ fn validate_retry(raw: Option<RawRetry>) -> Result<RetryPolicy, ForwarderError> 
         p.max_backoff = Duration::from_millis(ms);
     }
     if p.max_backoff < p.initial_backoff {
-        return Err(err("retry.maxBackoffMs", "must be at least retry.initialBackoffMs"));
+        return Err(err(
+            "retry.maxBackoffMs",
+            "must be at least retry.initialBackoffMs",
+        ));
     }
     if let Some(s) = raw.max_record_age_in_sec {
         p.max_record_age = Duration::from_secs(s);
@@ -550,12 +639,18 @@ fn validate_retry(raw: Option<RawRetry>) -> Result<RetryPolicy, ForwarderError> 
 
 fn validate_pointer(path: &str, p: &str) -> Result<(), ForwarderError> {
     if !p.starts_with('/') {
-        return Err(err(path, format!("must be a JSON pointer starting with '/' (got {p:?})")));
+        return Err(err(
+            path,
+            format!("must be a JSON pointer starting with '/' (got {p:?})"),
+        ));
     }
     Ok(())
 }
 
-fn validate_filter(path: &str, raw: Option<&RawFilterPolicies>) -> Result<FieldFilter, ForwarderError> {
+fn validate_filter(
+    path: &str,
+    raw: Option<&RawFilterPolicies>,
+) -> Result<FieldFilter, ForwarderError> {
     let Some(field) = raw.and_then(|r| r.field.as_ref()) else {
         return Ok(FieldFilter::default());
     };
@@ -594,27 +689,47 @@ fn secret_ref(
     }
 }
 
-fn validate_redaction(path: &str, raw: Option<&RawRedaction>) -> Result<Option<RedactionConfig>, ForwarderError> {
+fn validate_redaction(
+    path: &str,
+    raw: Option<&RawRedaction>,
+) -> Result<Option<RedactionConfig>, ForwarderError> {
     let Some(r) = raw else { return Ok(None) };
     for (i, p) in r.fields.iter().enumerate() {
         validate_pointer(&format!("{path}.fields[{i}]"), p)?;
     }
-    let key = secret_ref(path, "hmacKey", "hmacKeySecretArn", r.hmac_key.as_ref(), r.hmac_key_secret_arn.as_ref())?;
+    let key = secret_ref(
+        path,
+        "hmacKey",
+        "hmacKeySecretArn",
+        r.hmac_key.as_ref(),
+        r.hmac_key_secret_arn.as_ref(),
+    )?;
     match r.mode.as_deref().unwrap_or("mask") {
         "mask" => {
             if key.is_some() {
-                return Err(err(format!("{path}.hmacKey"), "is only valid with mode \"hash\""));
+                return Err(err(
+                    format!("{path}.hmacKey"),
+                    "is only valid with mode \"hash\"",
+                ));
             }
-            Ok(Some(RedactionConfig::Mask { fields: r.fields.clone() }))
+            Ok(Some(RedactionConfig::Mask {
+                fields: r.fields.clone(),
+            }))
         }
         "hash" => match key {
-            Some(key) => Ok(Some(RedactionConfig::Hash { fields: r.fields.clone(), key })),
+            Some(key) => Ok(Some(RedactionConfig::Hash {
+                fields: r.fields.clone(),
+                key,
+            })),
             None => Err(err(
                 format!("{path}.hmacKeySecretArn"),
                 "mode \"hash\" needs hmacKeySecretArn (or hmacKey for local runs)",
             )),
         },
-        other => Err(err(format!("{path}.mode"), format!("must be one of mask, hash (got {other:?})"))),
+        other => Err(err(
+            format!("{path}.mode"),
+            format!("must be one of mask, hash (got {other:?})"),
+        )),
     }
 }
 
@@ -629,12 +744,24 @@ fn validate_url(path: &str, url: &str) -> Result<reqwest::Url, ForwarderError> {
             let host = parsed.host_str().unwrap_or_default();
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let loopback = host == "localhost"
-                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             if !loopback {
-                return Err(err(path, format!("must use https (http is allowed for loopback hosts only) (got {url:?})")));
+                return Err(err(
+                    path,
+                    format!(
+                        "must use https (http is allowed for loopback hosts only) (got {url:?})"
+                    ),
+                ));
             }
         }
-        other => return Err(err(path, format!("must be an https URL (got scheme {other:?})"))),
+        other => {
+            return Err(err(
+                path,
+                format!("must be an https URL (got scheme {other:?})"),
+            ));
+        }
     }
     if parsed.host().is_none() {
         return Err(err(path, format!("must name a host (got {url:?})")));
@@ -702,51 +829,91 @@ fn validate_emitter(label: &str, e: RawEmitter) -> Result<EmitterConfig, Forward
     let allowed = allowed_keys(kind);
     for key in e.set_keys() {
         if !allowed.contains(&key) {
-            return Err(err(format!("{label}.{key}"), format!("is not a setting of type {}", kind.as_str())));
+            return Err(err(
+                format!("{label}.{key}"),
+                format!("is not a setting of type {}", kind.as_str()),
+            ));
         }
     }
-    let selector_of = |key: &str, list: &Option<Vec<String>>| -> Result<Vec<String>, ForwarderError> {
-        let list = list.clone().unwrap_or_default();
-        for (j, t) in list.iter().enumerate() {
-            if t.trim().is_empty() {
-                return Err(err(format!("{label}.{key}[{j}]"), "must be a non-empty event type"));
+    let selector_of =
+        |key: &str, list: &Option<Vec<String>>| -> Result<Vec<String>, ForwarderError> {
+            let list = list.clone().unwrap_or_default();
+            for (j, t) in list.iter().enumerate() {
+                if t.trim().is_empty() {
+                    return Err(err(
+                        format!("{label}.{key}[{j}]"),
+                        "must be a non-empty event type",
+                    ));
+                }
             }
-        }
-        Ok(list)
-    };
-    let selector = Selector::new(selector_of("include", &e.include)?, selector_of("exclude", &e.exclude)?);
+            Ok(list)
+        };
+    let selector = Selector::new(
+        selector_of("include", &e.include)?,
+        selector_of("exclude", &e.exclude)?,
+    );
 
     let (max_batched_default, max_size_default) = match kind {
         EmitterType::Firehose => (FIREHOSE_MAX_RECORDS, FIREHOSE_MAX_CALL_BYTES),
         _ => (DEFAULT_MAX_BATCHED_EVENTS, DEFAULT_MAX_SIZE),
     };
-    let mut buffering = Buffering { max_batched_events: max_batched_default, max_size: max_size_default };
+    let mut buffering = Buffering {
+        max_batched_events: max_batched_default,
+        max_size: max_size_default,
+    };
     if let Some(b) = &e.buffering {
         if let Some(n) = b.max_batched_events {
-            let cap = if kind == EmitterType::Firehose { FIREHOSE_MAX_RECORDS } else { 10_000 };
+            let cap = if kind == EmitterType::Firehose {
+                FIREHOSE_MAX_RECORDS
+            } else {
+                10_000
+            };
             if n == 0 || n > cap {
-                return Err(err(format!("{label}.buffering.maxBatchedEvents"), format!("must be 1..={cap} (got {n})")));
+                return Err(err(
+                    format!("{label}.buffering.maxBatchedEvents"),
+                    format!("must be 1..={cap} (got {n})"),
+                ));
             }
             buffering.max_batched_events = n;
         }
         if let Some(n) = b.max_size {
-            let cap = if kind == EmitterType::Firehose { FIREHOSE_MAX_CALL_BYTES } else { 100 * 1024 * 1024 };
+            let cap = if kind == EmitterType::Firehose {
+                FIREHOSE_MAX_CALL_BYTES
+            } else {
+                100 * 1024 * 1024
+            };
             if !(1024..=cap).contains(&n) {
-                return Err(err(format!("{label}.buffering.maxSize"), format!("must be 1024..={cap} bytes (got {n})")));
+                return Err(err(
+                    format!("{label}.buffering.maxSize"),
+                    format!("must be 1024..={cap} bytes (got {n})"),
+                ));
             }
             buffering.max_size = n;
         }
         let _ = b.write_interval;
     }
     let emit_timeout = match e.emit_timeout_in_sec {
-        Some(0) => return Err(err(format!("{label}.emitTimeoutInSec"), "must be at least 1")),
-        Some(s) if s > 900 => return Err(err(format!("{label}.emitTimeoutInSec"), format!("must be at most 900 (got {s})"))),
+        Some(0) => {
+            return Err(err(
+                format!("{label}.emitTimeoutInSec"),
+                "must be at least 1",
+            ));
+        }
+        Some(s) if s > 900 => {
+            return Err(err(
+                format!("{label}.emitTimeoutInSec"),
+                format!("must be at most 900 (got {s})"),
+            ));
+        }
         Some(s) => Duration::from_secs(s),
         None => DEFAULT_EMIT_TIMEOUT,
     };
     let transform_override = if e.filter_policies.is_some() || e.redaction.is_some() {
         Some(TransformConfig {
-            filter: validate_filter(&format!("{label}.filterPolicies"), e.filter_policies.as_ref())?,
+            filter: validate_filter(
+                &format!("{label}.filterPolicies"),
+                e.filter_policies.as_ref(),
+            )?,
             redaction: validate_redaction(&format!("{label}.redaction"), e.redaction.as_ref())?,
         })
     } else {
@@ -761,9 +928,14 @@ fn validate_emitter(label: &str, e: RawEmitter) -> Result<EmitterConfig, Forward
         EmitterType::Firehose => {
             let ds = e.delivery_stream.clone().unwrap_or_default();
             if ds.is_empty() {
-                return Err(err(format!("{label}.deliveryStream"), "is required for type firehose"));
+                return Err(err(
+                    format!("{label}.deliveryStream"),
+                    "is required for type firehose",
+                ));
             }
-            EmitterSettings::Firehose { delivery_stream: ds }
+            EmitterSettings::Firehose {
+                delivery_stream: ds,
+            }
         }
         EmitterType::Stdout => EmitterSettings::Stdout,
     };
@@ -779,19 +951,31 @@ fn validate_emitter(label: &str, e: RawEmitter) -> Result<EmitterConfig, Forward
     })
 }
 
-fn validate_http(label: &str, kind: EmitterType, e: &RawEmitter) -> Result<HttpConfig, ForwarderError> {
-    let url_text = e
-        .url
-        .as_deref()
-        .ok_or_else(|| err(format!("{label}.url"), format!("is required for type {}", kind.as_str())))?;
+fn validate_http(
+    label: &str,
+    kind: EmitterType,
+    e: &RawEmitter,
+) -> Result<HttpConfig, ForwarderError> {
+    let url_text = e.url.as_deref().ok_or_else(|| {
+        err(
+            format!("{label}.url"),
+            format!("is required for type {}", kind.as_str()),
+        )
+    })?;
     let mut url = validate_url(&format!("{label}.url"), url_text)?;
     let mut headers = Vec::new();
     for (k, v) in e.headers.clone().unwrap_or_default() {
         if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            return Err(err(format!("{label}.headers"), format!("{k:?} is not a valid header name")));
+            return Err(err(
+                format!("{label}.headers"),
+                format!("{k:?} is not a valid header name"),
+            ));
         }
         if reqwest::header::HeaderValue::from_str(&v).is_err() {
-            return Err(err(format!("{label}.headers.{k}"), "is not a valid header value"));
+            return Err(err(
+                format!("{label}.headers.{k}"),
+                "is not a valid header value",
+            ));
         }
         if k.eq_ignore_ascii_case("authorization") {
             return Err(err(
@@ -801,23 +985,53 @@ fn validate_http(label: &str, kind: EmitterType, e: &RawEmitter) -> Result<HttpC
         }
         headers.push((k, v));
     }
-    let token = secret_ref(label, "token", "tokenSecretArn", e.token.as_ref(), e.token_secret_arn.as_ref())?;
-    let password = secret_ref(label, "password", "passwordSecretArn", e.password.as_ref(), e.password_secret_arn.as_ref())?;
+    let token = secret_ref(
+        label,
+        "token",
+        "tokenSecretArn",
+        e.token.as_ref(),
+        e.token_secret_arn.as_ref(),
+    )?;
+    let password = secret_ref(
+        label,
+        "password",
+        "passwordSecretArn",
+        e.password.as_ref(),
+        e.password_secret_arn.as_ref(),
+    )?;
     let basic = match (&e.username, password) {
         (Some(u), Some(p)) => Some((u.clone(), p)),
         (None, None) => None,
-        (Some(_), None) => return Err(err(format!("{label}.password"), "username needs password or passwordSecretArn")),
-        (None, Some(_)) => return Err(err(format!("{label}.username"), "password needs a username")),
+        (Some(_), None) => {
+            return Err(err(
+                format!("{label}.password"),
+                "username needs password or passwordSecretArn",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                format!("{label}.username"),
+                "password needs a username",
+            ));
+        }
     };
     if token.is_some() && basic.is_some() {
-        return Err(err(format!("{label}.token"), "give either token or username/password, not both"));
+        return Err(err(
+            format!("{label}.token"),
+            "give either token or username/password, not both",
+        ));
     }
     let (auth, flavor, gzip_default) = match kind {
         EmitterType::Http => {
             let format = match e.format.as_deref().unwrap_or("ndjson") {
                 "ndjson" => HttpFormat::Ndjson,
                 "json-array" | "json" => HttpFormat::JsonArray,
-                other => return Err(err(format!("{label}.format"), format!("must be one of ndjson, json-array (got {other:?})"))),
+                other => {
+                    return Err(err(
+                        format!("{label}.format"),
+                        format!("must be one of ndjson, json-array (got {other:?})"),
+                    ));
+                }
             };
             let auth = match (token, basic) {
                 (Some(t), _) => HttpAuth::Bearer(t),
@@ -828,7 +1042,10 @@ fn validate_http(label: &str, kind: EmitterType, e: &RawEmitter) -> Result<HttpC
         }
         EmitterType::SplunkHec => {
             let Some(t) = token else {
-                return Err(err(format!("{label}.tokenSecretArn"), "type splunk-hec needs tokenSecretArn (or token for local runs)"));
+                return Err(err(
+                    format!("{label}.tokenSecretArn"),
+                    "type splunk-hec needs tokenSecretArn (or token for local runs)",
+                ));
             };
             if url.path() == "/" || url.path().is_empty() {
                 url.set_path("/services/collector/event");
@@ -843,8 +1060,15 @@ fn validate_http(label: &str, kind: EmitterType, e: &RawEmitter) -> Result<HttpC
         }
         EmitterType::Elasticsearch => {
             let index = e.index.clone().unwrap_or_else(|| "authtrail".into());
-            if index.is_empty() || index.starts_with(['_', '-', '+']) || index.contains(['/', ' ', '"', '*', '\\', '<', '>', '|', ',', '#', '?']) || index != index.to_lowercase() {
-                return Err(err(format!("{label}.index"), format!("must be a valid lowercase Elasticsearch index name (got {index:?})")));
+            if index.is_empty()
+                || index.starts_with(['_', '-', '+'])
+                || index.contains(['/', ' ', '"', '*', '\\', '<', '>', '|', ',', '#', '?'])
+                || index != index.to_lowercase()
+            {
+                return Err(err(
+                    format!("{label}.index"),
+                    format!("must be a valid lowercase Elasticsearch index name (got {index:?})"),
+                ));
             }
             let auth = match (token, basic) {
                 (Some(t), _) => HttpAuth::ApiKey(t),
@@ -871,14 +1095,23 @@ fn validate_http(label: &str, kind: EmitterType, e: &RawEmitter) -> Result<HttpC
 }
 
 fn validate_syslog(label: &str, e: &RawEmitter) -> Result<SyslogConfig, ForwarderError> {
-    let protocol = match e.protocol.as_deref().unwrap_or("TCP").to_ascii_uppercase().as_str() {
+    let protocol = match e
+        .protocol
+        .as_deref()
+        .unwrap_or("TCP")
+        .to_ascii_uppercase()
+        .as_str()
+    {
         "TCP" => SyslogProtocol::Tcp,
         "TLS" => SyslogProtocol::Tls,
         "UDP" => SyslogProtocol::Udp,
         _ => {
             return Err(err(
                 format!("{label}.protocol"),
-                format!("must be one of TCP, TLS, UDP (got {:?})", e.protocol.as_deref().unwrap_or_default()),
+                format!(
+                    "must be one of TCP, TLS, UDP (got {:?})",
+                    e.protocol.as_deref().unwrap_or_default()
+                ),
             ));
         }
     };
@@ -888,22 +1121,36 @@ fn validate_syslog(label: &str, e: &RawEmitter) -> Result<SyslogConfig, Forwarde
     }
     let port = match e.port {
         Some(p) if (1..=65535).contains(&p) => p as u16,
-        Some(p) => return Err(err(format!("{label}.port"), format!("must be 1..=65535 (got {p})"))),
+        Some(p) => {
+            return Err(err(
+                format!("{label}.port"),
+                format!("must be 1..=65535 (got {p})"),
+            ));
+        }
         None => match protocol {
             SyslogProtocol::Tls => 6514,
             _ => 514,
         },
     };
     if protocol != SyslogProtocol::Tls && e.ca_bundle.is_some() {
-        return Err(err(format!("{label}.caBundle"), "is only valid with protocol TLS"));
+        return Err(err(
+            format!("{label}.caBundle"),
+            "is only valid with protocol TLS",
+        ));
     }
     let facility_name = e.facility.as_deref().unwrap_or("authpriv");
     let facility = facility_code(facility_name).ok_or_else(|| {
-        err(format!("{label}.facility"), format!("must be one of {FACILITIES} (got {facility_name:?})"))
+        err(
+            format!("{label}.facility"),
+            format!("must be one of {FACILITIES} (got {facility_name:?})"),
+        )
     })?;
     let default_name = e.default_severity.as_deref().unwrap_or("informational");
     let default_severity = severity_code(default_name).ok_or_else(|| {
-        err(format!("{label}.defaultSeverity"), format!("must be one of {SEVERITIES} (got {default_name:?})"))
+        err(
+            format!("{label}.defaultSeverity"),
+            format!("must be one of {SEVERITIES} (got {default_name:?})"),
+        )
     })?;
     let mut severity_mappings = Vec::new();
     for (i, m) in e.severity_field_mappings.iter().flatten().enumerate() {
@@ -912,14 +1159,25 @@ fn validate_syslog(label: &str, e: &RawEmitter) -> Result<SyslogConfig, Forwarde
         let mut values = HashMap::new();
         for (value, sev) in &m.value_mappings {
             let code = severity_code(sev).ok_or_else(|| {
-                err(format!("{path}.valueMappings.{value}"), format!("must be one of {SEVERITIES} (got {sev:?})"))
+                err(
+                    format!("{path}.valueMappings.{value}"),
+                    format!("must be one of {SEVERITIES} (got {sev:?})"),
+                )
             })?;
             values.insert(value.clone(), code);
         }
-        severity_mappings.push(SeverityMapping { field: m.field.clone(), values });
+        severity_mappings.push(SeverityMapping {
+            field: m.field.clone(),
+            values,
+        });
     }
     let connect_timeout = match e.connect_timeout {
-        Some(0) => return Err(err(format!("{label}.connectTimeout"), "must be at least 1 (milliseconds)")),
+        Some(0) => {
+            return Err(err(
+                format!("{label}.connectTimeout"),
+                "must be at least 1 (milliseconds)",
+            ));
+        }
         Some(ms) => Duration::from_millis(ms),
         None => Duration::from_secs(30),
     };
@@ -929,7 +1187,12 @@ fn validate_syslog(label: &str, e: &RawEmitter) -> Result<SyslogConfig, Forwarde
     check_syslog_token(&format!("{label}.hostname"), &hostname, 255)?;
     let max_message_size = match e.max_message_size {
         Some(n) if (480..=65_000).contains(&n) => n,
-        Some(n) => return Err(err(format!("{label}.maxMessageSize"), format!("must be 480..=65000 bytes (got {n})"))),
+        Some(n) => {
+            return Err(err(
+                format!("{label}.maxMessageSize"),
+                format!("must be 480..=65000 bytes (got {n})"),
+            ));
+        }
         None => 8192,
     };
     Ok(SyslogConfig {
@@ -950,7 +1213,10 @@ fn validate_syslog(label: &str, e: &RawEmitter) -> Result<SyslogConfig, Forwarde
 /// RFC 5424 header fields are printable US-ASCII without spaces, of bounded length.
 fn check_syslog_token(path: &str, v: &str, max: usize) -> Result<(), ForwarderError> {
     if v.is_empty() || v.len() > max || !v.bytes().all(|b| (33..=126).contains(&b)) {
-        return Err(err(path, format!("must be 1..={max} printable ASCII characters without spaces (got {v:?})")));
+        return Err(err(
+            path,
+            format!("must be 1..={max} printable ASCII characters without spaces (got {v:?})"),
+        ));
     }
     Ok(())
 }
@@ -989,20 +1255,35 @@ mod tests {
         // The disabled stdout emitter is dropped.
         assert_eq!(c.emitters.len(), 5);
         assert_eq!(c.quorum.all_of, vec!["syslog"]);
-        assert_eq!(c.quorum.at_least_one_of, vec!["splunk", "webhook", "elastic"]);
+        assert_eq!(
+            c.quorum.at_least_one_of,
+            vec!["splunk", "webhook", "elastic"]
+        );
         let splunk = &c.emitters[0];
         assert_eq!(splunk.emit_timeout, Duration::from_secs(30));
         assert_eq!(splunk.buffering.max_batched_events, 500);
-        let EmitterSettings::Http(h) = &splunk.settings else { panic!() };
+        let EmitterSettings::Http(h) = &splunk.settings else {
+            panic!()
+        };
         assert!(matches!(h.auth, HttpAuth::Splunk(SecretRef::Arn(_))));
         assert!(h.gzip);
-        let EmitterSettings::Http(es) = &c.emitters[2].settings else { panic!() };
+        let EmitterSettings::Http(es) = &c.emitters[2].settings else {
+            panic!()
+        };
         assert_eq!(es.url.as_str(), "https://es.example:9200/_bulk");
-        let EmitterSettings::Syslog(s) = &c.emitters[3].settings else { panic!() };
-        assert_eq!((s.facility, s.port, s.protocol), (10, 6514, SyslogProtocol::Tls));
+        let EmitterSettings::Syslog(s) = &c.emitters[3].settings else {
+            panic!()
+        };
+        assert_eq!(
+            (s.facility, s.port, s.protocol),
+            (10, 6514, SyslogProtocol::Tls)
+        );
         assert_eq!(s.severity_mappings[0].values["LOGIN_ERROR"], 4);
         assert_eq!(c.emitters[1].emit_timeout, DEFAULT_EMIT_TIMEOUT);
-        assert!(matches!(c.transform.redaction, Some(RedactionConfig::Hash { .. })));
+        assert!(matches!(
+            c.transform.redaction,
+            Some(RedactionConfig::Hash { .. })
+        ));
     }
 
     #[test]
@@ -1025,27 +1306,71 @@ mod tests {
 
     #[test]
     fn keys_of_another_emitter_type_are_rejected_with_the_emitter_named() {
-        let m = message(r#"{"emitters":[{"name":"web","type":"http","url":"https://x.example/","facility":"auth"}]}"#);
-        assert!(m.contains("emitters[0] (\"web\").facility") && m.contains("type http"), "{m}");
+        let m = message(
+            r#"{"emitters":[{"name":"web","type":"http","url":"https://x.example/","facility":"auth"}]}"#,
+        );
+        assert!(
+            m.contains("emitters[0] (\"web\").facility") && m.contains("type http"),
+            "{m}"
+        );
     }
 
     #[test]
     fn bad_values_name_their_key_path() {
         let cases = [
-            (r#"{"emitters":[{"name":"s","type":"syslog","host":"h","facility":"bogus"}]}"#, "emitters[0] (\"s\").facility"),
-            (r#"{"emitters":[{"name":"s","type":"syslog","host":"h","port":70000}]}"#, ".port"),
-            (r#"{"emitters":[{"name":"s","type":"syslog","host":"h","protocol":"SCTP"}]}"#, ".protocol"),
-            (r#"{"emitters":[{"name":"s","type":"syslog","host":"h","severityFieldMappings":[{"field":"/t","valueMappings":{"X":"loud"}}]}]}"#, "severityFieldMappings[0].valueMappings.X"),
-            (r#"{"emitters":[{"name":"w","type":"http","url":"http://siem.example/ingest"}]}"#, ".url"),
+            (
+                r#"{"emitters":[{"name":"s","type":"syslog","host":"h","facility":"bogus"}]}"#,
+                "emitters[0] (\"s\").facility",
+            ),
+            (
+                r#"{"emitters":[{"name":"s","type":"syslog","host":"h","port":70000}]}"#,
+                ".port",
+            ),
+            (
+                r#"{"emitters":[{"name":"s","type":"syslog","host":"h","protocol":"SCTP"}]}"#,
+                ".protocol",
+            ),
+            (
+                r#"{"emitters":[{"name":"s","type":"syslog","host":"h","severityFieldMappings":[{"field":"/t","valueMappings":{"X":"loud"}}]}]}"#,
+                "severityFieldMappings[0].valueMappings.X",
+            ),
+            (
+                r#"{"emitters":[{"name":"w","type":"http","url":"http://siem.example/ingest"}]}"#,
+                ".url",
+            ),
             (r#"{"emitters":[{"name":"w","type":"bogus"}]}"#, ".type"),
-            (r#"{"emitters":[{"name":"a","type":"stdout"}],"emitToAllOf":["b"]}"#, "emitToAllOf[0]"),
-            (r#"{"emitters":[{"name":"a","type":"stdout"},{"name":"b","type":"stdout","enabled":false}],"emitAtLeastOneOf":["b"]}"#, "emitAtLeastOneOf[0]"),
-            (r#"{"emitters":[{"name":"a","type":"stdout"},{"name":"a","type":"stdout"}]}"#, "emitters[1] (\"a\").name"),
-            (r#"{"emitters":[{"name":"a","type":"stdout"}],"redaction":{"mode":"hash","fields":["/x"]}}"#, "redaction.hmacKeySecretArn"),
-            (r#"{"emitters":[{"name":"a","type":"stdout"}],"redaction":{"fields":["x"]}}"#, "redaction.fields[0]"),
-            (r#"{"emitters":[{"name":"a","type":"stdout"}],"filterPolicies":{"field":{"excludeIf":["x"]}}}"#, "filterPolicies.field.excludeIf[0]"),
-            (r#"{"emitters":[{"name":"f","type":"firehose","deliveryStream":"d","buffering":{"maxBatchedEvents":501}}]}"#, "buffering.maxBatchedEvents"),
-            (r#"{"emitters":[{"name":"h","type":"splunk-hec","url":"https://s.example"}]}"#, "tokenSecretArn"),
+            (
+                r#"{"emitters":[{"name":"a","type":"stdout"}],"emitToAllOf":["b"]}"#,
+                "emitToAllOf[0]",
+            ),
+            (
+                r#"{"emitters":[{"name":"a","type":"stdout"},{"name":"b","type":"stdout","enabled":false}],"emitAtLeastOneOf":["b"]}"#,
+                "emitAtLeastOneOf[0]",
+            ),
+            (
+                r#"{"emitters":[{"name":"a","type":"stdout"},{"name":"a","type":"stdout"}]}"#,
+                "emitters[1] (\"a\").name",
+            ),
+            (
+                r#"{"emitters":[{"name":"a","type":"stdout"}],"redaction":{"mode":"hash","fields":["/x"]}}"#,
+                "redaction.hmacKeySecretArn",
+            ),
+            (
+                r#"{"emitters":[{"name":"a","type":"stdout"}],"redaction":{"fields":["x"]}}"#,
+                "redaction.fields[0]",
+            ),
+            (
+                r#"{"emitters":[{"name":"a","type":"stdout"}],"filterPolicies":{"field":{"excludeIf":["x"]}}}"#,
+                "filterPolicies.field.excludeIf[0]",
+            ),
+            (
+                r#"{"emitters":[{"name":"f","type":"firehose","deliveryStream":"d","buffering":{"maxBatchedEvents":501}}]}"#,
+                "buffering.maxBatchedEvents",
+            ),
+            (
+                r#"{"emitters":[{"name":"h","type":"splunk-hec","url":"https://s.example"}]}"#,
+                "tokenSecretArn",
+            ),
         ];
         for (json, path) in cases {
             let m = message(json);
@@ -1055,9 +1380,24 @@ mod tests {
 
     #[test]
     fn http_is_allowed_for_loopback_receivers_only() {
-        assert!(ForwarderConfig::parse(r#"{"emitters":[{"name":"w","type":"http","url":"http://127.0.0.1:8080/ingest"}]}"#).is_ok());
-        assert!(ForwarderConfig::parse(r#"{"emitters":[{"name":"w","type":"http","url":"http://localhost:8080/ingest"}]}"#).is_ok());
-        assert!(ForwarderConfig::parse(r#"{"emitters":[{"name":"w","type":"http","url":"http://10.0.0.1/ingest"}]}"#).is_err());
+        assert!(
+            ForwarderConfig::parse(
+                r#"{"emitters":[{"name":"w","type":"http","url":"http://127.0.0.1:8080/ingest"}]}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            ForwarderConfig::parse(
+                r#"{"emitters":[{"name":"w","type":"http","url":"http://localhost:8080/ingest"}]}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            ForwarderConfig::parse(
+                r#"{"emitters":[{"name":"w","type":"http","url":"http://10.0.0.1/ingest"}]}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -1068,16 +1408,22 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         // A bad type next to a secret: the message gives the position, not the value.
-        let m = message(r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/","token":["hunter2"]}]}"#);
+        let m = message(
+            r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/","token":["hunter2"]}]}"#,
+        );
         assert!(!m.contains("hunter2"), "{m}");
         // Both forms of one secret.
-        let m = message(r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/","token":"hunter2","tokenSecretArn":"arn:x"}]}"#);
+        let m = message(
+            r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/","token":"hunter2","tokenSecretArn":"arn:x"}]}"#,
+        );
         assert!(m.contains("token") && !m.contains("hunter2"), "{m}");
     }
 
     #[test]
     fn authorization_headers_are_refused_in_favour_of_secret_settings() {
-        let m = message(r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/","headers":{"Authorization":"Bearer x"}}]}"#);
+        let m = message(
+            r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/","headers":{"Authorization":"Bearer x"}}]}"#,
+        );
         assert!(m.contains("headers.Authorization"), "{m}");
     }
 }

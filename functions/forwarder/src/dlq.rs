@@ -29,7 +29,10 @@ pub struct S3DeadLetters {
 
 impl S3DeadLetters {
     pub fn new(client: aws_sdk_s3::Client, bucket: &str) -> Self {
-        Self { client, bucket: bucket.to_string() }
+        Self {
+            client,
+            bucket: bucket.to_string(),
+        }
     }
 }
 
@@ -45,7 +48,13 @@ impl DeadLetterSink for S3DeadLetters {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("PutObject s3://{}/{key}: {}", self.bucket, aws_sdk_s3::error::DisplayErrorContext(e)))
+                .map_err(|e| {
+                    format!(
+                        "PutObject s3://{}/{key}: {}",
+                        self.bucket,
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })
         })
     }
 }
@@ -66,7 +75,13 @@ pub struct DeadLetter<'a> {
 
 fn key_part(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

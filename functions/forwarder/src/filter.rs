@@ -31,7 +31,10 @@ impl Selector {
     /// Whether a record with these names (its kind and event types) goes to the emitter.
     pub fn matches<'a>(&self, names: impl IntoIterator<Item = &'a str> + Clone) -> bool {
         let any = |list: &[String]| {
-            names.clone().into_iter().any(|n| list.iter().any(|p| pattern_matches(p, n)))
+            names
+                .clone()
+                .into_iter()
+                .any(|n| list.iter().any(|p| pattern_matches(p, n)))
         };
         if any(&self.exclude) {
             return false;
@@ -47,7 +50,9 @@ pub struct Pointer(Vec<String>);
 impl Pointer {
     pub fn parse(pointer: &str) -> Result<Self, String> {
         let Some(rest) = pointer.strip_prefix('/') else {
-            return Err(format!("{pointer:?} is not a JSON pointer (it must start with '/')"));
+            return Err(format!(
+                "{pointer:?} is not a JSON pointer (it must start with '/')"
+            ));
         };
         let mut tokens = Vec::new();
         for token in rest.split('/') {
@@ -59,7 +64,11 @@ impl Pointer {
                         match chars.next() {
                             Some('0') => out.push('~'),
                             Some('1') => out.push('/'),
-                            _ => return Err(format!("{pointer:?} has an invalid escape (only ~0 and ~1)")),
+                            _ => {
+                                return Err(format!(
+                                    "{pointer:?} has an invalid escape (only ~0 and ~1)"
+                                ));
+                            }
                         }
                     } else {
                         out.push(c);
@@ -95,10 +104,12 @@ impl Pointer {
                     Some(v) => v,
                     None => return false,
                 },
-                Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                    Some(v) => v,
-                    None => return false,
-                },
+                Value::Array(items) => {
+                    match token.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                        Some(v) => v,
+                        None => return false,
+                    }
+                }
                 _ => return false,
             };
         }
@@ -128,7 +139,9 @@ impl Pointer {
                 d.insert(token.clone(), child.clone());
                 return;
             }
-            let entry = d.entry(token.clone()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = d
+                .entry(token.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 return;
             }
@@ -150,8 +163,14 @@ pub struct FieldFilter {
 impl FieldFilter {
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
         Ok(Self {
-            include: include.iter().map(|p| Pointer::parse(p)).collect::<Result<_, _>>()?,
-            exclude: exclude.iter().map(|p| Pointer::parse(p)).collect::<Result<_, _>>()?,
+            include: include
+                .iter()
+                .map(|p| Pointer::parse(p))
+                .collect::<Result<_, _>>()?,
+            exclude: exclude
+                .iter()
+                .map(|p| Pointer::parse(p))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -204,15 +223,23 @@ mod tests {
 
     #[test]
     fn field_filter_exclude_removes_fields_and_wins_over_include() {
-        let f = FieldFilter::new(&s(&["/event/type", "/event/details", "/timestamp"]), &s(&["/event/details/code_id"])).unwrap();
+        let f = FieldFilter::new(
+            &s(&["/event/type", "/event/details", "/timestamp"]),
+            &s(&["/event/details/code_id"]),
+        )
+        .unwrap();
         let mut v = json!({"timestamp":"t","eventType":"user-event","event":{"type":"LOGIN","ipAddress":"1.2.3.4","details":{"code_id":"c","username":"u"}}});
         assert_eq!(f.apply(&mut v), 1);
-        assert_eq!(v, json!({"timestamp":"t","event":{"type":"LOGIN","details":{"username":"u"}}}));
+        assert_eq!(
+            v,
+            json!({"timestamp":"t","event":{"type":"LOGIN","details":{"username":"u"}}})
+        );
     }
 
     #[test]
     fn field_filter_exclude_only_keeps_everything_else_and_skips_absent_fields() {
-        let f = FieldFilter::new(&[], &s(&["/event/details/code_id", "/nope/x", "/list/0"])).unwrap();
+        let f =
+            FieldFilter::new(&[], &s(&["/event/details/code_id", "/nope/x", "/list/0"])).unwrap();
         let mut v = json!({"event":{"details":{"code_id":"c","a":"b"}},"list":[1,2]});
         assert_eq!(f.apply(&mut v), 2);
         assert_eq!(v, json!({"event":{"details":{"a":"b"}},"list":[2]}));

@@ -108,7 +108,9 @@ impl Status {
 /// The delay before retry `attempt` (1-based): exponential, capped, with full jitter in
 /// `[d/2, d]`.
 pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let exp = policy.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let d = exp.min(policy.max_backoff);
     let ms = d.as_millis() as u64;
     if ms < 2 {
@@ -119,12 +121,19 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
 
 /// Splits `pending` into chunks that respect the emitter's `buffering` limits (a record larger
 /// than `maxSize` travels alone).
-fn chunks(emitter: &dyn Emitter, records: &[Option<Arc<Prepared>>], pending: &[usize], b: Buffering) -> Vec<Vec<Arc<Prepared>>> {
+fn chunks(
+    emitter: &dyn Emitter,
+    records: &[Option<Arc<Prepared>>],
+    pending: &[usize],
+    b: Buffering,
+) -> Vec<Vec<Arc<Prepared>>> {
     let mut out = Vec::new();
     let mut cur: Vec<Arc<Prepared>> = Vec::new();
     let mut size = 0usize;
     for &i in pending {
-        let Some(p) = records.get(i).and_then(Option::as_ref) else { continue };
+        let Some(p) = records.get(i).and_then(Option::as_ref) else {
+            continue;
+        };
         let s = emitter.size_hint(p);
         if !cur.is_empty() && (cur.len() >= b.max_batched_events || size + s > b.max_size) {
             out.push(std::mem::take(&mut cur));
@@ -168,8 +177,20 @@ async fn deliver(
             stats.requests += 1;
             let outcomes = match tokio::time::timeout(budget, emitter.emit(&batch)).await {
                 Ok(o) if o.len() == batch.len() => o,
-                Ok(o) => all(batch.len(), Outcome::Retryable(Failure::new("internal", format!("{} outcomes for {} records", o.len(), batch.len())))),
-                Err(_) => all(batch.len(), Outcome::Retryable(Failure::new("timeout", format!("no answer within {} ms", budget.as_millis())))),
+                Ok(o) => all(
+                    batch.len(),
+                    Outcome::Retryable(Failure::new(
+                        "internal",
+                        format!("{} outcomes for {} records", o.len(), batch.len()),
+                    )),
+                ),
+                Err(_) => all(
+                    batch.len(),
+                    Outcome::Retryable(Failure::new(
+                        "timeout",
+                        format!("no answer within {} ms", budget.as_millis()),
+                    )),
+                ),
             };
             for (p, o) in batch.iter().zip(outcomes) {
                 match o {
@@ -187,7 +208,9 @@ async fn deliver(
                 }
             }
         }
-        let Some((_, first)) = failed.first() else { break };
+        let Some((_, first)) = failed.first() else {
+            break;
+        };
         let wait = backoff(&retry, attempt).max(retry_after.unwrap_or_default());
         if attempt >= retry.max_attempts || Instant::now() + wait >= retry_deadline {
             tracing::warn!(emitter = emitter.name(), records = failed.len(), attempts = attempt, status = %first.status, response = %first.text, "delivery not completed in this invocation");
@@ -232,8 +255,14 @@ impl Forwarder {
                 *u = true;
             }
         }
-        let used: Vec<usize> = used.iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i).collect();
-        let mut prepared: Vec<Vec<Option<Arc<Prepared>>>> = vec![vec![None; n]; self.profiles.len()];
+        let used: Vec<usize> = used
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| **u)
+            .map(|(i, _)| i)
+            .collect();
+        let mut prepared: Vec<Vec<Option<Arc<Prepared>>>> =
+            vec![vec![None; n]; self.profiles.len()];
         let mut classes: Vec<Option<Arc<Classified>>> = vec![None; n];
         let mut malformed: Vec<(usize, String)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
@@ -243,8 +272,14 @@ impl Forwarder {
                     let class = Arc::new(record::classify(&value, r.source.arrival_ms));
                     let mut value = Some(value);
                     for (k, &p) in used.iter().enumerate() {
-                        let v = if k + 1 == used.len() { value.take() } else { value.clone() };
-                        let (Some(v), Some(t)) = (v, self.profiles.get(p)) else { continue };
+                        let v = if k + 1 == used.len() {
+                            value.take()
+                        } else {
+                            value.clone()
+                        };
+                        let (Some(v), Some(t)) = (v, self.profiles.get(p)) else {
+                            continue;
+                        };
                         prepared[p][i] = Some(Arc::new(t.prepare(i, class.clone(), v, raw)));
                     }
                     classes[i] = Some(class);
@@ -252,24 +287,41 @@ impl Forwarder {
                 Err(reason) => malformed.push((i, reason)),
             }
         }
-        let prepared: Vec<Arc<Vec<Option<Arc<Prepared>>>>> = prepared.into_iter().map(Arc::new).collect();
+        let prepared: Vec<Arc<Vec<Option<Arc<Prepared>>>>> =
+            prepared.into_iter().map(Arc::new).collect();
 
         // Deliver to every emitter concurrently.
         let mut statuses: Vec<Vec<Status>> = vec![vec![Status::Skipped; n]; self.slots.len()];
         let mut stats: Vec<EmitterStats> = vec![EmitterStats::default(); self.slots.len()];
         let mut tasks = JoinSet::new();
         for (k, slot) in self.slots.iter().enumerate() {
-            let Some(recs) = prepared.get(slot.profile).cloned() else { continue };
+            let Some(recs) = prepared.get(slot.profile).cloned() else {
+                continue;
+            };
             let selected: Vec<usize> = (0..n)
-                .filter(|&i| recs[i].is_some() && classes[i].as_ref().is_some_and(|c| slot.selector.matches(c.names())))
+                .filter(|&i| {
+                    recs[i].is_some()
+                        && classes[i]
+                            .as_ref()
+                            .is_some_and(|c| slot.selector.matches(c.names()))
+                })
                 .collect();
             stats[k].skipped = n - malformed.len() - selected.len();
             // Until the task reports, a selected record is not taken (a failed task must not
             // count as delivery).
             for &i in &selected {
-                statuses[k][i] = Status::Pending(Failure::new("internal", "emitter task did not report"));
+                statuses[k][i] =
+                    Status::Pending(Failure::new("internal", "emitter task did not report"));
             }
-            let fut = deliver(slot.emitter.clone(), slot.buffering, slot.timeout, recs, selected, self.retry, retry_deadline);
+            let fut = deliver(
+                slot.emitter.clone(),
+                slot.buffering,
+                slot.timeout,
+                recs,
+                selected,
+                self.retry,
+                retry_deadline,
+            );
             tasks.spawn(async move { (k, fut.await) });
         }
         while let Some(joined) = tasks.join_next().await {
@@ -293,12 +345,12 @@ impl Forwarder {
         let max_age_ms = self.retry.max_record_age.as_millis() as i64;
         for st in statuses.iter_mut() {
             for (i, s) in st.iter_mut().enumerate() {
-                if let Status::Pending(f) = s {
-                    if now_ms - records[i].source.arrival_ms > max_age_ms {
-                        let mut f = f.clone();
-                        f.text = format!("retries exhausted past maxRecordAgeInSec: {}", f.text);
-                        *s = Status::Permanent(f);
-                    }
+                if let Status::Pending(f) = s
+                    && now_ms - records[i].source.arrival_ms > max_age_ms
+                {
+                    let mut f = f.clone();
+                    f.text = format!("retries exhausted past maxRecordAgeInSec: {}", f.text);
+                    *s = Status::Permanent(f);
                 }
             }
         }
@@ -310,27 +362,48 @@ impl Forwarder {
                 continue; // malformed: done once dead-lettered
             }
             let all_ok = self.all_of.iter().all(|&k| statuses[k][i].took());
-            let one_ok = self.at_least_one_of.is_empty() || self.at_least_one_of.iter().any(|&k| statuses[k][i].took());
+            let one_ok = self.at_least_one_of.is_empty()
+                || self.at_least_one_of.iter().any(|&k| statuses[k][i].took());
             *d = all_ok && one_ok;
         }
 
         // The dead-letter trail.
         let mut items = Vec::new();
         for (i, reason) in &malformed {
-            items.push(DlqItem { record: *i, emitter: "malformed".into(), status: "malformed".into(), response: reason.clone(), reason: "malformed record (not a UTF-8 JSON object)" });
+            items.push(DlqItem {
+                record: *i,
+                emitter: "malformed".into(),
+                status: "malformed".into(),
+                response: reason.clone(),
+                reason: "malformed record (not a UTF-8 JSON object)",
+            });
         }
         for (k, slot) in self.slots.iter().enumerate() {
             for (i, s) in statuses[k].iter().enumerate() {
                 let (f, reason) = match s {
-                    Status::Permanent(f) if f.text.starts_with("retries exhausted") => (f, "retries exhausted past the record age limit"),
+                    Status::Permanent(f) if f.text.starts_with("retries exhausted") => {
+                        (f, "retries exhausted past the record age limit")
+                    }
                     Status::Permanent(f) => (f, "rejected permanently by the emitter"),
-                    Status::Pending(f) if done[i] => (f, "not delivered by this emitter; the record's quorum was met without it"),
+                    Status::Pending(f) if done[i] => (
+                        f,
+                        "not delivered by this emitter; the record's quorum was met without it",
+                    ),
                     _ => continue,
                 };
                 stats[k].dead_lettered += 1;
-                items.push(DlqItem { record: i, emitter: slot.emitter.name().to_string(), status: f.status.clone(), response: f.text.clone(), reason });
+                items.push(DlqItem {
+                    record: i,
+                    emitter: slot.emitter.name().to_string(),
+                    status: f.status.clone(),
+                    response: f.text.clone(),
+                    reason,
+                });
             }
-            stats[k].pending = statuses[k].iter().filter(|s| matches!(s, Status::Pending(_))).count();
+            stats[k].pending = statuses[k]
+                .iter()
+                .filter(|s| matches!(s, Status::Pending(_)))
+                .count();
         }
         let dead_letters = items.len();
         let mut dlq_errors = 0;
@@ -340,8 +413,15 @@ impl Forwarder {
             while writes.len() < 16 {
                 let Some(item) = iter.next() else { break };
                 let r = &records[item.record];
-                let profile = self.slots.iter().find(|s| s.emitter.name() == item.emitter).map_or(0, |s| s.profile);
-                let value: Option<Value> = prepared.get(profile).and_then(|p| p[item.record].as_ref()).map(|p| p.value.clone());
+                let profile = self
+                    .slots
+                    .iter()
+                    .find(|s| s.emitter.name() == item.emitter)
+                    .map_or(0, |s| s.profile);
+                let value: Option<Value> = prepared
+                    .get(profile)
+                    .and_then(|p| p[item.record].as_ref())
+                    .map(|p| p.value.clone());
                 let letter = DeadLetter {
                     emitter: &item.emitter,
                     status: &item.status,
@@ -358,7 +438,9 @@ impl Forwarder {
                 let idx = item.record;
                 writes.spawn(async move { (idx, key.clone(), sink.put(key, body).await) });
             }
-            let Some(joined) = writes.join_next().await else { break };
+            let Some(joined) = writes.join_next().await else {
+                break;
+            };
             match joined {
                 Ok((_, key, Ok(()))) => tracing::info!(key, "dead letter written"),
                 Ok((i, key, Err(e))) => {
@@ -376,12 +458,22 @@ impl Forwarder {
         }
 
         BatchResult {
-            failures: records.iter().zip(&done).filter(|(_, d)| !**d).map(|(r, _)| r.source.sequence_number.clone()).collect(),
+            failures: records
+                .iter()
+                .zip(&done)
+                .filter(|(_, d)| !**d)
+                .map(|(r, _)| r.source.sequence_number.clone())
+                .collect(),
             records: n,
             malformed: malformed.len(),
             dead_letters,
             dead_letter_errors: dlq_errors,
-            emitters: self.slots.iter().zip(stats).map(|(s, st)| (s.emitter.name().to_string(), st)).collect(),
+            emitters: self
+                .slots
+                .iter()
+                .zip(stats)
+                .map(|(s, st)| (s.emitter.name().to_string(), st))
+                .collect(),
         }
     }
 }
@@ -407,7 +499,12 @@ mod tests {
 
     impl Fake {
         fn new(name: &str, script: Vec<Outcome>) -> Arc<Self> {
-            Arc::new(Self { name: name.into(), script, calls: AtomicUsize::new(0), got: Mutex::new(Vec::new()) })
+            Arc::new(Self {
+                name: name.into(),
+                script,
+                calls: AtomicUsize::new(0),
+                got: Mutex::new(Vec::new()),
+            })
         }
         fn received(&self) -> Vec<String> {
             self.got.lock().unwrap().clone()
@@ -423,9 +520,17 @@ mod tests {
         }
         fn emit<'a>(&'a self, batch: &'a [Arc<Prepared>]) -> BoxFuture<'a, Vec<Outcome>> {
             let k = self.calls.fetch_add(1, Ordering::SeqCst);
-            let o = self.script.get(k).or(self.script.last()).cloned().unwrap_or(Outcome::Delivered);
+            let o = self
+                .script
+                .get(k)
+                .or(self.script.last())
+                .cloned()
+                .unwrap_or(Outcome::Delivered);
             if o == Outcome::Delivered {
-                self.got.lock().unwrap().extend(batch.iter().map(|p| p.json.clone()));
+                self.got
+                    .lock()
+                    .unwrap()
+                    .extend(batch.iter().map(|p| p.json.clone()));
             }
             Box::pin(async move { all(batch.len(), o) })
         }
@@ -443,39 +548,70 @@ mod tests {
                 if self.fail {
                     return Err("s3 down".into());
                 }
-                self.objects.lock().unwrap().insert(key, serde_json::from_slice(&body).unwrap());
+                self.objects
+                    .lock()
+                    .unwrap()
+                    .insert(key, serde_json::from_slice(&body).unwrap());
                 Ok(())
             })
         }
     }
 
     fn fast_retry() -> RetryPolicy {
-        RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(2), max_record_age: Duration::from_secs(3600) }
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            max_record_age: Duration::from_secs(3600),
+        }
     }
 
     fn slot(e: Arc<Fake>, include: &[&str]) -> Slot {
         Slot {
             emitter: e,
             selector: Selector::new(include.iter().map(|s| s.to_string()).collect(), vec![]),
-            buffering: Buffering { max_batched_events: 2, max_size: 1 << 20 },
+            buffering: Buffering {
+                max_batched_events: 2,
+                max_size: 1 << 20,
+            },
             timeout: Duration::from_secs(5),
             profile: 0,
         }
     }
 
-    fn forwarder(slots: Vec<Slot>, all_of: Vec<usize>, one_of: Vec<usize>, dlq: Arc<MemDlq>) -> Forwarder {
-        Forwarder { slots, profiles: vec![Transform::identity()], all_of, at_least_one_of: one_of, retry: fast_retry(), dlq, dlq_prefix: "dlq/".into() }
+    fn forwarder(
+        slots: Vec<Slot>,
+        all_of: Vec<usize>,
+        one_of: Vec<usize>,
+        dlq: Arc<MemDlq>,
+    ) -> Forwarder {
+        Forwarder {
+            slots,
+            profiles: vec![Transform::identity()],
+            all_of,
+            at_least_one_of: one_of,
+            retry: fast_retry(),
+            dlq,
+            dlq_prefix: "dlq/".into(),
+        }
     }
 
     fn rec(seq: u32, data: &str, age_ms: i64) -> InputRecord {
         InputRecord {
-            source: Source { stream: "s".into(), shard: "shardId-000000000000".into(), sequence_number: seq.to_string(), arrival_ms: chrono::Utc::now().timestamp_millis() - age_ms },
+            source: Source {
+                stream: "s".into(),
+                shard: "shardId-000000000000".into(),
+                sequence_number: seq.to_string(),
+                arrival_ms: chrono::Utc::now().timestamp_millis() - age_ms,
+            },
             data: data.as_bytes().to_vec(),
         }
     }
 
     fn login(t: &str) -> String {
-        format!(r#"{{"timestamp":"2025-02-12T19:27:50.156Z","eventType":"user-event","event":{{"id":"{t}-id","type":"{t}"}}}}"#)
+        format!(
+            r#"{{"timestamp":"2025-02-12T19:27:50.156Z","eventType":"user-event","event":{{"id":"{t}-id","type":"{t}"}}}}"#
+        )
     }
 
     fn deadline() -> Instant {
@@ -517,11 +653,28 @@ mod tests {
         let up = Fake::new("up", vec![Outcome::Delivered]);
         let down = Fake::new("down", vec![retryable()]);
         let dlq = Arc::new(MemDlq::default());
-        let f = forwarder(vec![slot(up.clone(), &[]), slot(down.clone(), &[])], vec![0, 1], vec![], dlq.clone());
-        let r = f.process(&[rec(7, &login("LOGIN"), 0), rec(8, &login("LOGIN"), 0)], deadline()).await;
+        let f = forwarder(
+            vec![slot(up.clone(), &[]), slot(down.clone(), &[])],
+            vec![0, 1],
+            vec![],
+            dlq.clone(),
+        );
+        let r = f
+            .process(
+                &[rec(7, &login("LOGIN"), 0), rec(8, &login("LOGIN"), 0)],
+                deadline(),
+            )
+            .await;
         assert_eq!(r.failures, vec!["7", "8"]);
-        assert_eq!(down.calls.load(Ordering::SeqCst), 3, "max_attempts per invocation");
-        assert!(dlq.objects.lock().unwrap().is_empty(), "still retryable: no dead letter yet");
+        assert_eq!(
+            down.calls.load(Ordering::SeqCst),
+            3,
+            "max_attempts per invocation"
+        );
+        assert!(
+            dlq.objects.lock().unwrap().is_empty(),
+            "still retryable: no dead letter yet"
+        );
     }
 
     #[tokio::test]
@@ -530,12 +683,20 @@ mod tests {
         let dlq = Arc::new(MemDlq::default());
         let mut f = forwarder(vec![slot(down, &[])], vec![0], vec![], dlq.clone());
         f.retry.max_record_age = Duration::from_secs(60);
-        let r = f.process(&[rec(1, &login("LOGIN"), 120_000), rec(2, &login("LOGIN"), 0)], deadline()).await;
+        let r = f
+            .process(
+                &[rec(1, &login("LOGIN"), 120_000), rec(2, &login("LOGIN"), 0)],
+                deadline(),
+            )
+            .await;
         assert_eq!(r.failures, vec!["2"]);
         let objects = dlq.objects.lock().unwrap();
         assert_eq!(objects.len(), 1);
         let (key, v) = objects.iter().next().unwrap();
-        assert!(key.starts_with("dlq/") && key.ends_with("/s-shardId-000000000000-1-down.json"), "{key}");
+        assert!(
+            key.starts_with("dlq/") && key.ends_with("/s-shardId-000000000000-1-down.json"),
+            "{key}"
+        );
         assert_eq!(v["status"], "503");
         assert_eq!(v["emitter"], "down");
         assert!(v["reason"].as_str().unwrap().contains("age limit"));
@@ -544,15 +705,25 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_refusals_are_dead_lettered_and_count_as_taken() {
-        let bad = Fake::new("bad", vec![Outcome::Permanent(Failure::new("400", "invalid event"))]);
+        let bad = Fake::new(
+            "bad",
+            vec![Outcome::Permanent(Failure::new("400", "invalid event"))],
+        );
         let dlq = Arc::new(MemDlq::default());
         let f = forwarder(vec![slot(bad.clone(), &[])], vec![0], vec![], dlq.clone());
         let r = f.process(&[rec(1, &login("LOGIN"), 0)], deadline()).await;
         assert!(r.failures.is_empty());
-        assert_eq!(bad.calls.load(Ordering::SeqCst), 1, "no retry on a permanent refusal");
+        assert_eq!(
+            bad.calls.load(Ordering::SeqCst),
+            1,
+            "no retry on a permanent refusal"
+        );
         let objects = dlq.objects.lock().unwrap();
         let v = objects.values().next().unwrap();
-        assert_eq!((v["status"].as_str(), v["response"].as_str()), (Some("400"), Some("invalid event")));
+        assert_eq!(
+            (v["status"].as_str(), v["response"].as_str()),
+            (Some("400"), Some("invalid event"))
+        );
     }
 
     #[tokio::test]
@@ -561,7 +732,12 @@ mod tests {
         let one = Fake::new("one", vec![Outcome::Delivered]);
         let two = Fake::new("two", vec![retryable()]);
         let dlq = Arc::new(MemDlq::default());
-        let f = forwarder(vec![slot(must, &[]), slot(one, &[]), slot(two, &[])], vec![0], vec![1, 2], dlq.clone());
+        let f = forwarder(
+            vec![slot(must, &[]), slot(one, &[]), slot(two, &[])],
+            vec![0],
+            vec![1, 2],
+            dlq.clone(),
+        );
         let r = f.process(&[rec(1, &login("LOGIN"), 0)], deadline()).await;
         assert!(r.failures.is_empty());
         let objects = dlq.objects.lock().unwrap();
@@ -577,7 +753,12 @@ mod tests {
         let one = Fake::new("one", vec![retryable()]);
         let two = Fake::new("two", vec![retryable()]);
         let dlq = Arc::new(MemDlq::default());
-        let f = forwarder(vec![slot(must, &[]), slot(one, &[]), slot(two, &[])], vec![0], vec![1, 2], dlq.clone());
+        let f = forwarder(
+            vec![slot(must, &[]), slot(one, &[]), slot(two, &[])],
+            vec![0],
+            vec![1, 2],
+            dlq.clone(),
+        );
         let r = f.process(&[rec(1, &login("LOGIN"), 0)], deadline()).await;
         assert_eq!(r.failures, vec!["1"]);
     }
@@ -586,8 +767,18 @@ mod tests {
     async fn include_lists_select_records_and_unselected_records_count_as_taken() {
         let errors_only = Fake::new("errors", vec![retryable()]);
         let dlq = Arc::new(MemDlq::default());
-        let f = forwarder(vec![slot(errors_only.clone(), &["LOGIN_ERROR"])], vec![0], vec![], dlq.clone());
-        let r = f.process(&[rec(1, &login("LOGIN"), 0), rec(2, &login("LOGIN_ERROR"), 0)], deadline()).await;
+        let f = forwarder(
+            vec![slot(errors_only.clone(), &["LOGIN_ERROR"])],
+            vec![0],
+            vec![],
+            dlq.clone(),
+        );
+        let r = f
+            .process(
+                &[rec(1, &login("LOGIN"), 0), rec(2, &login("LOGIN_ERROR"), 0)],
+                deadline(),
+            )
+            .await;
         // Only the LOGIN_ERROR record was sent (and failed); the LOGIN one is done.
         assert_eq!(r.failures, vec!["2"]);
         assert_eq!(r.emitters[0].1.skipped, 1);
@@ -598,7 +789,12 @@ mod tests {
         let a = Fake::new("a", vec![Outcome::Delivered]);
         let dlq = Arc::new(MemDlq::default());
         let f = forwarder(vec![slot(a.clone(), &[])], vec![0], vec![], dlq.clone());
-        let r = f.process(&[rec(1, "not json", 0), rec(2, &login("LOGIN"), 0)], deadline()).await;
+        let r = f
+            .process(
+                &[rec(1, "not json", 0), rec(2, &login("LOGIN"), 0)],
+                deadline(),
+            )
+            .await;
         assert!(r.failures.is_empty());
         assert_eq!(r.malformed, 1);
         assert_eq!(a.received().len(), 1);
@@ -611,26 +807,52 @@ mod tests {
     #[tokio::test]
     async fn a_dead_letter_that_cannot_be_written_leaves_the_record_not_done() {
         let bad = Fake::new("bad", vec![Outcome::Permanent(Failure::new("400", "no"))]);
-        let dlq = Arc::new(MemDlq { fail: true, ..Default::default() });
+        let dlq = Arc::new(MemDlq {
+            fail: true,
+            ..Default::default()
+        });
         let f = forwarder(vec![slot(bad, &[])], vec![0], vec![], dlq);
-        let r = f.process(&[rec(1, &login("LOGIN"), 0), rec(2, "{", 0)], deadline()).await;
+        let r = f
+            .process(&[rec(1, &login("LOGIN"), 0), rec(2, "{", 0)], deadline())
+            .await;
         assert_eq!(r.failures, vec!["1", "2"]);
         assert_eq!(r.dead_letter_errors, 2);
     }
 
     #[tokio::test]
     async fn retries_stop_before_the_deadline() {
-        let slow = Fake::new("slow", vec![Outcome::Retryable(Failure { status: "429".into(), text: "later".into(), retry_after: Some(Duration::from_secs(60)) })]);
+        let slow = Fake::new(
+            "slow",
+            vec![Outcome::Retryable(Failure {
+                status: "429".into(),
+                text: "later".into(),
+                retry_after: Some(Duration::from_secs(60)),
+            })],
+        );
         let dlq = Arc::new(MemDlq::default());
         let f = forwarder(vec![slot(slow.clone(), &[])], vec![0], vec![], dlq);
-        let r = f.process(&[rec(1, &login("LOGIN"), 0)], Instant::now() + Duration::from_secs(3)).await;
+        let r = f
+            .process(
+                &[rec(1, &login("LOGIN"), 0)],
+                Instant::now() + Duration::from_secs(3),
+            )
+            .await;
         assert_eq!(r.failures, vec!["1"]);
-        assert_eq!(slow.calls.load(Ordering::SeqCst), 1, "a 60 s Retry-After does not fit in the invocation");
+        assert_eq!(
+            slow.calls.load(Ordering::SeqCst),
+            1,
+            "a 60 s Retry-After does not fit in the invocation"
+        );
     }
 
     #[test]
     fn backoff_grows_exponentially_within_the_cap_with_jitter() {
-        let p = RetryPolicy { max_attempts: 10, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(1000), max_record_age: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            max_record_age: Duration::from_secs(1),
+        };
         for _ in 0..50 {
             let d1 = backoff(&p, 1);
             assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));

@@ -23,7 +23,10 @@ pub mod filter;
 pub mod forward;
 pub mod record;
 
-use config::{EmitterConfig, EmitterSettings, ForwarderConfig, HttpAuth, RedactionConfig, SecretRef, TransformConfig};
+use config::{
+    EmitterConfig, EmitterSettings, ForwarderConfig, HttpAuth, RedactionConfig, SecretRef,
+    TransformConfig,
+};
 use emit::Emitter;
 use forward::{BatchResult, Forwarder, InputRecord, Slot};
 use record::{Source, Transform};
@@ -46,25 +49,35 @@ pub enum ForwarderError {
 /// Reads a secret: plain, or from Secrets Manager. A secret whose value is a JSON object with
 /// the field `field` (`token`, `password`, `hmacKey`) yields that field; any other value is
 /// used whole.
-async fn resolve_secret(sdk: Option<&aws_config::SdkConfig>, r: &SecretRef, field: &str) -> Result<Secret, ForwarderError> {
+async fn resolve_secret(
+    sdk: Option<&aws_config::SdkConfig>,
+    r: &SecretRef,
+    field: &str,
+) -> Result<Secret, ForwarderError> {
     match r {
         SecretRef::Plain(s) => Ok(s.clone()),
         SecretRef::Arn(arn) => {
             let Some(sdk) = sdk else {
-                return Err(ForwarderError::Config { path: arn.clone(), message: "Secrets Manager is not available here".into() });
+                return Err(ForwarderError::Config {
+                    path: arn.clone(),
+                    message: "Secrets Manager is not available here".into(),
+                });
             };
             let s = authtrail_core::secret::fetch_secret_string(sdk, arn).await?;
-            if s.expose().trim_start().starts_with('{') {
-                if let Ok(f) = authtrail_core::secret::secret_field(arn, &s, field) {
-                    return Ok(f);
-                }
+            if s.expose().trim_start().starts_with('{')
+                && let Ok(f) = authtrail_core::secret::secret_field(arn, &s, field)
+            {
+                return Ok(f);
             }
             Ok(s)
         }
     }
 }
 
-async fn build_transform(sdk: Option<&aws_config::SdkConfig>, t: &TransformConfig) -> Result<Transform, ForwarderError> {
+async fn build_transform(
+    sdk: Option<&aws_config::SdkConfig>,
+    t: &TransformConfig,
+) -> Result<Transform, ForwarderError> {
     let redactor = match &t.redaction {
         None => None,
         Some(RedactionConfig::Mask { fields }) => Some(Redactor::new(fields, RedactionMode::Mask)),
@@ -73,13 +86,20 @@ async fn build_transform(sdk: Option<&aws_config::SdkConfig>, t: &TransformConfi
             Some(Redactor::new(fields, RedactionMode::Hash(key)))
         }
     };
-    let redactor = redactor
-        .transpose()
-        .map_err(|e| ForwarderError::Config { path: "redaction".into(), message: e.to_string() })?;
-    Ok(Transform { filter: t.filter.clone(), redactor })
+    let redactor = redactor.transpose().map_err(|e| ForwarderError::Config {
+        path: "redaction".into(),
+        message: e.to_string(),
+    })?;
+    Ok(Transform {
+        filter: t.filter.clone(),
+        redactor,
+    })
 }
 
-async fn build_emitter(sdk: Option<&aws_config::SdkConfig>, e: &EmitterConfig) -> Result<Arc<dyn Emitter>, ForwarderError> {
+async fn build_emitter(
+    sdk: Option<&aws_config::SdkConfig>,
+    e: &EmitterConfig,
+) -> Result<Arc<dyn Emitter>, ForwarderError> {
     Ok(match &e.settings {
         EmitterSettings::Http(h) => {
             use emit::http::ResolvedAuth;
@@ -93,14 +113,32 @@ async fn build_emitter(sdk: Option<&aws_config::SdkConfig>, e: &EmitterConfig) -
                     password: resolve_secret(sdk, password, "password").await?,
                 },
             };
-            Arc::new(emit::http::HttpEmitter::new(&e.name, e.kind, h.url.clone(), &h.headers, h.ca_bundle.as_deref(), auth, h.gzip, h.flavor.clone())?)
+            Arc::new(emit::http::HttpEmitter::new(
+                &e.name,
+                e.kind,
+                h.url.clone(),
+                &h.headers,
+                h.ca_bundle.as_deref(),
+                auth,
+                h.gzip,
+                h.flavor.clone(),
+            )?)
         }
-        EmitterSettings::Syslog(s) => Arc::new(emit::syslog::SyslogEmitter::new(&e.name, s.clone())?),
+        EmitterSettings::Syslog(s) => {
+            Arc::new(emit::syslog::SyslogEmitter::new(&e.name, s.clone())?)
+        }
         EmitterSettings::Firehose { delivery_stream } => {
             let Some(sdk) = sdk else {
-                return Err(ForwarderError::Config { path: format!("emitter {:?}", e.name), message: "Firehose needs AWS configuration".into() });
+                return Err(ForwarderError::Config {
+                    path: format!("emitter {:?}", e.name),
+                    message: "Firehose needs AWS configuration".into(),
+                });
             };
-            Arc::new(emit::firehose::FirehoseEmitter::new(&e.name, aws_sdk_firehose::Client::new(sdk), delivery_stream))
+            Arc::new(emit::firehose::FirehoseEmitter::new(
+                &e.name,
+                aws_sdk_firehose::Client::new(sdk),
+                delivery_stream,
+            ))
         }
         EmitterSettings::Stdout => Arc::new(emit::stdout::StdoutEmitter::new(&e.name)),
     })
@@ -133,7 +171,10 @@ pub async fn build(
         });
     }
     let index_of = |names: &[String]| -> Vec<usize> {
-        names.iter().filter_map(|n| config.emitters.iter().position(|e| &e.name == n)).collect()
+        names
+            .iter()
+            .filter_map(|n| config.emitters.iter().position(|e| &e.name == n))
+            .collect()
     };
     Ok(Forwarder {
         slots,
@@ -155,7 +196,10 @@ fn input_record(r: KinesisEventRecord) -> InputRecord {
     let stream = r
         .event_source_arn
         .as_deref()
-        .and_then(|arn| arn.split_once(":stream/").map(|(_, s)| s.split('/').next().unwrap_or(s).to_string()))
+        .and_then(|arn| {
+            arn.split_once(":stream/")
+                .map(|(_, s)| s.split('/').next().unwrap_or(s).to_string())
+        })
         .unwrap_or_else(|| "unknown-stream".into());
     let shard = r
         .event_id
@@ -185,10 +229,16 @@ impl Handler {
     /// `DLQ_PREFIX` (default `dlq/`), standard AWS variables.
     pub async fn from_env() -> Result<Self, ForwarderError> {
         let config = ForwarderConfig::from_env()?;
-        let bucket = authtrail_core::config::env_required("DLQ_BUCKET", "the name of the S3 bucket for dead letters")?;
+        let bucket = authtrail_core::config::env_required(
+            "DLQ_BUCKET",
+            "the name of the S3 bucket for dead letters",
+        )?;
         let prefix = authtrail_core::config::env_opt("DLQ_PREFIX").unwrap_or_else(|| "dlq/".into());
         let sdk = authtrail_core::aws::load_sdk_config().await;
-        let sink = Arc::new(dlq::S3DeadLetters::new(authtrail_core::aws::s3_client(&sdk), &bucket));
+        let sink = Arc::new(dlq::S3DeadLetters::new(
+            authtrail_core::aws::s3_client(&sdk),
+            &bucket,
+        ));
         let forwarder = build(&config, Some(&sdk), sink, &prefix).await?;
         tracing::info!(
             emitters = ?config.emitters.iter().map(|e| format!("{}:{}", e.name, e.kind.as_str())).collect::<Vec<_>>(),
@@ -202,7 +252,12 @@ impl Handler {
     }
 
     /// One invocation. `deadline_ms` is the Lambda deadline (epoch milliseconds).
-    pub async fn handle(&self, event: KinesisEvent, deadline_ms: u64, request_id: &str) -> Result<KinesisEventResponse, ForwarderError> {
+    pub async fn handle(
+        &self,
+        event: KinesisEvent,
+        deadline_ms: u64,
+        request_id: &str,
+    ) -> Result<KinesisEventResponse, ForwarderError> {
         let records = input_records(event);
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
@@ -281,7 +336,10 @@ mod tests {
         let r = input_records(event);
         assert_eq!(r[0].source.stream, "lambda-stream");
         assert_eq!(r[0].source.shard, "shardId-000000000006");
-        assert_eq!(r[0].source.sequence_number, "49590338271490256608559692538361571095921575989136588898");
+        assert_eq!(
+            r[0].source.sequence_number,
+            "49590338271490256608559692538361571095921575989136588898"
+        );
         assert_eq!(r[0].source.arrival_ms, 1545084650987);
         assert_eq!(r[0].data, br#"{"a":1}"#);
     }

@@ -14,11 +14,14 @@ async fn main() -> Result<(), Error> {
         e
     })?;
     let handler = &handler;
-    run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
-        let deadline = event.context.deadline;
-        let response: KinesisEventResponse =
-            handler.handle(event.payload, deadline, &event.context.request_id).await?;
-        Ok::<_, Error>(response)
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<KinesisEvent>| async move {
+            let deadline = event.context.deadline;
+            let response: KinesisEventResponse = handler
+                .handle(event.payload, deadline, &event.context.request_id)
+                .await?;
+            Ok::<_, Error>(response)
+        },
+    ))
     .await
 }

@@ -89,9 +89,15 @@ fn time_of(v: Option<&Value>) -> Option<i64> {
         Value::Number(n) => {
             let f = n.as_f64()?;
             // Anything past 10^11 cannot be seconds (year 5138): it is milliseconds.
-            Some(if f.abs() >= 1e11 { f as i64 } else { (f * 1000.0) as i64 })
+            Some(if f.abs() >= 1e11 {
+                f as i64
+            } else {
+                (f * 1000.0) as i64
+            })
         }
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()),
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_millis()),
         _ => None,
     }
 }
@@ -105,7 +111,10 @@ pub fn classify(v: &Value, arrival_ms: i64) -> Classified {
         (Some("user-event"), Some(e)) => {
             names.push("user-event".to_string());
             names.push(str_at(e, "type").unwrap_or("UNKNOWN").to_string());
-            (str_at(e, "id"), time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))))
+            (
+                str_at(e, "id"),
+                time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))),
+            )
         }
         (Some("admin-event"), Some(e)) => {
             names.push("admin-event".to_string());
@@ -117,7 +126,10 @@ pub fn classify(v: &Value, arrival_ms: i64) -> Classified {
                 }
                 None => names.push(op.to_string()),
             }
-            (str_at(e, "id"), time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))))
+            (
+                str_at(e, "id"),
+                time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))),
+            )
         }
         _ => {
             names.push("other".to_string());
@@ -134,13 +146,20 @@ pub fn classify(v: &Value, arrival_ms: i64) -> Classified {
                     names.push(t.to_string());
                 }
             }
-            (str_at(v, "id"), ["timestamp", "time", "@timestamp"].iter().find_map(|k| time_of(v.get(*k))))
+            (
+                str_at(v, "id"),
+                ["timestamp", "time", "@timestamp"]
+                    .iter()
+                    .find_map(|k| time_of(v.get(*k))),
+            )
         }
     };
     Classified {
         names,
         time_ms: time.unwrap_or(arrival_ms),
-        id: id.filter(|s| !s.is_empty() && s.len() <= 256).map(str::to_string),
+        id: id
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .map(str::to_string),
     }
 }
 
@@ -153,7 +172,10 @@ pub struct Transform {
 
 impl Transform {
     pub fn identity() -> Self {
-        Self { filter: FieldFilter::default(), redactor: None }
+        Self {
+            filter: FieldFilter::default(),
+            redactor: None,
+        }
     }
 
     pub fn is_identity(&self) -> bool {
@@ -171,7 +193,13 @@ impl Transform {
     /// when more than one transform runs on the same record).
     /// `raw` is the record's original text: when the transform changes nothing and the text is
     /// one line, it is forwarded as it came (key order kept, no re-serialization).
-    pub fn prepare(&self, index: usize, class: Arc<Classified>, mut value: Value, raw: &str) -> Prepared {
+    pub fn prepare(
+        &self,
+        index: usize,
+        class: Arc<Classified>,
+        mut value: Value,
+        raw: &str,
+    ) -> Prepared {
         let raw = raw.trim_end_matches(['\n', '\r']);
         let json = if self.is_identity() && !raw.contains(['\n', '\r']) {
             raw.to_string()
@@ -184,7 +212,13 @@ impl Transform {
             Some(id) => id.clone(),
             None => hex::encode(Sha256::digest(json.as_bytes())),
         };
-        Prepared { index, class, value, json, doc_id }
+        Prepared {
+            index,
+            class,
+            value,
+            json,
+            doc_id,
+        }
     }
 }
 
@@ -241,13 +275,18 @@ mod tests {
     fn prepare_filters_then_redacts_and_derives_a_stable_document_id() {
         let t = Transform {
             filter: FieldFilter::new(&[], &["/event/details/code_id".to_string()]).unwrap(),
-            redactor: Some(Redactor::new(&["/event/ipAddress".to_string()], RedactionMode::Mask).unwrap()),
+            redactor: Some(
+                Redactor::new(&["/event/ipAddress".to_string()], RedactionMode::Mask).unwrap(),
+            ),
         };
         let v = json!({"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"10.1.2.3","details":{"code_id":"c"}}});
         let class = Arc::new(classify(&v, 0));
         let p = t.prepare(3, class.clone(), v.clone(), &v.to_string());
         let got: Value = serde_json::from_str(&p.json).unwrap();
-        assert_eq!(got, json!({"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"<redacted>","details":{}}}));
+        assert_eq!(
+            got,
+            json!({"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"<redacted>","details":{}}})
+        );
         assert!(!p.json.contains("10.1.2.3"));
         assert_eq!(p.index, 3);
         // No event id: the id is a hash of the transformed record, the same on re-delivery.
@@ -265,6 +304,9 @@ mod tests {
         let pretty = "{\n \"z\": 1,\n \"a\": 2\n}";
         let p = Transform::identity().prepare(0, class, v, pretty);
         assert!(!p.json.contains('\n'));
-        assert_eq!(serde_json::from_str::<Value>(&p.json).unwrap(), json!({"z":1,"a":2}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&p.json).unwrap(),
+            json!({"z":1,"a":2})
+        );
     }
 }

@@ -6,7 +6,9 @@ use clap::Parser;
 use siem_receiver::{IngestAuth, Receiver, ReceiverOptions};
 
 #[derive(Parser, Debug)]
-#[command(about = "Local HTTPS SIEM receiver (Splunk HEC, Elasticsearch _bulk, generic /ingest) that checks wire formats")]
+#[command(
+    about = "Local HTTPS SIEM receiver (Splunk HEC, Elasticsearch _bulk, generic /ingest) that checks wire formats"
+)]
 struct Args {
     /// Directory for the generated CA (ca.pem), server certificate and key.
     #[arg(long, default_value = "siem-receiver-certs")]
@@ -15,7 +17,11 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// HEC token Splunk requests must carry.
-    #[arg(long, env = "SIEM_RECEIVER_SPLUNK_TOKEN", default_value = "test-hec-token")]
+    #[arg(
+        long,
+        env = "SIEM_RECEIVER_SPLUNK_TOKEN",
+        default_value = "test-hec-token"
+    )]
     splunk_token: String,
     /// Bearer token /ingest requires (none: no auth).
     #[arg(long, env = "SIEM_RECEIVER_INGEST_TOKEN")]
@@ -24,11 +30,16 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let options = ReceiverOptions {
         splunk_token: args.splunk_token,
-        ingest_auth: args.ingest_token.map(IngestAuth::Bearer).unwrap_or_default(),
+        ingest_auth: args
+            .ingest_token
+            .map(IngestAuth::Bearer)
+            .unwrap_or_default(),
         es_authorization: None,
         port: args.port,
     };

@@ -58,7 +58,9 @@ fn free_udp_port() -> Result<u16, ReceiverError> {
 
 /// The rsyslogd binary: `RSYSLOGD` or the Debian path.
 pub fn rsyslogd_path() -> PathBuf {
-    std::env::var_os("RSYSLOGD").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/sbin/rsyslogd"))
+    std::env::var_os("RSYSLOGD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/rsyslogd"))
 }
 
 impl Rsyslog {
@@ -124,8 +126,17 @@ input(type="imudp" port="{udp_port}" address="127.0.0.1" name="udp" ruleset="aut
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| ReceiverError::Missing(format!("could not start {}: {e}", bin.display())))?;
-        let mut me = Self { child, tcp_port, tls_port, udp_port, output, log };
+            .map_err(|e| {
+                ReceiverError::Missing(format!("could not start {}: {e}", bin.display()))
+            })?;
+        let mut me = Self {
+            child,
+            tcp_port,
+            tls_port,
+            udp_port,
+            output,
+            log,
+        };
         me.wait_ready().await?;
         Ok(me)
     }
@@ -143,11 +154,16 @@ input(type="imudp" port="{udp_port}" address="127.0.0.1" name="udp" ruleset="aut
                 )));
             }
             let probe = format!("<14>1 - - {PROBE_APP} - - - ready");
-            let _ = sock.send_to(probe.as_bytes(), ("127.0.0.1", self.udp_port)).await;
+            let _ = sock
+                .send_to(probe.as_bytes(), ("127.0.0.1", self.udp_port))
+                .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             if self.all_messages().iter().any(|m| m.appname == PROBE_APP) {
                 // TCP inputs: check they accept connections.
-                if tokio::net::TcpStream::connect(("127.0.0.1", self.tcp_port)).await.is_ok() {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.tcp_port))
+                    .await
+                    .is_ok()
+                {
                     return Ok(());
                 }
             }
@@ -160,12 +176,17 @@ input(type="imudp" port="{udp_port}" address="127.0.0.1" name="udp" ruleset="aut
 
     fn all_messages(&self) -> Vec<SyslogMessage> {
         let text = std::fs::read_to_string(&self.output).unwrap_or_default();
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Every message received so far (readiness probes left out).
     pub fn messages(&self) -> Vec<SyslogMessage> {
-        self.all_messages().into_iter().filter(|m| m.appname != PROBE_APP).collect()
+        self.all_messages()
+            .into_iter()
+            .filter(|m| m.appname != PROBE_APP)
+            .collect()
     }
 
     /// Waits until at least `n` messages arrived (or `timeout` passed) and returns them.

@@ -72,7 +72,12 @@ pub struct ReceiverOptions {
 
 impl Default for ReceiverOptions {
     fn default() -> Self {
-        Self { splunk_token: "test-hec-token".into(), ingest_auth: IngestAuth::None, es_authorization: None, port: 0 }
+        Self {
+            splunk_token: "test-hec-token".into(),
+            ingest_auth: IngestAuth::None,
+            es_authorization: None,
+            port: 0,
+        }
     }
 }
 
@@ -131,9 +136,18 @@ impl Receiver {
         let acceptor = TlsAcceptor::from(certs.server_config()?);
         let listener = TcpListener::bind(("127.0.0.1", options.port)).await?;
         let port = listener.local_addr()?.port();
-        let shared = Arc::new(Shared { options, inner: Mutex::new(Inner::default()) });
+        let shared = Arc::new(Shared {
+            options,
+            inner: Mutex::new(Inner::default()),
+        });
         let running = spawn(listener, acceptor.clone(), shared.clone());
-        Ok(Self { port, shared, acceptor, certs, running: tokio::sync::Mutex::new(Some(running)) })
+        Ok(Self {
+            port,
+            shared,
+            acceptor,
+            certs,
+            running: tokio::sync::Mutex::new(Some(running)),
+        })
     }
 
     /// `https://127.0.0.1:PORT`
@@ -161,7 +175,13 @@ impl Receiver {
 
     /// The events of every accepted request of one endpoint, flattened.
     pub fn events(&self, endpoint: Endpoint) -> Vec<Value> {
-        self.shared.lock().received.iter().filter(|r| r.endpoint == endpoint).flat_map(|r| r.events.clone()).collect()
+        self.shared
+            .lock()
+            .received
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .flat_map(|r| r.events.clone())
+            .collect()
     }
 
     pub fn rejections(&self) -> Vec<Rejection> {
@@ -238,17 +258,19 @@ impl Receiver {
                 }
             }
         }
-        Err(last.map(ReceiverError::Io).unwrap_or(ReceiverError::Cert("could not listen again".into())))
+        Err(last
+            .map(ReceiverError::Io)
+            .unwrap_or(ReceiverError::Cert("could not listen again".into())))
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if let Ok(mut r) = self.running.try_lock() {
-            if let Some(r) = r.take() {
-                let _ = r.kill.send(true);
-                r.accept.abort();
-            }
+        if let Ok(mut r) = self.running.try_lock()
+            && let Some(r) = r.take()
+        {
+            let _ = r.kill.send(true);
+            r.accept.abort();
         }
     }
 }
@@ -257,7 +279,9 @@ fn spawn(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) -> R
     let (kill, kill_rx) = watch::channel(false);
     let accept = tokio::spawn(async move {
         loop {
-            let Ok((tcp, peer)) = listener.accept().await else { continue };
+            let Ok((tcp, peer)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             let shared = shared.clone();
             let mut kill_rx = kill_rx.clone();
@@ -272,7 +296,12 @@ fn spawn(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) -> R
     Running { accept, kill }
 }
 
-async fn serve(tcp: tokio::net::TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+async fn serve(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+) {
     let tls = match acceptor.accept(tcp).await {
         Ok(t) => t,
         Err(e) => {
@@ -284,7 +313,10 @@ async fn serve(tcp: tokio::net::TcpStream, peer: SocketAddr, acceptor: TlsAccept
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(shared, req).await) }
     });
-    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(Io(tls), service).await {
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(Io(tls), service)
+        .await
+    {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -292,16 +324,26 @@ async fn serve(tcp: tokio::net::TcpStream, peer: SocketAddr, acceptor: TlsAccept
 fn respond(status: u16, body: &Value) -> Response<Body> {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn header(req: &Request<Incoming>, name: http::header::HeaderName) -> Option<String> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    query?.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+    query?.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    })
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
@@ -314,17 +356,25 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         ("GET", "/health") => return respond(200, &json!({"status": "ok"})),
         ("GET", "/_received") => {
             let inner = shared.lock();
-            return respond(200, &json!({"received": inner.received, "rejections": inner.rejections}));
+            return respond(
+                200,
+                &json!({"received": inner.received, "rejections": inner.rejections}),
+            );
         }
         ("POST", "/_control/fail") => {
-            let status = query_param(query.as_deref(), "status").and_then(|s| s.parse().ok()).unwrap_or(503);
+            let status = query_param(query.as_deref(), "status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(503);
             let mut inner = shared.lock();
             inner.faults.status = status;
-            inner.faults.retry_after = query_param(query.as_deref(), "retryAfter").and_then(|s| s.parse().ok());
+            inner.faults.retry_after =
+                query_param(query.as_deref(), "retryAfter").and_then(|s| s.parse().ok());
             if let Some(n) = query_param(query.as_deref(), "count").and_then(|s| s.parse().ok()) {
                 inner.faults.count = n;
             }
-            if let Some(s) = query_param(query.as_deref(), "seconds").and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(s) =
+                query_param(query.as_deref(), "seconds").and_then(|s| s.parse::<u64>().ok())
+            {
                 inner.faults.until = Some(Instant::now() + Duration::from_secs(s));
             }
             return respond(200, &json!({"ok": true}));
@@ -345,7 +395,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     } else {
         return respond(404, &json!({"error": "no such endpoint", "path": path}));
     };
-    if method != http::Method::POST && !(endpoint == Endpoint::Elasticsearch && method == http::Method::PUT) {
+    if method != http::Method::POST
+        && !(endpoint == Endpoint::Elasticsearch && method == http::Method::PUT)
+    {
         return respond(405, &json!({"error": "method not allowed"}));
     }
 
@@ -365,16 +417,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         if failing {
             let status = inner.faults.status;
             let retry_after = inner.faults.retry_after;
-            inner.rejections.push(Rejection { endpoint, status, reason: "injected failure".into(), injected: true });
+            inner.rejections.push(Rejection {
+                endpoint,
+                status,
+                reason: "injected failure".into(),
+                injected: true,
+            });
             let body = match endpoint {
                 Endpoint::SplunkHec => json!({"text": "Server is busy", "code": 9}),
                 _ => json!({"error": "injected failure", "status": status}),
             };
             let mut r = respond(status, &body);
-            if let Some(s) = retry_after {
-                if let Ok(v) = http::HeaderValue::from_str(&s.to_string()) {
-                    r.headers_mut().insert(http::header::RETRY_AFTER, v);
-                }
+            if let Some(s) = retry_after
+                && let Ok(v) = http::HeaderValue::from_str(&s.to_string())
+            {
+                r.headers_mut().insert(http::header::RETRY_AFTER, v);
             }
             return r;
         }
@@ -387,29 +444,62 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         Ok(b) => b,
         Err(e) => return respond(400, &json!({"error": format!("body: {e}")})),
     };
-    let gzip = encoding.as_deref().is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+    let gzip = encoding
+        .as_deref()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
     let body = if gzip {
         let mut out = Vec::new();
         if let Err(e) = flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out) {
-            return reject(&shared, endpoint, Refusal { status: 400, body: json!({"error": "bad gzip body"}), reason: format!("gzip: {e}") });
+            return reject(
+                &shared,
+                endpoint,
+                Refusal {
+                    status: 400,
+                    body: json!({"error": "bad gzip body"}),
+                    reason: format!("gzip: {e}"),
+                },
+            );
         }
         out
     } else if encoding.is_some() {
-        return reject(&shared, endpoint, Refusal { status: 415, body: json!({"error": "unsupported Content-Encoding"}), reason: format!("Content-Encoding {encoding:?}") });
+        return reject(
+            &shared,
+            endpoint,
+            Refusal {
+                status: 415,
+                body: json!({"error": "unsupported Content-Encoding"}),
+                reason: format!("Content-Encoding {encoding:?}"),
+            },
+        );
     } else {
         raw.to_vec()
     };
 
-    let record = |events: Vec<Value>| Received { endpoint, path: path.clone(), gzip, content_type: content_type.clone(), events };
+    let record = |events: Vec<Value>| Received {
+        endpoint,
+        path: path.clone(),
+        gzip,
+        content_type: content_type.clone(),
+        events,
+    };
     match endpoint {
-        Endpoint::SplunkHec => match formats::check_splunk(authorization.as_deref(), &shared.options.splunk_token, &body) {
+        Endpoint::SplunkHec => match formats::check_splunk(
+            authorization.as_deref(),
+            &shared.options.splunk_token,
+            &body,
+        ) {
             Ok(events) => {
                 shared.lock().received.push(record(events));
                 respond(200, &json!({"text": "Success", "code": 0}))
             }
             Err(r) => reject(&shared, endpoint, r),
         },
-        Endpoint::Ingest => match formats::check_ingest(&shared.options.ingest_auth, authorization.as_deref(), content_type.as_deref(), &body) {
+        Endpoint::Ingest => match formats::check_ingest(
+            &shared.options.ingest_auth,
+            authorization.as_deref(),
+            content_type.as_deref(),
+            &body,
+        ) {
             Ok(events) => {
                 let n = events.len();
                 shared.lock().received.push(record(events));
@@ -418,18 +508,34 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             Err(r) => reject(&shared, endpoint, r),
         },
         Endpoint::Elasticsearch => {
-            if let Some(expected) = &shared.options.es_authorization {
-                if authorization.as_deref() != Some(expected.as_str()) {
-                    return reject(&shared, endpoint, Refusal { status: 401, body: json!({"error": {"type": "security_exception", "reason": "missing authentication credentials"}, "status": 401}), reason: "bad or missing credentials".into() });
-                }
+            if let Some(expected) = &shared.options.es_authorization
+                && authorization.as_deref() != Some(expected.as_str())
+            {
+                return reject(
+                    &shared,
+                    endpoint,
+                    Refusal {
+                        status: 401,
+                        body: json!({"error": {"type": "security_exception", "reason": "missing authentication credentials"}, "status": 401}),
+                        reason: "bad or missing credentials".into(),
+                    },
+                );
             }
-            let url_index = path.strip_suffix("/_bulk").map(|p| p.trim_start_matches('/')).filter(|p| !p.is_empty());
+            let url_index = path
+                .strip_suffix("/_bulk")
+                .map(|p| p.trim_start_matches('/'))
+                .filter(|p| !p.is_empty());
             match formats::parse_bulk(content_type.as_deref(), url_index, &body) {
                 Ok(items) => {
                     let mut inner = shared.lock();
                     let reject_rule = inner.faults.bulk_reject.clone();
                     let mut next_id = inner.next_id;
-                    let answer = formats::apply_bulk(&mut inner.docs, &items, reject_rule.as_ref(), &mut next_id);
+                    let answer = formats::apply_bulk(
+                        &mut inner.docs,
+                        &items,
+                        reject_rule.as_ref(),
+                        &mut next_id,
+                    );
                     inner.next_id = next_id;
                     let events = items.iter().map(bulk_value).collect();
                     inner.received.push(record(events));
@@ -447,7 +553,12 @@ fn bulk_value(item: &BulkItem) -> Value {
 
 fn reject(shared: &Shared, endpoint: Endpoint, r: Refusal) -> Response<Body> {
     tracing::warn!(?endpoint, status = r.status, reason = %r.reason, "request refused");
-    shared.lock().rejections.push(Rejection { endpoint, status: r.status, reason: r.reason.clone(), injected: false });
+    shared.lock().rejections.push(Rejection {
+        endpoint,
+        status: r.status,
+        reason: r.reason.clone(),
+        injected: false,
+    });
     respond(r.status, &r.body)
 }
 
@@ -455,7 +566,11 @@ fn reject(shared: &Shared, endpoint: Endpoint, r: Refusal) -> Response<Body> {
 struct Io<T>(T);
 
 impl<T: AsyncRead + Unpin> hyper::rt::Read for Io<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let mut tmp = [0u8; 16 * 1024];
         let n = buf.remaining().min(tmp.len());
         let mut rb = tokio::io::ReadBuf::new(&mut tmp[..n]);
@@ -471,7 +586,11 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for Io<T> {
 }
 
 impl<T: AsyncWrite + Unpin> hyper::rt::Write for Io<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 

@@ -16,7 +16,10 @@ fn tmp(label: &str) -> std::path::PathBuf {
 fn client(receiver: &Receiver) -> reqwest::Client {
     let pem = std::fs::read(receiver.ca_path()).unwrap();
     let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
-    reqwest::Client::builder().tls_certs_only(certs).build().unwrap()
+    reqwest::Client::builder()
+        .tls_certs_only(certs)
+        .build()
+        .unwrap()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -27,7 +30,15 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn splunk_and_bulk_requests_over_https_with_gzip_are_checked_and_recorded() {
-    let r = Receiver::start(&tmp("https"), ReceiverOptions { ingest_auth: IngestAuth::Bearer("t".into()), ..Default::default() }).await.unwrap();
+    let r = Receiver::start(
+        &tmp("https"),
+        ReceiverOptions {
+            ingest_auth: IngestAuth::Bearer("t".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let c = client(&r);
     let hec = r#"{"time":1.5,"host":"h","source":"s","sourcetype":"_json","event":{"a":1}}"#;
     let resp = c
@@ -39,13 +50,28 @@ async fn splunk_and_bulk_requests_over_https_with_gzip_are_checked_and_recorded(
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"text": "Success", "code": 0}));
-    let bad = c.post(format!("{}/services/collector/event", r.url())).header("Authorization", "Splunk nope").body(hec).send().await.unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"text": "Success", "code": 0})
+    );
+    let bad = c
+        .post(format!("{}/services/collector/event", r.url()))
+        .header("Authorization", "Splunk nope")
+        .body(hec)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 403);
 
     let bulk = "{\"index\":{\"_index\":\"audit\",\"_id\":\"e1\"}}\n{\"a\":1}\n";
     for _ in 0..2 {
-        let resp = c.post(format!("{}/_bulk", r.url())).header("Content-Type", "application/x-ndjson").body(bulk).send().await.unwrap();
+        let resp = c
+            .post(format!("{}/_bulk", r.url()))
+            .header("Content-Type", "application/x-ndjson")
+            .body(bulk)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
     }
     assert_eq!(r.documents().len(), 1, "same _id overwrites");
@@ -54,17 +80,31 @@ async fn splunk_and_bulk_requests_over_https_with_gzip_are_checked_and_recorded(
     assert_eq!(r.rejections().len(), 1);
 
     // The GET endpoint shows the same.
-    let seen: Value = c.get(format!("{}/_received", r.url())).send().await.unwrap().json().await.unwrap();
+    let seen: Value = c
+        .get(format!("{}/_received", r.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(seen["received"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
 async fn injected_failures_answer_with_the_status_and_retry_after_then_stop() {
-    let r = Receiver::start(&tmp("faults"), ReceiverOptions::default()).await.unwrap();
+    let r = Receiver::start(&tmp("faults"), ReceiverOptions::default())
+        .await
+        .unwrap();
     let c = client(&r);
     r.fail_next(1, 429);
     r.set_retry_after(Some(2));
-    let post = || c.post(format!("{}/ingest", r.url())).header("Content-Type", "application/x-ndjson").body("{\"a\":1}\n").send();
+    let post = || {
+        c.post(format!("{}/ingest", r.url()))
+            .header("Content-Type", "application/x-ndjson")
+            .body("{\"a\":1}\n")
+            .send()
+    };
     let first = post().await.unwrap();
     assert_eq!(first.status(), 429);
     assert_eq!(first.headers()["retry-after"], "2");
@@ -74,7 +114,9 @@ async fn injected_failures_answer_with_the_status_and_retry_after_then_stop() {
 
 #[tokio::test]
 async fn a_receiver_that_went_down_refuses_connections_and_serves_again_after_coming_back() {
-    let r = Receiver::start(&tmp("down"), ReceiverOptions::default()).await.unwrap();
+    let r = Receiver::start(&tmp("down"), ReceiverOptions::default())
+        .await
+        .unwrap();
     let c = client(&r);
     let health = || c.get(format!("{}/health", r.url())).send();
     assert_eq!(health().await.unwrap().status(), 200);
@@ -88,16 +130,32 @@ async fn a_receiver_that_went_down_refuses_connections_and_serves_again_after_co
 async fn rsyslog_parses_rfc5424_over_tcp_and_udp() {
     let dir = tmp("rsyslog");
     let certs = siem_receiver::certs::generate(&dir.join("certs")).unwrap();
-    let rs = Rsyslog::start(&dir.join("rs"), &certs).await.expect("rsyslog (make apt-deps)");
+    let rs = Rsyslog::start(&dir.join("rs"), &certs)
+        .await
+        .expect("rsyslog (make apt-deps)");
     let msg = r#"<84>1 2025-02-12T19:27:50.156Z host app - LOGIN_ERROR - {"a":"b c"}"#;
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", rs.tcp_port)).unwrap();
     write!(tcp, "{} {msg}", msg.len()).unwrap();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.send_to(msg.as_bytes(), ("127.0.0.1", rs.udp_port)).unwrap();
+    udp.send_to(msg.as_bytes(), ("127.0.0.1", rs.udp_port))
+        .unwrap();
     let got = rs.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 2, "{}", rs.log());
     for m in &got {
-        assert_eq!((m.facility.as_str(), m.severity.as_str(), m.msgid.as_str(), m.msg.as_str()), ("authpriv", "warning", "LOGIN_ERROR", r#"{"a":"b c"}"#));
+        assert_eq!(
+            (
+                m.facility.as_str(),
+                m.severity.as_str(),
+                m.msgid.as_str(),
+                m.msg.as_str()
+            ),
+            ("authpriv", "warning", "LOGIN_ERROR", r#"{"a":"b c"}"#)
+        );
     }
-    assert_eq!(got.iter().map(|m| m.input.as_str()).collect::<std::collections::BTreeSet<_>>(), ["tcp", "udp"].into());
+    assert_eq!(
+        got.iter()
+            .map(|m| m.input.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["tcp", "udp"].into()
+    );
 }

@@ -21,7 +21,11 @@ pub struct FirehoseEmitter {
 
 impl FirehoseEmitter {
     pub fn new(name: &str, client: aws_sdk_firehose::Client, delivery_stream: &str) -> Self {
-        Self { name: name.to_string(), client, delivery_stream: delivery_stream.to_string() }
+        Self {
+            name: name.to_string(),
+            client,
+            delivery_stream: delivery_stream.to_string(),
+        }
     }
 
     async fn attempt(&self, batch: &[Arc<Prepared>]) -> Vec<Outcome> {
@@ -35,7 +39,10 @@ impl FirehoseEmitter {
             if data.len() > MAX_RECORD_BYTES {
                 out[i] = Some(Outcome::Permanent(Failure::new(
                     "too-large",
-                    format!("{} bytes is more than Firehose's 1,000 KiB record limit", data.len()),
+                    format!(
+                        "{} bytes is more than Firehose's 1,000 KiB record limit",
+                        data.len()
+                    ),
                 )));
                 continue;
             }
@@ -62,19 +69,39 @@ impl FirehoseEmitter {
                         out[i] = Some(match entries.get(k) {
                             Some(entry) => match entry.error_code() {
                                 None => Outcome::Delivered,
-                                Some(code) => Outcome::Retryable(Failure::new(code, entry.error_message().unwrap_or_default())),
+                                Some(code) => Outcome::Retryable(Failure::new(
+                                    code,
+                                    entry.error_message().unwrap_or_default(),
+                                )),
                             },
-                            None => Outcome::Retryable(Failure::new("missing-entry", "no response entry for this record")),
+                            None => Outcome::Retryable(Failure::new(
+                                "missing-entry",
+                                "no response entry for this record",
+                            )),
                         });
                     }
                 }
                 Err(e) => {
-                    let code = e.as_service_error().and_then(|s| aws_sdk_firehose::error::ProvideErrorMetadata::code(s)).unwrap_or("sdk").to_string();
+                    let code = e
+                        .as_service_error()
+                        .and_then(|s| aws_sdk_firehose::error::ProvideErrorMetadata::code(s))
+                        .unwrap_or("sdk")
+                        .to_string();
                     let text = aws_sdk_firehose::error::DisplayErrorContext(&e).to_string();
-                    let permanent = matches!(code.as_str(), "ResourceNotFoundException" | "InvalidArgumentException" | "AccessDeniedException" | "InvalidKMSResourceException");
+                    let permanent = matches!(
+                        code.as_str(),
+                        "ResourceNotFoundException"
+                            | "InvalidArgumentException"
+                            | "AccessDeniedException"
+                            | "InvalidKMSResourceException"
+                    );
                     let f = Failure::new(code, text);
                     for &i in &positions {
-                        out[i] = Some(if permanent { Outcome::Permanent(f.clone()) } else { Outcome::Retryable(f.clone()) });
+                        out[i] = Some(if permanent {
+                            Outcome::Permanent(f.clone())
+                        } else {
+                            Outcome::Retryable(f.clone())
+                        });
                     }
                 }
             }

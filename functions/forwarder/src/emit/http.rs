@@ -9,7 +9,9 @@ use std::time::Duration;
 use authtrail_core::secret::Secret;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use serde_json::Value;
 
 use super::{BoxFuture, Emitter, Failure, Outcome, all};
@@ -73,14 +75,21 @@ impl HttpEmitter {
                 .map_err(|e| ForwarderError::Tls(format!("emitter {name:?} caBundle: {e}")))?;
             builder = builder.tls_certs_merge(certs);
         }
-        let client = builder.build().map_err(|e| ForwarderError::Tls(format!("emitter {name:?}: {e}")))?;
+        let client = builder
+            .build()
+            .map_err(|e| ForwarderError::Tls(format!("emitter {name:?}: {e}")))?;
 
         let mut headers = HeaderMap::new();
         for (k, v) in extra_headers {
-            let name_h = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| ForwarderError::Config { path: format!("emitter {name:?} headers"), message: format!("{k:?} is not a header name") })?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| ForwarderError::Config { path: format!("emitter {name:?} headers.{k}"), message: "is not a header value".into() })?;
+            let name_h =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|_| ForwarderError::Config {
+                    path: format!("emitter {name:?} headers"),
+                    message: format!("{k:?} is not a header name"),
+                })?;
+            let value = HeaderValue::from_str(v).map_err(|_| ForwarderError::Config {
+                path: format!("emitter {name:?} headers.{k}"),
+                message: "is not a header value".into(),
+            })?;
             headers.insert(name_h, value);
         }
         match auth {
@@ -102,8 +111,14 @@ impl HttpEmitter {
             }
         }
         let content_type = match &flavor {
-            HttpFlavor::Generic { format: HttpFormat::Ndjson } | HttpFlavor::Elasticsearch { .. } => "application/x-ndjson",
-            HttpFlavor::Generic { format: HttpFormat::JsonArray } | HttpFlavor::SplunkHec { .. } => "application/json",
+            HttpFlavor::Generic {
+                format: HttpFormat::Ndjson,
+            }
+            | HttpFlavor::Elasticsearch { .. } => "application/x-ndjson",
+            HttpFlavor::Generic {
+                format: HttpFormat::JsonArray,
+            }
+            | HttpFlavor::SplunkHec { .. } => "application/json",
         };
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if gzip {
@@ -112,8 +127,18 @@ impl HttpEmitter {
 
         let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
         let splunk_prefix = match &flavor {
-            HttpFlavor::SplunkHec { host, source, sourcetype, index } => {
-                let mut p = format!("{{\"host\":{},\"source\":{},\"sourcetype\":{}", q(host), q(source), q(sourcetype));
+            HttpFlavor::SplunkHec {
+                host,
+                source,
+                sourcetype,
+                index,
+            } => {
+                let mut p = format!(
+                    "{{\"host\":{},\"source\":{},\"sourcetype\":{}",
+                    q(host),
+                    q(source),
+                    q(sourcetype)
+                );
                 if let Some(i) = index {
                     p.push_str(&format!(",\"index\":{}", q(i)));
                 }
@@ -123,10 +148,22 @@ impl HttpEmitter {
             _ => String::new(),
         };
         let es_prefix = match &flavor {
-            HttpFlavor::Elasticsearch { index } => format!("{{\"index\":{{\"_index\":{},\"_id\":", q(index)),
+            HttpFlavor::Elasticsearch { index } => {
+                format!("{{\"index\":{{\"_index\":{},\"_id\":", q(index))
+            }
             _ => String::new(),
         };
-        Ok(Self { name: name.to_string(), kind, client, url, headers, gzip, flavor, splunk_prefix, es_prefix })
+        Ok(Self {
+            name: name.to_string(),
+            kind,
+            client,
+            url,
+            headers,
+            gzip,
+            flavor,
+            splunk_prefix,
+            es_prefix,
+        })
     }
 
     /// The request body (uncompressed) for a chunk.
@@ -134,13 +171,17 @@ impl HttpEmitter {
         let size: usize = batch.iter().map(|p| self.size_hint(p)).sum();
         let mut out = Vec::with_capacity(size);
         match &self.flavor {
-            HttpFlavor::Generic { format: HttpFormat::Ndjson } => {
+            HttpFlavor::Generic {
+                format: HttpFormat::Ndjson,
+            } => {
                 for p in batch {
                     out.extend_from_slice(p.json.as_bytes());
                     out.push(b'\n');
                 }
             }
-            HttpFlavor::Generic { format: HttpFormat::JsonArray } => {
+            HttpFlavor::Generic {
+                format: HttpFormat::JsonArray,
+            } => {
                 out.push(b'[');
                 for (i, p) in batch.iter().enumerate() {
                     if i > 0 {
@@ -179,16 +220,30 @@ impl HttpEmitter {
         let body = if self.gzip {
             let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
             if enc.write_all(&body).is_err() {
-                return all(batch.len(), Outcome::Permanent(Failure::new("gzip", "could not compress the body")));
+                return all(
+                    batch.len(),
+                    Outcome::Permanent(Failure::new("gzip", "could not compress the body")),
+                );
             }
             match enc.finish() {
                 Ok(b) => b,
-                Err(e) => return all(batch.len(), Outcome::Permanent(Failure::new("gzip", e.to_string()))),
+                Err(e) => {
+                    return all(
+                        batch.len(),
+                        Outcome::Permanent(Failure::new("gzip", e.to_string())),
+                    );
+                }
             }
         } else {
             body
         };
-        let sent = self.client.post(self.url.clone()).headers(self.headers.clone()).body(body).send().await;
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -200,11 +255,18 @@ impl HttpEmitter {
                     "transport"
                 };
                 // reqwest's error text names the URL, never header values.
-                return all(batch.len(), Outcome::Retryable(Failure::new(status, error_chain(&e))));
+                return all(
+                    batch.len(),
+                    Outcome::Retryable(Failure::new(status, error_chain(&e))),
+                );
             }
         };
         let status = resp.status().as_u16();
-        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let text = resp.text().await.unwrap_or_default();
         classify_response(&self.flavor, status, retry_after, &text, batch.len())
     }
@@ -239,7 +301,13 @@ pub fn retryable_status(status: u16) -> bool {
 
 /// Maps a response to per-record outcomes. Elasticsearch answers 200 with per-item results; the
 /// others accept or refuse a whole request.
-pub fn classify_response(flavor: &HttpFlavor, status: u16, retry_after: Option<Duration>, text: &str, n: usize) -> Vec<Outcome> {
+pub fn classify_response(
+    flavor: &HttpFlavor,
+    status: u16,
+    retry_after: Option<Duration>,
+    text: &str,
+    n: usize,
+) -> Vec<Outcome> {
     if (200..300).contains(&status) {
         if let HttpFlavor::Elasticsearch { .. } = flavor {
             return es_items(text, n);
@@ -265,20 +333,35 @@ fn es_items(text: &str, n: usize) -> Vec<Outcome> {
         return all(n, Outcome::Delivered);
     }
     let Some(items) = v.get("items").and_then(Value::as_array) else {
-        return all(n, Outcome::Retryable(Failure::new("bulk", "errors: true without items")));
+        return all(
+            n,
+            Outcome::Retryable(Failure::new("bulk", "errors: true without items")),
+        );
     };
     if items.len() != n {
-        return all(n, Outcome::Retryable(Failure::new("bulk", format!("{} items for {n} documents", items.len()))));
+        return all(
+            n,
+            Outcome::Retryable(Failure::new(
+                "bulk",
+                format!("{} items for {n} documents", items.len()),
+            )),
+        );
     }
     items
         .iter()
         .map(|item| {
             let result = item.as_object().and_then(|o| o.values().next());
-            let status = result.and_then(|r| r.get("status")).and_then(Value::as_u64).unwrap_or(0) as u16;
+            let status = result
+                .and_then(|r| r.get("status"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as u16;
             if (200..300).contains(&status) {
                 return Outcome::Delivered;
             }
-            let error = result.and_then(|r| r.get("error")).map(|e| e.to_string()).unwrap_or_default();
+            let error = result
+                .and_then(|r| r.get("error"))
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             let failure = Failure::new(status.to_string(), error);
             if retryable_status(status) || status == 0 {
                 Outcome::Retryable(failure)
@@ -306,7 +389,9 @@ impl Emitter for HttpEmitter {
         match &self.flavor {
             HttpFlavor::Generic { .. } => p.json.len() + 1,
             HttpFlavor::SplunkHec { .. } => p.json.len() + self.splunk_prefix.len() + 28,
-            HttpFlavor::Elasticsearch { .. } => p.json.len() + self.es_prefix.len() + p.doc_id.len() + 8,
+            HttpFlavor::Elasticsearch { .. } => {
+                p.json.len() + self.es_prefix.len() + p.doc_id.len() + 8
+            }
         }
     }
 }
@@ -342,19 +427,37 @@ mod tests {
 
     #[test]
     fn splunk_body_has_one_event_object_per_record_with_time_host_source_and_sourcetype() {
-        let e = emitter(HttpFlavor::SplunkHec { host: "h".into(), source: "s".into(), sourcetype: "_json".into(), index: Some("main".into()) });
+        let e = emitter(HttpFlavor::SplunkHec {
+            host: "h".into(),
+            source: "s".into(),
+            sourcetype: "_json".into(),
+            index: Some("main".into()),
+        });
         let body = String::from_utf8(e.body(&[prepared(E1, 0), prepared(E2, 1)])).unwrap();
-        let objs: Vec<Value> = serde_json::Deserializer::from_str(&body).into_iter().map(|r| r.unwrap()).collect();
+        let objs: Vec<Value> = serde_json::Deserializer::from_str(&body)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
         assert_eq!(objs.len(), 2);
         assert_eq!(objs[0]["time"].as_f64().unwrap(), 1739388470.156);
-        assert_eq!((objs[0]["host"].as_str(), objs[0]["source"].as_str(), objs[0]["sourcetype"].as_str(), objs[0]["index"].as_str()), (Some("h"), Some("s"), Some("_json"), Some("main")));
+        assert_eq!(
+            (
+                objs[0]["host"].as_str(),
+                objs[0]["source"].as_str(),
+                objs[0]["sourcetype"].as_str(),
+                objs[0]["index"].as_str()
+            ),
+            (Some("h"), Some("s"), Some("_json"), Some("main"))
+        );
         assert_eq!(objs[0]["event"]["event"]["type"], "LOGIN");
         assert_eq!(objs[1]["time"].as_f64().unwrap(), 1739388471.0);
     }
 
     #[test]
     fn elasticsearch_body_pairs_an_index_action_with_the_event_id_and_the_document() {
-        let e = emitter(HttpFlavor::Elasticsearch { index: "audit".into() });
+        let e = emitter(HttpFlavor::Elasticsearch {
+            index: "audit".into(),
+        });
         let p2 = prepared(E2, 1);
         let body = String::from_utf8(e.body(&[prepared(E1, 0), p2.clone()])).unwrap();
         let lines: Vec<&str> = body.lines().collect();
@@ -368,22 +471,45 @@ mod tests {
 
     #[test]
     fn generic_body_is_ndjson_or_a_json_array() {
-        let e = emitter(HttpFlavor::Generic { format: HttpFormat::Ndjson });
-        assert_eq!(String::from_utf8(e.body(&[prepared(E1, 0), prepared(E2, 1)])).unwrap(), format!("{E1}\n{E2}\n"));
-        let e = emitter(HttpFlavor::Generic { format: HttpFormat::JsonArray });
-        let v: Value = serde_json::from_slice(&e.body(&[prepared(E1, 0), prepared(E2, 1)])).unwrap();
+        let e = emitter(HttpFlavor::Generic {
+            format: HttpFormat::Ndjson,
+        });
+        assert_eq!(
+            String::from_utf8(e.body(&[prepared(E1, 0), prepared(E2, 1)])).unwrap(),
+            format!("{E1}\n{E2}\n")
+        );
+        let e = emitter(HttpFlavor::Generic {
+            format: HttpFormat::JsonArray,
+        });
+        let v: Value =
+            serde_json::from_slice(&e.body(&[prepared(E1, 0), prepared(E2, 1)])).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
     }
 
     #[test]
     fn responses_429_and_5xx_are_retryable_with_retry_after_and_other_4xx_are_permanent() {
-        let f = HttpFlavor::Generic { format: HttpFormat::Ndjson };
+        let f = HttpFlavor::Generic {
+            format: HttpFormat::Ndjson,
+        };
         let o = classify_response(&f, 429, Some(Duration::from_secs(3)), "slow down", 2);
-        assert!(matches!(&o[0], Outcome::Retryable(x) if x.retry_after == Some(Duration::from_secs(3)) && x.status == "429"));
-        assert!(matches!(&classify_response(&f, 503, None, "", 1)[0], Outcome::Retryable(_)));
-        assert!(matches!(&classify_response(&f, 400, None, "bad", 1)[0], Outcome::Permanent(x) if x.text == "bad"));
-        assert!(matches!(&classify_response(&f, 403, None, "", 1)[0], Outcome::Permanent(_)));
-        assert_eq!(classify_response(&f, 204, None, "", 3), vec![Outcome::Delivered; 3]);
+        assert!(
+            matches!(&o[0], Outcome::Retryable(x) if x.retry_after == Some(Duration::from_secs(3)) && x.status == "429")
+        );
+        assert!(matches!(
+            &classify_response(&f, 503, None, "", 1)[0],
+            Outcome::Retryable(_)
+        ));
+        assert!(
+            matches!(&classify_response(&f, 400, None, "bad", 1)[0], Outcome::Permanent(x) if x.text == "bad")
+        );
+        assert!(matches!(
+            &classify_response(&f, 403, None, "", 1)[0],
+            Outcome::Permanent(_)
+        ));
+        assert_eq!(
+            classify_response(&f, 204, None, "", 3),
+            vec![Outcome::Delivered; 3]
+        );
     }
 
     #[test]
@@ -392,15 +518,23 @@ mod tests {
         let text = r#"{"took":1,"errors":true,"items":[{"index":{"status":201}},{"index":{"status":400,"error":{"type":"mapper_parsing_exception"}}},{"index":{"status":429,"error":{"type":"es_rejected_execution_exception"}}}]}"#;
         let o = classify_response(&f, 200, None, text, 3);
         assert_eq!(o[0], Outcome::Delivered);
-        assert!(matches!(&o[1], Outcome::Permanent(x) if x.status == "400" && x.text.contains("mapper_parsing_exception")));
+        assert!(
+            matches!(&o[1], Outcome::Permanent(x) if x.status == "400" && x.text.contains("mapper_parsing_exception"))
+        );
         assert!(matches!(&o[2], Outcome::Retryable(x) if x.status == "429"));
-        assert_eq!(classify_response(&f, 200, None, r#"{"errors":false,"items":[]}"#, 2), vec![Outcome::Delivered; 2]);
+        assert_eq!(
+            classify_response(&f, 200, None, r#"{"errors":false,"items":[]}"#, 2),
+            vec![Outcome::Delivered; 2]
+        );
     }
 
     #[test]
     fn retry_after_accepts_seconds_and_http_dates() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 }

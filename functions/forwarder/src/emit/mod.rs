@@ -31,7 +31,11 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(status: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { status: status.into(), text: truncate(text.into(), MAX_RESPONSE_TEXT), retry_after: None }
+        Self {
+            status: status.into(),
+            text: truncate(text.into(), MAX_RESPONSE_TEXT),
+            retry_after: None,
+        }
     }
 }
 

@@ -13,7 +13,9 @@ pub struct StdoutEmitter {
 
 impl StdoutEmitter {
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_string() }
+        Self {
+            name: name.to_string(),
+        }
     }
 }
 
@@ -36,7 +38,10 @@ impl Emitter for StdoutEmitter {
             let mut out = std::io::stdout().lock();
             match out.write_all(&buf).and_then(|_| out.flush()) {
                 Ok(()) => all(batch.len(), Outcome::Delivered),
-                Err(e) => all(batch.len(), Outcome::Retryable(Failure::new("stdout", e.to_string()))),
+                Err(e) => all(
+                    batch.len(),
+                    Outcome::Retryable(Failure::new("stdout", e.to_string())),
+                ),
             }
         })
     }

@@ -49,15 +49,24 @@ impl SyslogEmitter {
         }
         let tls = if config.protocol == SyslogProtocol::Tls {
             let client = super::tls::client_config(name, config.ca_bundle.as_deref())?;
-            let server = rustls_pki_types::ServerName::try_from(config.host.clone()).map_err(|_| ForwarderError::Config {
-                path: format!("emitter {name:?} host"),
-                message: format!("{:?} is not a valid TLS server name", config.host),
-            })?;
+            let server =
+                rustls_pki_types::ServerName::try_from(config.host.clone()).map_err(|_| {
+                    ForwarderError::Config {
+                        path: format!("emitter {name:?} host"),
+                        message: format!("{:?} is not a valid TLS server name", config.host),
+                    }
+                })?;
             Some((TlsConnector::from(client), server))
         } else {
             None
         };
-        Ok(Self { name: name.to_string(), config, mappings, tls, conn: Mutex::new(None) })
+        Ok(Self {
+            name: name.to_string(),
+            config,
+            mappings,
+            tls,
+            conn: Mutex::new(None),
+        })
     }
 
     /// The severity of a record: the first mapping whose field value is listed, else the
@@ -87,7 +96,11 @@ impl SyslogEmitter {
             .filter(|c| c.is_ascii_graphic())
             .take(32)
             .collect();
-        let msgid = if msgid.is_empty() { "-".to_string() } else { msgid };
+        let msgid = if msgid.is_empty() {
+            "-".to_string()
+        } else {
+            msgid
+        };
         format!(
             "<{pri}>1 {ts} {} {} - {msgid} - {}",
             self.config.hostname, self.config.app_name, p.json
@@ -102,27 +115,47 @@ impl SyslogEmitter {
             .map_err(|_| Failure::new("connect", format!("resolving {target} timed out")))?
             .map_err(|e| Failure::new("connect", format!("resolving {target}: {e}")))?
             .collect();
-        let addr = *addrs.first().ok_or_else(|| Failure::new("connect", format!("{target} has no address")))?;
+        let addr = *addrs
+            .first()
+            .ok_or_else(|| Failure::new("connect", format!("{target} has no address")))?;
         match self.config.protocol {
             SyslogProtocol::Udp => {
-                let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-                let sock = UdpSocket::bind(bind).await.map_err(|e| Failure::new("connect", e.to_string()))?;
-                sock.connect(addr).await.map_err(|e| Failure::new("connect", e.to_string()))?;
+                let bind = if addr.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                let sock = UdpSocket::bind(bind)
+                    .await
+                    .map_err(|e| Failure::new("connect", e.to_string()))?;
+                sock.connect(addr)
+                    .await
+                    .map_err(|e| Failure::new("connect", e.to_string()))?;
                 Ok(Conn::Udp(sock))
             }
             SyslogProtocol::Tcp | SyslogProtocol::Tls => {
                 let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
                     .await
-                    .map_err(|_| Failure::new("connect", format!("connecting to {target} timed out")))?
+                    .map_err(|_| {
+                        Failure::new("connect", format!("connecting to {target} timed out"))
+                    })?
                     .map_err(|e| Failure::new("connect", format!("connecting to {target}: {e}")))?;
                 let _ = tcp.set_nodelay(true);
                 match &self.tls {
                     None => Ok(Conn::Tcp(tcp)),
                     Some((connector, server)) => {
-                        let tls = tokio::time::timeout(timeout, connector.connect(server.clone(), tcp))
-                            .await
-                            .map_err(|_| Failure::new("tls", format!("TLS handshake with {target} timed out")))?
-                            .map_err(|e| Failure::new("tls", format!("TLS handshake with {target}: {e}")))?;
+                        let tls =
+                            tokio::time::timeout(timeout, connector.connect(server.clone(), tcp))
+                                .await
+                                .map_err(|_| {
+                                    Failure::new(
+                                        "tls",
+                                        format!("TLS handshake with {target} timed out"),
+                                    )
+                                })?
+                                .map_err(|e| {
+                                    Failure::new("tls", format!("TLS handshake with {target}: {e}"))
+                                })?;
                         Ok(Conn::Tls(Box::new(tls)))
                     }
                 }
@@ -148,10 +181,10 @@ impl SyslogEmitter {
     async fn attempt(&self, batch: &[Arc<Prepared>]) -> Vec<Outcome> {
         let messages: Vec<String> = batch.iter().map(|p| self.format(p)).collect();
         let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if Self::is_stale(conn).await {
-                *guard = None;
-            }
+        if let Some(conn) = guard.as_ref()
+            && Self::is_stale(conn).await
+        {
+            *guard = None;
         }
         if guard.is_none() {
             match self.connect().await {
@@ -160,7 +193,10 @@ impl SyslogEmitter {
             }
         }
         let Some(conn) = guard.as_mut() else {
-            return all(batch.len(), Outcome::Retryable(Failure::new("connect", "no connection")));
+            return all(
+                batch.len(),
+                Outcome::Retryable(Failure::new("connect", "no connection")),
+            );
         };
         match conn {
             Conn::Udp(sock) => {
@@ -174,7 +210,11 @@ impl SyslogEmitter {
                     if m.len() > self.config.max_message_size {
                         out.push(Outcome::Permanent(Failure::new(
                             "too-large",
-                            format!("{} bytes is more than maxMessageSize {} for UDP", m.len(), self.config.max_message_size),
+                            format!(
+                                "{} bytes is more than maxMessageSize {} for UDP",
+                                m.len(),
+                                self.config.max_message_size
+                            ),
                         )));
                         continue;
                     }
@@ -209,7 +249,10 @@ impl SyslogEmitter {
                     Ok(()) => all(batch.len(), Outcome::Delivered),
                     Err(e) => {
                         *guard = None;
-                        all(batch.len(), Outcome::Retryable(Failure::new("send", e.to_string())))
+                        all(
+                            batch.len(),
+                            Outcome::Retryable(Failure::new("send", e.to_string())),
+                        )
                     }
                 }
             }
@@ -254,7 +297,9 @@ mod tests {
             "severityFieldMappings":[{{"field":"/event/type","valueMappings":{{"LOGIN_ERROR":"warning","LOGIN":"informational"}}}}]{extra}}}]}}"#
         );
         let c = ForwarderConfig::parse(&json).unwrap();
-        let EmitterSettings::Syslog(s) = c.emitters[0].settings.clone() else { panic!() };
+        let EmitterSettings::Syslog(s) = c.emitters[0].settings.clone() else {
+            panic!()
+        };
         SyslogEmitter::new("s", s).unwrap()
     }
 
@@ -270,9 +315,21 @@ mod tests {
         let s = syslog("");
         let m = s.format(&prepared(LOGIN_ERROR));
         // authpriv (10) * 8 + warning (4) = 84
-        assert_eq!(m, format!("<84>1 2025-02-12T19:27:50.156Z authtrail authtrail - LOGIN_ERROR - {LOGIN_ERROR}"));
-        let other = s.format(&prepared(r#"{"service":"radius","method":"authorize","timestamp":1739388470}"#));
-        assert!(other.starts_with("<86>1 2025-02-12T19:27:50.000Z authtrail authtrail - radius:authorize - {"), "{other}");
+        assert_eq!(
+            m,
+            format!(
+                "<84>1 2025-02-12T19:27:50.156Z authtrail authtrail - LOGIN_ERROR - {LOGIN_ERROR}"
+            )
+        );
+        let other = s.format(&prepared(
+            r#"{"service":"radius","method":"authorize","timestamp":1739388470}"#,
+        ));
+        assert!(
+            other.starts_with(
+                "<86>1 2025-02-12T19:27:50.000Z authtrail authtrail - radius:authorize - {"
+            ),
+            "{other}"
+        );
     }
 
     #[tokio::test]
@@ -294,10 +351,16 @@ mod tests {
             got
         });
         let p = prepared(LOGIN_ERROR);
-        assert_eq!(s.emit(&[p.clone()]).await, vec![Outcome::Delivered]);
+        assert_eq!(
+            s.emit(std::slice::from_ref(&p)).await,
+            vec![Outcome::Delivered]
+        );
         // Give the server time to close its end before the next batch.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(s.emit(&[p.clone()]).await, vec![Outcome::Delivered]);
+        assert_eq!(
+            s.emit(std::slice::from_ref(&p)).await,
+            vec![Outcome::Delivered]
+        );
         let got = server.await.unwrap();
         let msg = s.format(&p);
         assert_eq!(got[0], format!("{} {msg}", msg.len()));
@@ -308,14 +371,20 @@ mod tests {
     async fn udp_messages_over_the_size_limit_are_permanent_failures_not_truncated() {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let port = sock.local_addr().unwrap().port();
-        let s = syslog(&format!(r#","protocol":"UDP","port":{port},"maxMessageSize":480"#));
+        let s = syslog(&format!(
+            r#","protocol":"UDP","port":{port},"maxMessageSize":480"#
+        ));
         let big = format!(r#"{{"type":"X","pad":"{}"}}"#, "a".repeat(600));
         let out = s.emit(&[prepared(LOGIN_ERROR), prepared(&big)]).await;
         assert_eq!(out[0], Outcome::Delivered);
         assert!(matches!(&out[1], Outcome::Permanent(f) if f.status == "too-large"));
         let mut buf = [0u8; 2048];
         let n = sock.recv(&mut buf).await.unwrap();
-        assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("<84>1 "));
+        assert!(
+            std::str::from_utf8(&buf[..n])
+                .unwrap()
+                .starts_with("<84>1 ")
+        );
     }
 
     #[tokio::test]
@@ -324,8 +393,13 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let s = syslog(&format!(r#","protocol":"TCP","port":{port},"connectTimeout":2000"#));
+        let s = syslog(&format!(
+            r#","protocol":"TCP","port":{port},"connectTimeout":2000"#
+        ));
         let out = s.emit(&[prepared(LOGIN_ERROR)]).await;
-        assert!(matches!(&out[0], Outcome::Retryable(f) if f.status == "connect"), "{out:?}");
+        assert!(
+            matches!(&out[0], Outcome::Retryable(f) if f.status == "connect"),
+            "{out:?}"
+        );
     }
 }

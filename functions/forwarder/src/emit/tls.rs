@@ -11,15 +11,24 @@ use rustls_pki_types::pem::PemObject;
 use crate::ForwarderError;
 
 /// Reads every certificate of a PEM bundle; an empty or unreadable bundle is an error.
-pub fn read_pem_bundle(emitter: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ForwarderError> {
+pub fn read_pem_bundle(
+    emitter: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ForwarderError> {
     let bad = |message: String| ForwarderError::Config {
         path: format!("emitter {emitter:?} caBundle"),
         message,
     };
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let pem =
+        std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(format!("{} is not a PEM certificate bundle: {e}", path.display())))?;
+        .map_err(|e| {
+            bad(format!(
+                "{} is not a PEM certificate bundle: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
         return Err(bad(format!("{} holds no PEM certificate", path.display())));
     }
@@ -27,7 +36,10 @@ pub fn read_pem_bundle(emitter: &str, path: &Path) -> Result<Vec<CertificateDer<
 }
 
 /// A rustls client configuration trusting the system roots and `ca_bundle`.
-pub fn client_config(emitter: &str, ca_bundle: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ForwarderError> {
+pub fn client_config(
+    emitter: &str,
+    ca_bundle: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, ForwarderError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
