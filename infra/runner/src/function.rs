@@ -210,10 +210,10 @@ impl LogSink {
         if self.echo {
             eprintln!("{}{}", self.prefix, line);
         }
-        if let Some(file) = &self.file {
-            if let Ok(mut f) = file.lock() {
-                let _ = writeln!(f, "{line}");
-            }
+        if let Some(file) = &self.file
+            && let Ok(mut f) = file.lock()
+        {
+            let _ = writeln!(f, "{line}");
         }
         if let Ok(mut lines) = self.lines.lock() {
             lines.push(line);

@@ -147,12 +147,12 @@ impl KinesisSourceConfig {
                 self.max_retry_attempts
             ));
         }
-        if let Some(age) = self.max_record_age {
-            if age.is_zero() || age > Duration::from_secs(604_800) {
-                return bad(format!(
-                    "MaximumRecordAgeInSeconds {age:?} outside (0, 604800] s"
-                ));
-            }
+        if let Some(age) = self.max_record_age
+            && (age.is_zero() || age > Duration::from_secs(604_800))
+        {
+            return bad(format!(
+                "MaximumRecordAgeInSeconds {age:?} outside (0, 604800] s"
+            ));
         }
         if self.payload_limit_bytes < 1024 || self.payload_limit_bytes > MAX_INVOKE_PAYLOAD_BYTES {
             return bad(format!(
