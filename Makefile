@@ -35,10 +35,9 @@ test: venv apt-deps ## Run every test: unit, emulator integration and end-to-end
 	$(CARGO) test --workspace --no-fail-fast
 
 .PHONY: demo
-demo: venv apt-deps ## Run the whole pipeline locally on the emulator and account for every event
-	@echo "make demo: the end-to-end demo is not there yet (issue: make demo)."
-	@echo "What exists today: the MPAS simulator (cargo run -p mpas-sim -- --help) and the"
-	@echo "event-source runner (cargo run -p authtrail-runner -- --help)."
+demo: venv apt-deps ## Run the whole pipeline locally on the emulator and account for every event (DEMO_ARGS="--help" for options)
+	$(CARGO) build --workspace --bins
+	./target/debug/authtrail-demo $(DEMO_ARGS)
 
 .PHONY: lint
 lint: tools ## cargo fmt --check, clippy -D warnings, cfn-lint and checkov on the templates

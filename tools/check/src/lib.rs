@@ -141,7 +141,7 @@ impl Tally {
             return;
         }
         // A wrapper whose message is an envelope (syslog JSON, HEC event, ES source).
-        for field in ["msg", "message", "event", "_source", "record"] {
+        for field in ["msg", "message", "event", "_source", "source", "record"] {
             match v.get(field) {
                 Some(Value::String(s)) => {
                     if let Ok(inner) = serde_json::from_str::<Value>(s) {

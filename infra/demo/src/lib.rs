@@ -1,0 +1,696 @@
+//! The whole authtrail pipeline on one machine, every event accounted for.
+//!
+//! [`run`] starts the AWS emulator, the MPAS simulator (live traffic with late commits, ties and
+//! faults), a real rsyslog and the local HTTPS SIEM receiver; creates the pipeline stack on the
+//! emulator's CloudFormation from `cloudformation/pipeline.yaml` (the template users deploy);
+//! reads the functions' environment back from the stack; runs the three real function binaries
+//! through the event-source runner (the producer on a sped-up schedule, the archiver and the
+//! forwarder on the stream); and ends with an accounting of every event at every hop
+//! ([`authtrail_check`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authtrail_check::{KeyPolicy, Report, Tally};
+use authtrail_harness::{Emulator, bin_path, workspace_root};
+use authtrail_runner::{
+    FunctionConfig, KinesisEventSource, KinesisSourceConfig, LambdaFunction, OnFailure,
+    ScheduleConfig, SourceStats, run_schedule,
+};
+use serde_json::json;
+use siem_receiver::{Endpoint, Receiver, ReceiverOptions, Rsyslog};
+
+/// Errors of the demo: each says which step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{step}: {detail}")]
+    Step { step: &'static str, detail: String },
+}
+
+fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> DemoError {
+    move |e| DemoError::Step {
+        step,
+        detail: e.to_string(),
+    }
+}
+
+/// What the demo does.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// How long the identity provider makes traffic.
+    pub duration: Duration,
+    /// Events per second made at the identity provider.
+    pub rate: f64,
+    /// Fraction of MPAS API requests that fail (spread over 500, 429, slow and truncated).
+    pub fault_rate: f64,
+    /// Take the HTTPS SIEM receiver down for this long, one third into the run.
+    pub siem_outage: Option<Duration>,
+    /// Producer schedule (AWS: every minute; sped up here).
+    pub producer_every: Duration,
+    /// Archiver batching window (AWS: 60 s; sped up here).
+    pub archiver_window: Duration,
+    /// Where the ledger, SIEM samples and the report are written.
+    pub out_dir: PathBuf,
+    /// Print progress lines.
+    pub progress: bool,
+    /// Keep everything running after the summary until Ctrl-C.
+    pub keep_running: bool,
+    pub seed: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(60),
+            rate: 100.0,
+            fault_rate: 0.05,
+            siem_outage: None,
+            producer_every: Duration::from_secs(3),
+            archiver_window: Duration::from_secs(10),
+            out_dir: workspace_root().join("demo-out"),
+            progress: true,
+            keep_running: false,
+            seed: 42,
+        }
+    }
+}
+
+/// The result: the accounting report and where to look.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    pub report: Report,
+    pub archive_url: String,
+    pub out_dir: PathBuf,
+    pub made: usize,
+    pub archiver: SourceStats,
+    pub forwarder: SourceStats,
+}
+
+const REALM: &str = "demo";
+const CLIENT_ID: &str = "authtrail";
+const CLIENT_SECRET: &str = "demo-client-secret";
+const HEC_TOKEN: &str = "demo-hec-token";
+const STACK: &str = "authtrail-demo";
+const CODE_BUCKET: &str = "authtrail-demo-code";
+/// The smallest valid zip archive (an empty one): the emulator stores the code but never runs
+/// it; the real binaries run under the event-source runner.
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+fn say(opts: &DemoOptions, line: impl AsRef<str>) {
+    if opts.progress {
+        println!("{}", line.as_ref());
+    }
+}
+
+/// The forwarder configuration of the demo: every kind of receiver we can run locally.
+pub fn forwarder_config(receiver: &Receiver, rsyslog: &Rsyslog) -> serde_json::Value {
+    let ca = receiver.ca_path().display().to_string();
+    let base = receiver.url();
+    json!({
+        "emitters": [
+            {"name": "splunk", "type": "splunk-hec", "url": format!("{base}/services/collector/event"),
+             "token": HEC_TOKEN, "caBundle": ca, "emitTimeoutInSec": 10},
+            {"name": "elastic", "type": "elasticsearch", "url": base, "index": "authtrail", "caBundle": ca,
+             "emitTimeoutInSec": 10},
+            {"name": "webhook", "type": "http", "url": format!("{base}/ingest"), "caBundle": ca,
+             "headers": {"X-Source": "authtrail"}, "emitTimeoutInSec": 10},
+            {"name": "syslog", "type": "syslog", "protocol": "TLS", "host": "127.0.0.1", "port": rsyslog.tls_port,
+             "caBundle": ca, "facility": "authpriv", "connectTimeout": 5000,
+             "severityFieldMappings": [{"field": "/event/type", "valueMappings": {"LOGIN_ERROR": "warning", "LOGIN": "informational"}}]}
+        ],
+        "emitToAllOf": ["syslog"],
+        "emitAtLeastOneOf": ["splunk", "elastic", "webhook"]
+    })
+}
+
+/// Runs the demo end to end and returns the accounting.
+pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&opts.out_dir).map_err(step("creating the output directory"))?;
+    let scratch = opts.out_dir.join("run");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(step("creating the run directory"))?;
+
+    // 1. Local stand-ins.
+    say(
+        &opts,
+        "starting the AWS emulator (moto), the MPAS simulator, rsyslog and the HTTPS SIEM receiver ...",
+    );
+    let emu = Emulator::start()
+        .await
+        .map_err(step("starting the emulator"))?;
+    let sdk = emu.sdk_config().await;
+    let sim_cfg = mpas_sim::SimConfig {
+        realm: REALM.into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: mpas_sim::Secret::new(CLIENT_SECRET),
+        seed: opts.seed,
+        rate: opts.rate,
+        live: true,
+        traffic: mpas_sim::TrafficConfig {
+            late_fraction: 0.05,
+            late_max_ms: 3000,
+            tie_fraction: 0.05,
+            ..mpas_sim::TrafficConfig::default()
+        },
+        faults: mpas_sim::FaultRates {
+            error_500: opts.fault_rate * 0.4,
+            too_many_429: opts.fault_rate * 0.3,
+            slow: opts.fault_rate * 0.2,
+            truncate: opts.fault_rate * 0.1,
+            slow_ms: 300,
+            retry_after_secs: 1,
+            ..mpas_sim::FaultRates::default()
+        },
+        ..mpas_sim::SimConfig::default()
+    };
+    let sim = mpas_sim::start(sim_cfg)
+        .await
+        .map_err(step("starting the MPAS simulator"))?;
+    let receiver = Receiver::start(
+        &scratch,
+        ReceiverOptions {
+            splunk_token: HEC_TOKEN.into(),
+            ..ReceiverOptions::default()
+        },
+    )
+    .await
+    .map_err(step("starting the HTTPS SIEM receiver"))?;
+    let rsyslog = Rsyslog::start(&scratch, receiver.certs())
+        .await
+        .map_err(step("starting rsyslog"))?;
+
+    // 2. The pipeline stack, from the template users deploy.
+    say(
+        &opts,
+        "creating the pipeline stack from cloudformation/pipeline.yaml on the emulator ...",
+    );
+    let s3 = emu.s3().await;
+    emu.create_bucket(CODE_BUCKET)
+        .await
+        .map_err(step("creating the code bucket"))?;
+    for f in ["archiver", "forwarder", "producer"] {
+        s3.put_object()
+            .bucket(CODE_BUCKET)
+            .key(format!("authtrail/0.1.0/authtrail-{f}.zip"))
+            .body(EMPTY_ZIP.to_vec().into())
+            .send()
+            .await
+            .map_err(|e| DemoError::Step {
+                step: "uploading code placeholders",
+                detail: format!("{e:?}"),
+            })?;
+    }
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let creds = secrets
+        .create_secret()
+        .name("authtrail-demo/mpas-credentials")
+        .secret_string(json!({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}).to_string())
+        .send()
+        .await
+        .map_err(|e| DemoError::Step {
+            step: "creating the MPAS credentials secret",
+            detail: format!("{e:?}"),
+        })?;
+    let creds_arn = creds.arn().unwrap_or_default().to_string();
+    let fwd_config = forwarder_config(&receiver, &rsyslog).to_string();
+    let outputs = create_stack(
+        &sdk,
+        &[
+            ("CodeBucket", CODE_BUCKET),
+            ("StreamName", "authtrail-demo-events"),
+            ("ShardCount", "2"),
+            ("BucketName", "authtrail-demo-archive"),
+            ("DlqBucketName", "authtrail-demo-dlq"),
+            ("CheckpointBucketName", "authtrail-demo-checkpoints"),
+            ("MpasBaseUrl", &sim.base_url()),
+            ("MpasRealm", REALM),
+            ("ExistingCredentialsSecretArn", &creds_arn),
+            ("ForwarderConfig", &fwd_config),
+        ],
+    )
+    .await?;
+    let out = |k: &str| outputs.get(k).cloned().unwrap_or_default();
+    let stream = out("KinesisStreamName");
+    let bucket = out("BucketName");
+    let dlq_bucket = out("DeadLetterBucketName");
+    say(
+        &opts,
+        format!(
+            "stack {STACK}: stream {stream}, archive s3://{bucket}/raw/, dead letters s3://{dlq_bucket}/"
+        ),
+    );
+
+    // 3. The functions, with the environment the stack gave them.
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let producer = start_function(
+        &lambda,
+        &emu,
+        &out("ProducerFunctionName"),
+        "authtrail-producer",
+        &scratch,
+    )
+    .await?;
+    let archiver = start_function(
+        &lambda,
+        &emu,
+        &out("ArchiverFunctionName"),
+        "authtrail-archiver",
+        &scratch,
+    )
+    .await?;
+    let forwarder = start_function(
+        &lambda,
+        &emu,
+        &out("ForwarderFunctionName"),
+        "authtrail-forwarder",
+        &scratch,
+    )
+    .await?;
+
+    let archiver_src = KinesisEventSource::new(
+        &sdk,
+        KinesisSourceConfig {
+            batch_size: 10_000,
+            max_batching_window: opts.archiver_window,
+            report_batch_item_failures: true,
+            max_retry_attempts: 10,
+            bisect_batch_on_function_error: true,
+            on_failure: Some(OnFailure::S3 {
+                bucket: dlq_bucket.clone(),
+                prefix: "esm-failures/archiver/".into(),
+            }),
+            ..KinesisSourceConfig::new(stream.clone())
+        },
+        archiver.clone(),
+    )
+    .await
+    .map_err(step("archiver event source"))?;
+    let forwarder_src = KinesisEventSource::new(
+        &sdk,
+        KinesisSourceConfig {
+            batch_size: 1000,
+            max_batching_window: Duration::from_secs(1),
+            report_batch_item_failures: true,
+            max_retry_attempts: 10,
+            bisect_batch_on_function_error: true,
+            on_failure: Some(OnFailure::S3 {
+                bucket: dlq_bucket.clone(),
+                prefix: "esm-failures/forwarder/".into(),
+            }),
+            ..KinesisSourceConfig::new(stream.clone())
+        },
+        forwarder.clone(),
+    )
+    .await
+    .map_err(step("forwarder event source"))?;
+
+    // 4. Run: traffic for `duration`, the producer on its schedule, consumers on the stream.
+    say(
+        &opts,
+        format!(
+            "running for {} s: {} events/s at the IdP, {:.0}% MPAS faults, producer every {} s{}",
+            opts.duration.as_secs(),
+            opts.rate,
+            opts.fault_rate * 100.0,
+            opts.producer_every.as_secs_f64(),
+            opts.siem_outage
+                .map(|d| format!(", SIEM receiver down for {} s", d.as_secs()))
+                .unwrap_or_default()
+        ),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let sched = ScheduleConfig::every("authtrail-demo-producer", opts.producer_every);
+    let producer_task = {
+        let producer = producer.clone();
+        let rx = stop_rx.clone();
+        tokio::spawn(async move { run_schedule(&producer, &sched, stopped(rx)).await })
+    };
+    let archiver_task = {
+        let rx = stop_rx.clone();
+        let src = Arc::new(archiver_src);
+        let s = src.clone();
+        (
+            src,
+            tokio::spawn(async move { s.run_until(stopped(rx)).await }),
+        )
+    };
+    let forwarder_task = {
+        let rx = stop_rx.clone();
+        let src = Arc::new(forwarder_src);
+        let s = src.clone();
+        (
+            src,
+            tokio::spawn(async move { s.run_until(stopped(rx)).await }),
+        )
+    };
+
+    let run_start = Instant::now();
+    let mut outage_done = opts.siem_outage.is_none();
+    let mut outage_end: Option<Instant> = None;
+    while run_start.elapsed() < opts.duration {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !outage_done && outage_end.is_none() && run_start.elapsed() >= opts.duration / 3 {
+            receiver.go_down().await;
+            outage_end = opts.siem_outage.map(|d| Instant::now() + d);
+            say(&opts, "  -- SIEM receiver is down --");
+        }
+        if let Some(end) = outage_end {
+            if Instant::now() >= end {
+                receiver
+                    .come_back()
+                    .await
+                    .map_err(step("bringing the SIEM receiver back"))?;
+                outage_end = None;
+                outage_done = true;
+                say(&opts, "  -- SIEM receiver is back --");
+            }
+        }
+        progress(&opts, run_start, &sim, &s3, &bucket, &receiver, &rsyslog).await;
+    }
+    if outage_end.is_some() {
+        receiver
+            .come_back()
+            .await
+            .map_err(step("bringing the SIEM receiver back"))?;
+    }
+
+    // 5. Stop the traffic, let late commits land, let the producer catch up, drain.
+    say(
+        &opts,
+        "traffic stopped; letting late commits land and the pipeline drain ...",
+    );
+    sim.freeze_clock();
+    sim.commit_pending();
+    let made = sim.ledger().len();
+    let _ = stop_tx.send(true);
+    let _ = producer_task.await;
+    let archiver_stats_run = archiver_task
+        .1
+        .await
+        .map_err(step("archiver task"))?
+        .map_err(step("archiver"))?;
+    let forwarder_stats_run = forwarder_task
+        .1
+        .await
+        .map_err(step("forwarder task"))?
+        .map_err(step("forwarder"))?;
+    // The producer's settle window re-reads recent events; a few more runs pick up everything
+    // now visible, after which runs find nothing new.
+    let no_faults = mpas_sim::FaultRates::default();
+    sim.set_faults(no_faults).map_err(step("clearing faults"))?;
+    let catch_up = ScheduleConfig {
+        count: Some(4),
+        ..ScheduleConfig::every("authtrail-demo-producer", Duration::from_secs(3))
+    };
+    run_schedule(&producer, &catch_up, std::future::pending())
+        .await
+        .map_err(step("producer catch-up"))?;
+    let archiver_drain = archiver_task
+        .0
+        .drain()
+        .await
+        .map_err(step("draining the archiver"))?;
+    let forwarder_drain = forwarder_task
+        .0
+        .drain()
+        .await
+        .map_err(step("draining the forwarder"))?;
+    progress(&opts, run_start, &sim, &s3, &bucket, &receiver, &rsyslog).await;
+
+    // 6. Accounting.
+    let policy = KeyPolicy::default();
+    let mut expected = Tally::new("made at IdP");
+    let mut ledger_lines = Vec::new();
+    for entry in sim.ledger() {
+        if let Ok(event) = entry.event() {
+            let line = json!({"kind": entry.kind, "visibleAt": entry.visible_at, "event": event});
+            expected.add_value(&policy, &line);
+            ledger_lines.push(line.to_string());
+        }
+    }
+    write_lines(&opts.out_dir.join("ledger.jsonl"), &ledger_lines)?;
+    let mut archive = Tally::new("archive");
+    authtrail_check::sources::read_s3_prefix(&s3, &bucket, "raw/", &policy, &mut archive)
+        .await
+        .map_err(step("reading the archive"))?;
+    let mut dlq = Tally::new("dead-letter");
+    authtrail_check::sources::read_s3_prefix(&s3, &dlq_bucket, "", &policy, &mut dlq)
+        .await
+        .map_err(step("reading the dead-letter bucket"))?;
+    let mut siems = Vec::new();
+    for (name, endpoint) in [
+        ("splunk", Endpoint::SplunkHec),
+        ("elastic", Endpoint::Elasticsearch),
+        ("webhook", Endpoint::Ingest),
+    ] {
+        let events = receiver.events(endpoint);
+        let lines: Vec<String> = events.iter().map(|v| v.to_string()).collect();
+        write_lines(&opts.out_dir.join(format!("siem-{name}.jsonl")), &lines)?;
+        let mut t = Tally::new(name);
+        for v in &events {
+            t.add_value(&policy, v);
+        }
+        siems.push(t);
+    }
+    let syslog_msgs = rsyslog.messages();
+    let mut syslog = Tally::new("syslog");
+    let mut syslog_lines = Vec::new();
+    for m in &syslog_msgs {
+        let v = json!({"facility": m.facility, "severity": m.severity, "msg": m.msg});
+        syslog.add_value(&policy, &v);
+        syslog_lines.push(v.to_string());
+    }
+    write_lines(&opts.out_dir.join("siem-syslog.jsonl"), &syslog_lines)?;
+    siems.push(syslog);
+    let mut sources = vec![&archive];
+    sources.extend(siems.iter());
+    let report = Report::compare(&expected, &sources, Some(&dlq), 60_000);
+    let report_json = serde_json::to_string_pretty(&report).map_err(step("writing the report"))?;
+    std::fs::write(opts.out_dir.join("report.json"), report_json)
+        .map_err(step("writing the report"))?;
+
+    let mut archiver_all = archiver_stats_run;
+    merge(&mut archiver_all, &archiver_drain);
+    let mut forwarder_all = forwarder_stats_run;
+    merge(&mut forwarder_all, &forwarder_drain);
+    say(
+        &opts,
+        format!("\nsummary after {:.0} s", started.elapsed().as_secs_f64()),
+    );
+    say(
+        &opts,
+        format!(
+            "  producer  invocations {}, cold starts {}",
+            producer.invocations(),
+            producer.cold_starts()
+        ),
+    );
+    say(&opts, format!("  archiver  {archiver_all}"));
+    say(&opts, format!("  forwarder {forwarder_all}"));
+    say(&opts, report.render(30));
+    let archive_url = format!("s3://{bucket}/raw/");
+    say(
+        &opts,
+        format!(
+            "look around: ledger, SIEM samples and report.json in {}; archive objects at {archive_url} on the emulator ({})",
+            opts.out_dir.display(),
+            emu.endpoint()
+        ),
+    );
+
+    if opts.keep_running {
+        say(
+            &opts,
+            format!(
+                "everything keeps running; try: AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION={} aws s3 ls --recursive s3://{bucket}/  (Ctrl-C stops)",
+                emu.endpoint(),
+                emu.region()
+            ),
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    producer.shutdown().await;
+    archiver.shutdown().await;
+    forwarder.shutdown().await;
+    Ok(DemoOutcome {
+        report,
+        archive_url,
+        out_dir: opts.out_dir.clone(),
+        made,
+        archiver: archiver_all,
+        forwarder: forwarder_all,
+    })
+}
+
+fn merge(into: &mut SourceStats, more: &SourceStats) {
+    into.total.invocations += more.total.invocations;
+    into.total.records_delivered += more.total.records_delivered;
+    into.total.records_processed += more.total.records_processed;
+    into.total.retries += more.total.retries;
+    into.total.partial_failures += more.total.partial_failures;
+    into.total.function_errors += more.total.function_errors;
+    into.total.records_discarded += more.total.records_discarded;
+}
+
+fn write_lines(path: &Path, lines: &[String]) -> Result<(), DemoError> {
+    let mut body = lines.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    std::fs::write(path, body).map_err(step("writing a sample file"))
+}
+
+async fn progress(
+    opts: &DemoOptions,
+    run_start: Instant,
+    sim: &mpas_sim::SimHandle,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    receiver: &Receiver,
+    rsyslog: &Rsyslog,
+) {
+    if !opts.progress {
+        return;
+    }
+    let made = sim.stats();
+    let objects = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("raw/")
+        .send()
+        .await
+        .map(|o| o.key_count().unwrap_or(0))
+        .unwrap_or(0);
+    let splunk = receiver.events(Endpoint::SplunkHec).len();
+    let elastic = receiver.documents().len();
+    let webhook = receiver.events(Endpoint::Ingest).len();
+    let syslog = rsyslog.messages().len();
+    println!(
+        "  t={:>4}s  made {:>6}  archive objects {:>4}  | delivered: splunk {:>6}  elastic {:>6}  webhook {:>6}  syslog {:>6}",
+        run_start.elapsed().as_secs(),
+        made.ledger,
+        objects,
+        splunk,
+        elastic,
+        webhook,
+        syslog
+    );
+}
+
+async fn create_stack(
+    sdk: &aws_config::SdkConfig,
+    params: &[(&str, &str)],
+) -> Result<BTreeMap<String, String>, DemoError> {
+    let template = std::fs::read_to_string(workspace_root().join("cloudformation/pipeline.yaml"))
+        .map_err(step("reading cloudformation/pipeline.yaml"))?;
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let mut req = cfn
+        .create_stack()
+        .stack_name(STACK)
+        .template_body(template)
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam);
+    for (k, v) in params {
+        req = req.parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(*k)
+                .parameter_value(*v)
+                .build(),
+        );
+    }
+    req.send().await.map_err(|e| DemoError::Step {
+        step: "creating the stack",
+        detail: format!("{e:?}"),
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let desc = cfn
+            .describe_stacks()
+            .stack_name(STACK)
+            .send()
+            .await
+            .map_err(|e| DemoError::Step {
+                step: "describing the stack",
+                detail: format!("{e:?}"),
+            })?;
+        if let Some(stack) = desc.stacks().first() {
+            let status = stack
+                .stack_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            if status == "CREATE_COMPLETE" {
+                return Ok(stack
+                    .outputs()
+                    .iter()
+                    .filter_map(|o| {
+                        Some((o.output_key()?.to_string(), o.output_value()?.to_string()))
+                    })
+                    .collect());
+            }
+            if status.contains("FAILED") || status.contains("ROLLBACK") {
+                return Err(DemoError::Step {
+                    step: "creating the stack",
+                    detail: format!(
+                        "{status}: {}",
+                        stack.stack_status_reason().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Step {
+                step: "creating the stack",
+                detail: "not complete after 120 s".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts a function binary with the environment its stack resource declares, plus the
+/// emulator's standard AWS variables.
+async fn start_function(
+    lambda: &aws_sdk_lambda::Client,
+    emu: &Emulator,
+    function_name: &str,
+    binary: &str,
+    scratch: &Path,
+) -> Result<Arc<LambdaFunction>, DemoError> {
+    let conf = lambda
+        .get_function_configuration()
+        .function_name(function_name)
+        .send()
+        .await
+        .map_err(|e| DemoError::Step {
+            step: "reading the function configuration",
+            detail: format!("{function_name}: {e:?}"),
+        })?;
+    let mut env: Vec<(String, String)> = conf
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|vars| vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    env.extend(emu.env());
+    env.push(("AWS_LAMBDA_LOG_LEVEL".into(), "warn".into()));
+    let timeout = Duration::from_secs(u64::try_from(conf.timeout().unwrap_or(60)).unwrap_or(60));
+    let memory = u32::try_from(conf.memory_size().unwrap_or(256)).unwrap_or(256);
+    let mut cfg = FunctionConfig::new(
+        binary,
+        bin_path(binary).map_err(step("finding the function binary"))?,
+    )
+    .with_timeout(timeout);
+    cfg.memory_mb = memory;
+    cfg = cfg.with_env(env);
+    let _ = scratch;
+    let f = LambdaFunction::start(cfg)
+        .await
+        .map_err(step("starting a function"))?;
+    Ok(Arc::new(f))
+}

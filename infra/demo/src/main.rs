@@ -1,0 +1,66 @@
+//! `authtrail-demo`: the whole pipeline on this machine. See `--help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use authtrail_demo::{DemoOptions, run};
+use clap::Parser;
+
+/// Runs the whole authtrail pipeline locally on the AWS emulator: MPAS simulator -> producer ->
+/// Kinesis -> archiver (S3) and forwarder (Splunk HEC, Elasticsearch, webhook, syslog over TLS),
+/// then accounts for every event. Exit status 0 when the accounting says complete.
+#[derive(Parser, Debug)]
+#[command(name = "authtrail-demo", version)]
+struct Args {
+    /// Seconds of traffic at the identity provider.
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
+    /// Events per second made at the identity provider.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Fraction of MPAS API requests that fail (500, 429, slow, truncated).
+    #[arg(long, default_value_t = 0.05)]
+    fault_rate: f64,
+    /// Take the HTTPS SIEM receiver down for this many seconds, one third into the run.
+    #[arg(long)]
+    siem_outage_secs: Option<u64>,
+    /// Seconds between producer runs (AWS: 60; sped up for the demo).
+    #[arg(long, default_value_t = 3)]
+    producer_every_secs: u64,
+    /// Where the ledger, the SIEM samples and the report go.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Keep everything running after the summary, for exploration, until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+    /// Seed of the simulated traffic.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut opts = DemoOptions {
+        duration: Duration::from_secs(args.duration_secs),
+        rate: args.rate,
+        fault_rate: args.fault_rate,
+        siem_outage: args.siem_outage_secs.map(Duration::from_secs),
+        producer_every: Duration::from_secs(args.producer_every_secs.max(1)),
+        keep_running: args.keep_running,
+        seed: args.seed,
+        ..DemoOptions::default()
+    };
+    if let Some(dir) = args.out_dir {
+        opts.out_dir = dir;
+    }
+    match run(opts).await {
+        Ok(outcome) if outcome.report.complete => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("authtrail-demo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
