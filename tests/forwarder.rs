@@ -516,7 +516,7 @@ async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered
     let stats = b.source(&f, 100).await.drain().await.unwrap();
     assert_drained_cleanly(&stats);
     assert!(
-        stats.total.retries >= 1 && stats.total.partial_failures >= 1,
+        stats.total.retries >= 1 && stats.total.invocations >= 2,
         "records were reported for retry: {stats:?}"
     );
 
