@@ -253,8 +253,7 @@ impl CheckpointStore for MemoryCheckpointStore {
         }
         let version = guard.as_ref().map_or(1, |(_, v)| v + 1);
         *guard = Some((body, version));
-        self.saves
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(format!("\"{version}\""))
     }
 }

@@ -43,7 +43,10 @@ pub enum ApiModeSetting {
 #[derive(Debug, Clone)]
 pub enum Credentials {
     /// `grant_type=client_credentials`.
-    ClientCredentials { client_id: String, client_secret: Secret },
+    ClientCredentials {
+        client_id: String,
+        client_secret: Secret,
+    },
     /// `grant_type=password` (client `admin-cli` unless `MPAS_CLIENT_ID` says otherwise).
     Password {
         client_id: String,
@@ -223,7 +226,10 @@ impl Settings {
         };
 
         let checkpoint_bucket = get("CHECKPOINT_BUCKET").ok_or_else(|| {
-            ConfigError::missing("CHECKPOINT_BUCKET", "set to the S3 bucket holding the cursor")
+            ConfigError::missing(
+                "CHECKPOINT_BUCKET",
+                "set to the S3 bucket holding the cursor",
+            )
         })?;
         let checkpoint_key = get("CHECKPOINT_KEY")
             .unwrap_or_else(|| format!("authtrail/producer/{realm}/checkpoint.json"));

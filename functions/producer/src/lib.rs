@@ -22,7 +22,9 @@ use crate::checkpoint::S3CheckpointStore;
 use crate::config::{Credentials, RedactionSetting, Settings, SinkTarget};
 use crate::mpas::HttpEventSource;
 use crate::pull::{Producer, PullSettings, RunSummary};
-use crate::sink::{EntryResult, FirehoseSink, KinesisSink, RecordSink, SinkError, SinkLimits, SinkRecord};
+use crate::sink::{
+    EntryResult, FirehoseSink, KinesisSink, RecordSink, SinkError, SinkLimits, SinkRecord,
+};
 
 /// The producer's errors. None of them carries a credential.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +84,13 @@ pub fn build_redactors(
         None => RedactionMode::Mask,
     };
     let build = |admin: bool| {
-        Redactor::new(&settings.redaction_fields(admin), mode.clone())
-            .map_err(|e| ConfigError::new("REDACT_FIELDS", "JSON pointers starting with '/'", Some(&e.to_string())))
+        Redactor::new(&settings.redaction_fields(admin), mode.clone()).map_err(|e| {
+            ConfigError::new(
+                "REDACT_FIELDS",
+                "JSON pointers starting with '/'",
+                Some(&e.to_string()),
+            )
+        })
     };
     Ok((build(false)?, build(true)?))
 }
@@ -141,9 +148,10 @@ pub async fn init(
         SinkTarget::Kinesis(stream) => {
             AnySink::Kinesis(KinesisSink::new(aws_sdk_kinesis::Client::new(sdk), stream))
         }
-        SinkTarget::Firehose(stream) => {
-            AnySink::Firehose(FirehoseSink::new(aws_sdk_firehose::Client::new(sdk), stream))
-        }
+        SinkTarget::Firehose(stream) => AnySink::Firehose(FirehoseSink::new(
+            aws_sdk_firehose::Client::new(sdk),
+            stream,
+        )),
     };
     let store = S3CheckpointStore::new(
         authtrail_core::aws::s3_client(sdk),

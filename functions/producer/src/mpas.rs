@@ -54,7 +54,9 @@ pub enum SourceError {
     Auth(String),
     #[error("MPAS answered HTTP {status} after {attempts} attempts")]
     Status { status: u16, attempts: u32 },
-    #[error("MPAS returned a body that is not a JSON array of events after {attempts} attempts: {detail}")]
+    #[error(
+        "MPAS returned a body that is not a JSON array of events after {attempts} attempts: {detail}"
+    )]
     Garbage { detail: String, attempts: u32 },
     #[error("MPAS request failed after {attempts} attempts: {detail}")]
     Transport { detail: String, attempts: u32 },
@@ -132,12 +134,11 @@ impl HttpEventSource {
     /// A valid access token: the cached one, or a new one when it is about to expire.
     async fn token(&self, force_renew: bool) -> Result<Secret, SourceError> {
         let mut guard = self.token.lock().await;
-        if !force_renew {
-            if let Some(t) = guard.as_ref() {
-                if Instant::now() < t.renew_at {
-                    return Ok(t.value.clone());
-                }
-            }
+        if !force_renew
+            && let Some(t) = guard.as_ref()
+            && Instant::now() < t.renew_at
+        {
+            return Ok(t.value.clone());
         }
         let fresh = self.request_token().await?;
         let value = fresh.value.clone();
@@ -193,8 +194,7 @@ impl HttpEventSource {
                         });
                         match body.map(|b| serde_json::from_slice::<Value>(&b)) {
                             Ok(Ok(v)) => {
-                                if let Some(token) = v.get("access_token").and_then(Value::as_str)
-                                {
+                                if let Some(token) = v.get("access_token").and_then(Value::as_str) {
                                     let lifetime = Duration::from_secs(
                                         v.get("expires_in").and_then(Value::as_u64).unwrap_or(60),
                                     );
@@ -412,17 +412,17 @@ mod tests {
 
     #[test]
     fn date_params_render_as_epoch_ms_or_day() {
-        assert_eq!(DateParam::EpochMs(1_700_000_000_123).render(), "1700000000123");
+        assert_eq!(
+            DateParam::EpochMs(1_700_000_000_123).render(),
+            "1700000000123"
+        );
         let d = NaiveDate::from_ymd_opt(2025, 2, 12).unwrap();
         assert_eq!(DateParam::Day(d).render(), "2025-02-12");
     }
 
     #[test]
     fn backoff_honours_retry_after_floor_and_caps_at_five_seconds() {
-        assert_eq!(
-            backoff(1, Duration::from_secs(2)),
-            Duration::from_secs(2)
-        );
+        assert_eq!(backoff(1, Duration::from_secs(2)), Duration::from_secs(2));
         assert_eq!(backoff(1, Duration::from_secs(60)), MAX_RETRY_WAIT);
         assert!(backoff(30, Duration::ZERO) <= MAX_RETRY_WAIT);
     }
@@ -430,7 +430,9 @@ mod tests {
     #[test]
     fn keycloak_error_bodies_are_summarised() {
         assert_eq!(
-            error_summary(r#"{"error":"invalid_client","error_description":"Invalid client credentials"}"#),
+            error_summary(
+                r#"{"error":"invalid_client","error_description":"Invalid client credentials"}"#
+            ),
             "invalid_client Invalid client credentials"
         );
         assert_eq!(error_summary("plain"), "plain");

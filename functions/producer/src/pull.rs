@@ -25,12 +25,14 @@ use chrono::{DateTime, NaiveDate};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::checkpoint::{ApiMode, Checkpoint, CheckpointStore, Condition, KindCursor, Lease, StoreError};
+use crate::ProducerError;
+use crate::checkpoint::{
+    ApiMode, Checkpoint, CheckpointStore, Condition, KindCursor, Lease, StoreError,
+};
 use crate::config::{ApiModeSetting, Settings, StartFrom};
 use crate::mpas::{DateParam, EventSource, PageQuery, SourceError};
 use crate::record::{build_record, content_hash};
 use crate::sink::{RecordSink, RetryPolicy, SinkRecord, put_all};
-use crate::ProducerError;
 
 /// Largest `max` used to read one crowded millisecond whole.
 const MAX_WIDENED_PAGE: u32 = 100_000;
@@ -335,8 +337,8 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
             owner: owner.clone(),
             expires_at: deadline_ms.max(now + 1000),
         });
-        let body = serde_json::to_vec(&cp)
-            .map_err(|e| ProducerError::CorruptCheckpoint(e.to_string()))?;
+        let body =
+            serde_json::to_vec(&cp).map_err(|e| ProducerError::CorruptCheckpoint(e.to_string()))?;
         let condition = match etag {
             Some(e) => Condition::IfMatch(e),
             None => Condition::IfNoneMatch,
@@ -414,10 +416,10 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
             return;
         }
         cp.lease = None;
-        if let Ok(body) = serde_json::to_vec(&cp) {
-            if let Err(e) = self.store.save(body, Condition::IfMatch(etag)).await {
-                tracing::warn!(error = %e, "could not release the lease after a failed run; it expires at the invocation deadline");
-            }
+        if let Ok(body) = serde_json::to_vec(&cp)
+            && let Err(e) = self.store.save(body, Condition::IfMatch(etag)).await
+        {
+            tracing::warn!(error = %e, "could not release the lease after a failed run; it expires at the invocation deadline");
         }
     }
 
@@ -538,7 +540,9 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
             max_attempts: self.settings.sink_max_attempts,
             base_backoff: self.settings.sink_base_backoff,
             max_backoff: Duration::from_secs(5),
-            deadline: Some(Instant::now() + Duration::from_millis(remaining.saturating_sub(reserve))),
+            deadline: Some(
+                Instant::now() + Duration::from_millis(remaining.saturating_sub(reserve)),
+            ),
         };
         let stats = put_all(&self.sink, records, policy).await?;
         summary.put += stats.records as u64;
@@ -560,16 +564,19 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
             ascending: Some(true),
         };
         let page = self.source.fetch_page(kind, &q).await?;
-        if let Some(oldest) = page.first().and_then(|e| e.get("time")).and_then(Value::as_i64) {
-            if oldest > cursor_time {
-                summary.collection_gap = true;
-                tracing::error!(
-                    kind = kind.as_str(),
-                    cursor = %iso(cursor_time),
-                    oldest_kept = %iso(oldest),
-                    "COLLECTION GAP: the cursor is older than the oldest event MPAS still keeps; events in between may have expired unread"
-                );
-            }
+        if let Some(oldest) = page
+            .first()
+            .and_then(|e| e.get("time"))
+            .and_then(Value::as_i64)
+            && oldest > cursor_time
+        {
+            summary.collection_gap = true;
+            tracing::error!(
+                kind = kind.as_str(),
+                cursor = %iso(cursor_time),
+                oldest_kept = %iso(oldest),
+                "COLLECTION GAP: the cursor is older than the oldest event MPAS still keeps; events in between may have expired unread"
+            );
         }
         Ok(())
     }

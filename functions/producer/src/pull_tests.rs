@@ -79,13 +79,12 @@ fn day_bounds(d: NaiveDate) -> (i64, i64) {
 impl EventSource for FakeSource {
     async fn fetch_page(&self, kind: EventKind, q: &PageQuery) -> Result<Vec<Value>, SourceError> {
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
-        if let Some(limit) = *self.garbage_after.lock().unwrap() {
-            if n >= limit {
-                return Err(SourceError::Garbage {
-                    detail: "truncated".into(),
-                    attempts: 3,
-                });
-            }
+        let limit = *self.garbage_after.lock().unwrap();
+        if limit.is_some_and(|l| n >= l) {
+            return Err(SourceError::Garbage {
+                detail: "truncated".into(),
+                attempts: 3,
+            });
         }
         let bound = |p: Option<DateParam>, upper: bool| -> Result<Option<i64>, SourceError> {
             match p {
@@ -105,7 +104,11 @@ impl EventSource for FakeSource {
         };
         let from = bound(q.date_from, false)?;
         let to = bound(q.date_to, true)?;
-        let ascending = if self.legacy { false } else { q.ascending == Some(true) };
+        let ascending = if self.legacy {
+            false
+        } else {
+            q.ascending == Some(true)
+        };
         let events = self.events.lock().unwrap();
         let mut rows: Vec<&FakeEvent> = events
             .iter()
@@ -169,7 +172,10 @@ fn written(p: &TestProducer) -> Vec<String> {
         .iter()
         .map(|line| {
             let v: Value = serde_json::from_slice(line).unwrap();
-            v["event"]["details"]["marker"].as_str().unwrap().to_string()
+            v["event"]["details"]["marker"]
+                .as_str()
+                .unwrap()
+                .to_string()
         })
         .collect()
 }
@@ -188,15 +194,28 @@ fn assert_exactly_once(p: &TestProducer) {
         .filter(|e| e.visible && !counts.contains_key(e.id.as_str()))
         .map(|e| e.id.clone())
         .collect();
-    assert!(missing.is_empty(), "missing {} events: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "missing {} events: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
 }
 
 /// A history with many same-millisecond bursts straddling page boundaries.
 fn fill_history(src: &FakeSource, base: i64, n: usize) {
     for i in 0..n {
-        let kind = if i % 7 == 0 { EventKind::Admin } else { EventKind::User };
+        let kind = if i % 7 == 0 {
+            EventKind::Admin
+        } else {
+            EventKind::User
+        };
         // groups of 13 events share a millisecond, every 5th group
-        let t = if (i / 13) % 5 == 0 { base + (i / 13) as i64 * 10 } else { base + i as i64 * 10 };
+        let t = if (i / 13) % 5 == 0 {
+            base + (i / 13) as i64 * 10
+        } else {
+            base + i as i64 * 10
+        };
         src.add(kind, t, true);
     }
 }
@@ -319,12 +338,18 @@ async fn a_garbage_response_fails_the_run_without_advancing_past_it_and_the_next
     *src.garbage_after.lock().unwrap() = Some(4);
     let p = producer(src, settings(50));
     let err = p.run(deadline()).await.unwrap_err();
-    assert!(matches!(err, ProducerError::Source(SourceError::Garbage { .. })), "{err}");
+    assert!(
+        matches!(err, ProducerError::Source(SourceError::Garbage { .. })),
+        "{err}"
+    );
     let before = written(&p).len();
     assert!(before < 600);
     let cp = p.store().current().unwrap();
     assert!(cp.lease.is_none(), "lease released after the failure");
-    assert_eq!(cp.user.as_ref().map(|c| c.seen.len()).unwrap_or(0) > 0, before > 0);
+    assert_eq!(
+        cp.user.as_ref().map(|c| c.seen.len()).unwrap_or(0) > 0,
+        before > 0
+    );
     *p.source().garbage_after.lock().unwrap() = None;
     p.run(deadline()).await.unwrap();
     assert_exactly_once(&p);
@@ -366,9 +391,15 @@ async fn a_checkpoint_changed_by_someone_else_mid_run_stops_the_run() {
     // The lease save and two checkpoints succeed; then someone else changes the object.
     *p.store().conflict_after_saves.lock().unwrap() = Some(3);
     let result = p.run(deadline()).await;
-    assert!(matches!(result, Err(ProducerError::LeaseLost)), "{result:?}");
+    assert!(
+        matches!(result, Err(ProducerError::LeaseLost)),
+        "{result:?}"
+    );
     let n = written(&p).len();
-    assert!(n > 0 && n < 300, "stopped after the page whose save failed ({n} written)");
+    assert!(
+        n > 0 && n < 300,
+        "stopped after the page whose save failed ({n} written)"
+    );
 }
 
 #[tokio::test]
@@ -378,12 +409,14 @@ async fn a_cursor_older_than_the_oldest_kept_event_is_reported_as_a_collection_g
     let mut s = settings(10);
     s.admin_events = false;
     let p = producer(src, s);
-    let mut cp = Checkpoint::default();
-    cp.user = Some(crate::checkpoint::KindCursor {
-        mode: ApiMode::Modern,
-        time: now_ms() - 86_400_000,
-        seen: HashMap::new(),
-    });
+    let cp = Checkpoint {
+        user: Some(crate::checkpoint::KindCursor {
+            mode: ApiMode::Modern,
+            time: now_ms() - 86_400_000,
+            seen: HashMap::new(),
+        }),
+        ..Checkpoint::default()
+    };
     p.store().overwrite(&cp);
     let s = p.run(deadline()).await.unwrap();
     assert!(s.collection_gap);
@@ -408,7 +441,9 @@ async fn start_from_latest_skips_the_existing_history() {
 
 #[test]
 fn day_bounds_cover_the_whole_utc_day() {
-    let d = DateTime::from_timestamp_millis(1_739_388_470_156).unwrap().date_naive();
+    let d = DateTime::from_timestamp_millis(1_739_388_470_156)
+        .unwrap()
+        .date_naive();
     let (a, b) = day_bounds(d);
     assert_eq!(b - a, 86_399_999);
 }

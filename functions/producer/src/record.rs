@@ -126,17 +126,15 @@ fn truncate_to_fit(
                 .iter()
                 .map(|(k, v)| (Some("details".to_string()), k.clone(), json_len(v)))
                 .collect();
-            d.sort_by(|a, b| b.2.cmp(&a.2));
+            d.sort_by_key(|b| std::cmp::Reverse(b.2));
             steps.extend(d);
         }
         let mut rest: Vec<_> = obj
             .iter()
-            .filter(|(k, _)| {
-                k.as_str() != "representation" && !PROTECTED.contains(&k.as_str())
-            })
+            .filter(|(k, _)| k.as_str() != "representation" && !PROTECTED.contains(&k.as_str()))
             .map(|(k, v)| (None, k.clone(), json_len(v)))
             .collect();
-        rest.sort_by(|a, b| b.2.cmp(&a.2));
+        rest.sort_by_key(|b| std::cmp::Reverse(b.2));
         steps.extend(rest);
     }
     let mut data = render(timestamp, kind, event, true);
@@ -170,11 +168,18 @@ fn truncate_to_fit(
         // identity of the event and say how big it was.
         let mut stub = Map::new();
         if let Some(obj) = event.as_object() {
-            for k in ["id", "time", "type", "operationType", "resourceType", "realmId"] {
-                if let Some(v) = obj.get(k) {
-                    if json_len(v) < 1024 {
-                        stub.insert(k.into(), v.clone());
-                    }
+            for k in [
+                "id",
+                "time",
+                "type",
+                "operationType",
+                "resourceType",
+                "realmId",
+            ] {
+                if let Some(v) = obj.get(k)
+                    && json_len(v) < 1024
+                {
+                    stub.insert(k.into(), v.clone());
                 }
             }
         }
@@ -262,8 +267,18 @@ mod tests {
             RedactionMode::Hash(Secret::new("k")),
         )
         .unwrap();
-        let a = build_record(EventKind::User, json!({"time":1,"ipAddress":"10.0.0.1"}), &r, 1 << 20);
-        let b = build_record(EventKind::User, json!({"time":2,"ipAddress":"10.0.0.1"}), &r, 1 << 20);
+        let a = build_record(
+            EventKind::User,
+            json!({"time":1,"ipAddress":"10.0.0.1"}),
+            &r,
+            1 << 20,
+        );
+        let b = build_record(
+            EventKind::User,
+            json!({"time":2,"ipAddress":"10.0.0.1"}),
+            &r,
+            1 << 20,
+        );
         let pa: Value = serde_json::from_slice(&a.data).unwrap();
         let pb: Value = serde_json::from_slice(&b.data).unwrap();
         let ip = pa["event"]["ipAddress"].as_str().unwrap();
@@ -291,7 +306,10 @@ mod tests {
         let rec = build_record(EventKind::User, event, &Redactor::none(), 1_000_000);
         let v: Value = serde_json::from_slice(&rec.data).unwrap();
         assert_eq!(v["event"]["details"]["bigger"], "<truncated: 700000 bytes>");
-        assert_eq!(v["event"]["details"]["big"].as_str().unwrap().len(), 600_000);
+        assert_eq!(
+            v["event"]["details"]["big"].as_str().unwrap().len(),
+            600_000
+        );
         assert_eq!(v["event"]["details"]["small"], "keep");
     }
 
@@ -302,7 +320,12 @@ mod tests {
         let v: Value = serde_json::from_slice(&rec.data).unwrap();
         assert!(rec.truncated && rec.data.len() <= 1_000_000);
         assert_eq!(v["event"]["id"], "e");
-        assert!(v["event"]["truncatedEvent"].as_str().unwrap().starts_with("<truncated: "));
+        assert!(
+            v["event"]["truncatedEvent"]
+                .as_str()
+                .unwrap()
+                .starts_with("<truncated: ")
+        );
     }
 
     #[test]

@@ -170,9 +170,7 @@ pub async fn put_all<K: RecordSink>(
         }
         stats.retried_entries += failed.len();
         let wait = jittered(policy.base_backoff, policy.max_backoff, attempt);
-        let out_of_time = policy
-            .deadline
-            .is_some_and(|d| Instant::now() + wait >= d);
+        let out_of_time = policy.deadline.is_some_and(|d| Instant::now() + wait >= d);
         if attempt >= policy.max_attempts || out_of_time {
             return Err(SinkError::Exhausted {
                 failed: failed.len(),
@@ -349,8 +347,8 @@ impl RecordSink for FirehoseSink {
                 })
                 .collect()),
             Err(err) => {
-                let code = aws_sdk_firehose::error::ProvideErrorMetadata::code(&err)
-                    .map(str::to_string);
+                let code =
+                    aws_sdk_firehose::error::ProvideErrorMetadata::code(&err).map(str::to_string);
                 let text = aws_sdk_firehose::error::DisplayErrorContext(&err).to_string();
                 if is_fatal_code(code.as_deref()) {
                     Err(SinkError::Fatal(text))
@@ -487,7 +485,14 @@ mod tests {
         p.max_attempts = 3;
         let e = put_all(&sink, &records, p).await.unwrap_err();
         assert!(
-            matches!(e, SinkError::Exhausted { failed: 10, attempts: 3, .. }),
+            matches!(
+                e,
+                SinkError::Exhausted {
+                    failed: 10,
+                    attempts: 3,
+                    ..
+                }
+            ),
             "{e}"
         );
     }
@@ -521,6 +526,9 @@ mod tests {
         let records: Vec<_> = (0..600).map(|i| rec(i, 10)).collect();
         let idx: Vec<usize> = (0..big.len()).collect();
         let parts = split(&idx, &records, &FIREHOSE_LIMITS);
-        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), vec![500, 100]);
+        assert_eq!(
+            parts.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![500, 100]
+        );
     }
 }

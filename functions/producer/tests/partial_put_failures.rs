@@ -33,7 +33,10 @@ struct Proxy {
 
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let mut body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
+    let mut body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
     let target = parts
         .headers
         .get("x-amz-target")
@@ -82,7 +85,11 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let mut out = resp.bytes().await.unwrap().to_vec();
     if !failed_positions.is_empty() && status.is_success() {
         let v: Value = serde_json::from_slice(&out).unwrap();
-        let mut accepted = v["Records"].as_array().cloned().unwrap_or_default().into_iter();
+        let mut accepted = v["Records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter();
         let total = accepted.len() + failed_positions.len();
         let mut merged = Vec::with_capacity(total);
         for i in 0..total {
@@ -96,8 +103,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             }
         }
         let previously_failed = v["FailedRecordCount"].as_u64().unwrap_or(0);
-        p.failed
-            .fetch_add(failed_positions.len(), Ordering::SeqCst);
+        p.failed.fetch_add(failed_positions.len(), Ordering::SeqCst);
         out = serde_json::to_vec(&json!({
             "FailedRecordCount": previously_failed + failed_positions.len() as u64,
             "Records": merged,
@@ -150,7 +156,11 @@ async fn start_sim(args: &[&str]) -> (tokio::process::Child, String) {
         .unwrap()
         .unwrap()
         .unwrap();
-    let base = line.strip_prefix("listening on ").unwrap().trim().to_string();
+    let base = line
+        .strip_prefix("listening on ")
+        .unwrap()
+        .trim()
+        .to_string();
     (child, base)
 }
 
@@ -190,14 +200,26 @@ async fn partial_put_records_failures_are_resent_until_every_event_is_in_the_str
         Outcome::Response(_) => inv.response_json().unwrap(),
         other => panic!("run failed: {other:?}\n{}", f.logs()),
     };
-    assert_eq!(proxy.failed.load(Ordering::SeqCst), 1500, "failures were injected");
-    assert!(summary["retriedEntries"].as_u64().unwrap() >= 1500, "{summary}");
+    assert_eq!(
+        proxy.failed.load(Ordering::SeqCst),
+        1500,
+        "failures were injected"
+    );
+    assert!(
+        summary["retriedEntries"].as_u64().unwrap() >= 1500,
+        "{summary}"
+    );
     assert_eq!(summary["put"], 6000);
 
     // Every event of the simulator is in the stream exactly once.
     let k = em.kinesis().await;
     let mut ids: HashMap<String, usize> = HashMap::new();
-    let shards = k.list_shards().stream_name("authtrail-events").send().await.unwrap();
+    let shards = k
+        .list_shards()
+        .stream_name("authtrail-events")
+        .send()
+        .await
+        .unwrap();
     for shard in shards.shards() {
         let mut it = k
             .get_shard_iterator()
@@ -210,18 +232,29 @@ async fn partial_put_records_failures_are_resent_until_every_event_is_in_the_str
             .shard_iterator()
             .map(str::to_string);
         while let Some(iter) = it {
-            let page = k.get_records().shard_iterator(iter).limit(10_000).send().await.unwrap();
+            let page = k
+                .get_records()
+                .shard_iterator(iter)
+                .limit(10_000)
+                .send()
+                .await
+                .unwrap();
             if page.records().is_empty() {
                 break;
             }
             for r in page.records() {
                 let v: Value = serde_json::from_slice(r.data().as_ref()).unwrap();
-                *ids.entry(v["event"]["id"].as_str().unwrap().to_string()).or_default() += 1;
+                *ids.entry(v["event"]["id"].as_str().unwrap().to_string())
+                    .or_default() += 1;
             }
             it = page.next_shard_iterator().map(str::to_string);
         }
     }
     assert_eq!(ids.len(), 6000);
     assert!(ids.values().all(|n| *n == 1), "no event twice");
-    assert_eq!(proxy.forwarded_entries.load(Ordering::SeqCst), 6000, "only failed entries resent");
+    assert_eq!(
+        proxy.forwarded_entries.load(Ordering::SeqCst),
+        6000,
+        "only failed entries resent"
+    );
 }
