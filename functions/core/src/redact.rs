@@ -42,10 +42,10 @@ pub struct Redactor {
 
 impl Redactor {
     pub fn new(fields: &[String], mode: RedactionMode) -> Result<Self, RedactError> {
-        if let RedactionMode::Hash(key) = &mode {
-            if key.is_empty() {
-                return Err(RedactError::EmptyKey);
-            }
+        if let RedactionMode::Hash(key) = &mode
+            && key.is_empty()
+        {
+            return Err(RedactError::EmptyKey);
         }
         let mut paths = Vec::with_capacity(fields.len());
         for field in fields {

@@ -362,16 +362,16 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             outage_end = opts.siem_outage.map(|d| Instant::now() + d);
             say(&opts, "  -- SIEM receiver is down --");
         }
-        if let Some(end) = outage_end {
-            if Instant::now() >= end {
-                receiver
-                    .come_back()
-                    .await
-                    .map_err(step("bringing the SIEM receiver back"))?;
-                outage_end = None;
-                outage_done = true;
-                say(&opts, "  -- SIEM receiver is back --");
-            }
+        if let Some(end) = outage_end
+            && Instant::now() >= end
+        {
+            receiver
+                .come_back()
+                .await
+                .map_err(step("bringing the SIEM receiver back"))?;
+            outage_end = None;
+            outage_done = true;
+            say(&opts, "  -- SIEM receiver is back --");
         }
         progress(&opts, run_start, &sim, &s3, &bucket, &receiver, &rsyslog).await;
     }
@@ -686,9 +686,11 @@ async fn start_function(
         bin_path(binary).map_err(step("finding the function binary"))?,
     )
     .with_timeout(timeout);
+    // Function logs go to a file per function, not the terminal.
+    cfg.echo_logs = false;
+    cfg.log_file = Some(scratch.join(format!("{binary}.log")));
     cfg.memory_mb = memory;
     cfg = cfg.with_env(env);
-    let _ = scratch;
     let f = LambdaFunction::start(cfg)
         .await
         .map_err(step("starting a function"))?;

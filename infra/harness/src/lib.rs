@@ -56,15 +56,15 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("AUTHTRAIL_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            let dir = if dir.ends_with("deps") {
-                dir.parent().unwrap_or(dir)
-            } else {
-                dir
-            };
-            return dir.to_path_buf();
-        }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let dir = if dir.ends_with("deps") {
+            dir.parent().unwrap_or(dir)
+        } else {
+            dir
+        };
+        return dir.to_path_buf();
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -163,10 +163,10 @@ pub async fn wait_ready(child: &mut Child, url: &str, log: &Path) -> Result<(), 
                 log: log.display().to_string(),
             });
         }
-        if let Ok(resp) = client.get(url).send().await {
-            if resp.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(resp) = client.get(url).send().await
+            && resp.status().is_success()
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -335,10 +335,10 @@ impl Emulator {
                 .send()
                 .await
                 .map_err(|e| HarnessError::Aws(format!("DescribeStreamSummary {name}: {e:?}")))?;
-            if let Some(summary) = desc.stream_description_summary() {
-                if summary.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active {
-                    return Ok(summary.stream_arn().to_string());
-                }
+            if let Some(summary) = desc.stream_description_summary()
+                && summary.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active
+            {
+                return Ok(summary.stream_arn().to_string());
             }
             if started.elapsed() > Duration::from_secs(30) {
                 return Err(HarnessError::Aws(format!(

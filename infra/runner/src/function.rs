@@ -433,7 +433,21 @@ impl LambdaFunction {
 
     /// Stops the current process (if any). The next invocation cold-starts a new one.
     pub async fn shutdown(&self) {
-        self.env.lock().await.take();
+        let Some(env) = self.env.lock().await.take() else {
+            return;
+        };
+        // Kill the process before the Runtime API goes away: a runtime client whose pending
+        // `next` call ends without an invocation would otherwise panic on the way out.
+        let Environment {
+            server,
+            mut exited,
+            _kill,
+            ..
+        } = env;
+        drop(_kill);
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), exited.wait_for(Option::is_some)).await;
+        drop(server);
     }
 
     async fn spawn(&self) -> Result<Environment> {

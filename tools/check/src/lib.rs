@@ -144,10 +144,10 @@ impl Tally {
         for field in ["msg", "message", "event", "_source", "source", "record"] {
             match v.get(field) {
                 Some(Value::String(s)) => {
-                    if let Ok(inner) = serde_json::from_str::<Value>(s) {
-                        if envelope_parts(&inner).is_some() {
-                            return self.add_value(policy, &inner);
-                        }
+                    if let Ok(inner) = serde_json::from_str::<Value>(s)
+                        && envelope_parts(&inner).is_some()
+                    {
+                        return self.add_value(policy, &inner);
                     }
                 }
                 Some(inner @ Value::Object(_)) if envelope_parts(inner).is_some() => {
