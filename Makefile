@@ -43,7 +43,7 @@ demo: venv apt-deps ## Run the whole pipeline locally on the emulator and accoun
 lint: tools ## cargo fmt --check, clippy -D warnings, cfn-lint and checkov on the templates
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@if [ -n "$(TEMPLATES)" ]; then cfn-lint $(TEMPLATES); checkov --quiet --compact -d cloudformation --framework cloudformation; else echo "no templates yet"; fi
+	@if [ -n "$(TEMPLATES)" ]; then cfn-lint $(TEMPLATES); checkov --quiet --compact --skip-download -d cloudformation --framework cloudformation; else echo "no templates yet"; fi
 
 .PHONY: fmt
 fmt: ## Format the code
@@ -63,6 +63,32 @@ build: tools ## Build the Lambda binaries for arm64 (cargo lambda build --releas
 package: tools ## Build the Lambda zips for arm64 into target/lambda/<bin>/bootstrap.zip
 	rustup target add aarch64-unknown-linux-gnu 2>/dev/null || true
 	cargo lambda build --release --arm64 --output-format zip $(addprefix --bin ,$(LAMBDA_BINS))
+
+STACK       ?= authtrail
+TEMPLATE    ?= cloudformation/pipeline.yaml
+CODE_BUCKET ?=
+VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+CODE_PREFIX ?= authtrail/$(VERSION)
+PARAMS      ?=
+
+.PHONY: deploy-args deploy
+deploy-args:
+	@test -n "$(CODE_BUCKET)" || { echo "usage: make deploy CODE_BUCKET=<bucket in the stack's region> [STACK=authtrail] [TEMPLATE=cloudformation/pipeline.yaml] [PARAMS='Key=Value ...']"; exit 2; }
+	@command -v aws >/dev/null || { echo "make deploy needs the AWS CLI (aws) with credentials for the target account"; exit 2; }
+
+deploy: deploy-args package ## Upload the Lambda zips to CODE_BUCKET and deploy TEMPLATE as STACK (PARAMS="Key=Value ...")
+	for bin in $(LAMBDA_BINS); do \
+	  aws s3 cp target/lambda/$$bin/bootstrap.zip s3://$(CODE_BUCKET)/$(CODE_PREFIX)/$$bin.zip; \
+	done
+	code=""; \
+	if grep -q '^  CodeBucket:' $(TEMPLATE); then code="CodeBucket=$(CODE_BUCKET)"; fi; \
+	for p in Archiver:authtrail-archiver Forwarder:authtrail-forwarder Producer:authtrail-producer; do \
+	  key=$${p%%:*}CodeKey; bin=$${p#*:}; \
+	  if grep -q "^  $$key:" $(TEMPLATE); then code="$$code $$key=$(CODE_PREFIX)/$$bin.zip"; fi; \
+	done; \
+	aws cloudformation deploy --stack-name $(STACK) --template-file $(TEMPLATE) \
+	  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+	  $$(if [ -n "$${code}$(PARAMS)" ]; then echo --parameter-overrides; fi) $$code $(PARAMS)
 
 .PHONY: clean
 clean: ## Remove build output and the virtualenv

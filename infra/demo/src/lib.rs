@@ -123,7 +123,12 @@ pub fn forwarder_config(receiver: &Receiver, rsyslog: &Rsyslog) -> serde_json::V
              "severityFieldMappings": [{"field": "/event/type", "valueMappings": {"LOGIN_ERROR": "warning", "LOGIN": "informational"}}]}
         ],
         "emitToAllOf": ["syslog"],
-        "emitAtLeastOneOf": ["splunk", "elastic", "webhook"]
+        "emitAtLeastOneOf": ["splunk", "elastic", "webhook"],
+        // Ride out receiver outages of up to ~15 s inside one invocation. A longer outage
+        // leaves records not done: Lambda retries them, and emitters that had already taken
+        // them get them again (delivery is at least once per emitter; the accounting names
+        // such re-deliveries as duplicates, per receiver).
+        "retry": {"maxAttempts": 12, "initialBackoffMs": 250, "maxBackoffMs": 2000}
     })
 }
 
