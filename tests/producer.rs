@@ -278,10 +278,12 @@ fn summary(inv: &Invocation) -> Option<Value> {
 async fn settle(f: &LambdaFunction) {
     for _ in 0..10 {
         let inv = invoke_scheduled(f, "producer-every-minute").await.unwrap();
-        if let Some(s) = summary(&inv) {
-            if s["complete"] == true && s["put"] == 0 && s["stoodDown"] == false {
-                return;
-            }
+        if let Some(s) = summary(&inv)
+            && s["complete"] == true
+            && s["put"] == 0
+            && s["stoodDown"] == false
+        {
+            return;
         }
     }
     panic!("the producer never caught up");
