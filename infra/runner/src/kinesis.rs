@@ -278,9 +278,7 @@ impl fmt::Display for SourceStats {
 
 /// Compares two Kinesis sequence numbers (decimal strings up to 56 digits) as integers.
 pub fn cmp_sequence_numbers(a: &str, b: &str) -> std::cmp::Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    authtrail_core::seqnum::compare(a, b)
 }
 
 #[derive(Serialize)]
