@@ -393,6 +393,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         "traffic stopped; letting late commits land and the pipeline drain ...",
     );
     sim.freeze_clock();
+    sim.stop_traffic()
+        .map_err(step("stopping the simulator's traffic"))?;
     sim.commit_pending();
     let made = sim.ledger().len();
     let _ = stop_tx.send(true);

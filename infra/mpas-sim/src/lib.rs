@@ -188,6 +188,17 @@ impl Sim {
         self.shared.lock().clock.freeze();
     }
 
+    /// Ends live traffic for good: generates what is due up to the current server clock, then
+    /// makes no more. Returns how many events that last tick made. With
+    /// [`Simulator::commit_pending`] after it, the ledger is final.
+    pub fn stop_traffic(&self) -> Result<u64, SimError> {
+        let rate = self.shared.config.rate;
+        let mut inner = self.shared.lock();
+        let n = inner.live_tick(rate)?;
+        inner.live = None;
+        Ok(n)
+    }
+
     /// Lets the server clock run again from its current value.
     pub fn unfreeze_clock(&self) {
         self.shared.lock().clock.unfreeze();

@@ -953,6 +953,29 @@ async fn live_mode_generates_traffic_as_the_clock_moves() {
 }
 
 #[tokio::test]
+async fn stopping_traffic_makes_what_is_due_then_freezes_the_ledger() {
+    let sim = start(SimConfig {
+        live: true,
+        rate: 1000.0,
+        ..base_config()
+    })
+    .await
+    .unwrap();
+    sim.freeze_clock();
+    sim.advance_clock(1500);
+    // Whatever the background tick had not yet made up to the frozen clock is made now.
+    sim.stop_traffic().unwrap();
+    sim.commit_pending();
+    let made = sim.ledger().len();
+    assert!(made >= 1500, "made {made}");
+    // Time passing and the background tick running change nothing any more.
+    sim.advance_clock(5000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.commit_pending();
+    assert_eq!(sim.ledger().len(), made);
+}
+
+#[tokio::test]
 async fn control_calls_reject_bad_input_and_the_server_keeps_serving() {
     let sim = start(history_config(50, DAY_START)).await.unwrap();
     let http = reqwest::Client::new();
