@@ -43,39 +43,59 @@ fn envelope(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Puts `records` with random partition keys, 500 per PutRecords call; returns them with the
-/// shard and sequence number Kinesis gave each.
+/// Puts `records` with random partition keys, 500 per PutRecords call, four calls in flight;
+/// returns them in input order with the shard and sequence number Kinesis gave each.
 async fn put_all(emu: &Emulator, stream: &str, records: Vec<Vec<u8>>) -> Vec<Put> {
     let kinesis = emu.kinesis().await;
-    let mut out = Vec::with_capacity(records.len());
-    for chunk in records.chunks(500) {
-        let entries: Vec<PutRecordsRequestEntry> = chunk
-            .iter()
-            .map(|d| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(d.clone()))
-                    .partition_key(uuid::Uuid::new_v4().to_string())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let resp = kinesis
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.failed_record_count(), Some(0));
-        for (entry, data) in resp.records().iter().zip(chunk) {
-            out.push(Put {
-                shard: entry.shard_id().unwrap().to_string(),
-                seq: entry.sequence_number().unwrap().to_string(),
-                data: data.clone(),
-            });
+    let chunks: Vec<Vec<Vec<u8>>> = records.chunks(500).map(<[_]>::to_vec).collect();
+    let mut results: Vec<Option<Vec<Put>>> = vec![None; chunks.len()];
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, chunk) in chunks.into_iter().enumerate() {
+        if tasks.len() >= 4
+            && let Some(done) = tasks.join_next().await
+        {
+            let (i, puts) = done.unwrap();
+            results[i] = Some(puts);
         }
+        let kinesis = kinesis.clone();
+        let stream = stream.to_string();
+        tasks.spawn(async move {
+            let entries: Vec<PutRecordsRequestEntry> = chunk
+                .iter()
+                .map(|d| {
+                    PutRecordsRequestEntry::builder()
+                        .data(Blob::new(d.clone()))
+                        .partition_key(uuid::Uuid::new_v4().to_string())
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let resp = kinesis
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.failed_record_count(), Some(0));
+            let puts: Vec<Put> = resp
+                .records()
+                .iter()
+                .zip(chunk)
+                .map(|(entry, data)| Put {
+                    shard: entry.shard_id().unwrap().to_string(),
+                    seq: entry.sequence_number().unwrap().to_string(),
+                    data,
+                })
+                .collect();
+            (index, puts)
+        });
     }
-    out
+    while let Some(done) = tasks.join_next().await {
+        let (i, puts) = done.unwrap();
+        results[i] = Some(puts);
+    }
+    results.into_iter().flat_map(Option::unwrap).collect()
 }
 
 fn gunzip(b: &[u8]) -> Vec<u8> {
@@ -238,7 +258,9 @@ async fn hundred_thousand_records_over_two_shards_are_archived_exactly_once_in_o
  {
     let stream = "audit-100k";
     let emu = setup(stream, 2).await;
+    let t0 = std::time::Instant::now();
     let puts = put_all(&emu, stream, (0..100_000).map(envelope).collect()).await;
+    eprintln!("put: {:?}", t0.elapsed());
     assert_eq!(
         puts.iter().map(|p| &p.shard).collect::<HashSet<_>>().len(),
         2
@@ -253,6 +275,7 @@ async fn hundred_thousand_records_over_two_shards_are_archived_exactly_once_in_o
             .await
             .unwrap();
     let stats = source.drain().await.unwrap();
+    eprintln!("drained: {:?}", t0.elapsed());
     assert_eq!(stats.total.records_processed, 100_000, "{stats}");
     assert_eq!(
         stats.total.partial_failures + stats.total.function_errors,
@@ -261,6 +284,7 @@ async fn hundred_thousand_records_over_two_shards_are_archived_exactly_once_in_o
     );
     let expected: Vec<&Put> = puts.iter().collect();
     assert_archived_exactly_once(&emu, stream, &expected).await;
+    eprintln!("checked: {:?}", t0.elapsed());
     // One summary line per invocation, with the counts.
     let summaries = function
         .log_lines()

@@ -187,19 +187,32 @@ pub const ACCOUNT_ID: &str = "123456789012";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Emulator {
-    /// Starts `moto_server` from the project's virtualenv on a free port and waits until it
+    /// Starts moto's server from the project's virtualenv on a free port and waits until it
     /// answers. Run `make venv` (or `make test`) once to install it.
+    ///
+    /// The server is `infra/python/moto_server.py`: moto's own server with its Kinesis shard
+    /// store made O(1) per put and safe for concurrent puts (see that file). `MOTO_SERVER`
+    /// names another server executable to run instead (it gets `-H 127.0.0.1 -p PORT`).
     pub async fn start() -> Result<Self, HarnessError> {
-        let moto = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| venv_bin("moto_server"));
-        if !moto.is_file() {
+        let (program, mut args) = match std::env::var_os("MOTO_SERVER") {
+            Some(server) => (PathBuf::from(server), Vec::new()),
+            None => (
+                venv_bin("python3"),
+                vec![
+                    workspace_root()
+                        .join("infra/python/moto_server.py")
+                        .into_os_string(),
+                ],
+            ),
+        };
+        if !program.is_file() {
             return Err(HarnessError::Missing {
                 what: "moto_server".into(),
-                path: moto.display().to_string(),
+                path: program.display().to_string(),
                 hint: "install the pinned Python tools with `make venv`",
             });
         }
+        args.extend(["-H".into(), "127.0.0.1".into(), "-p".into()]);
         let scratch = ScratchDir::new("moto")?;
         let log = scratch.path().join("moto.log");
         // A port picked here can be taken by someone else before moto binds it: retry a few times.
@@ -207,8 +220,9 @@ impl Emulator {
         for _ in 0..5 {
             let port = free_port()?;
             let log_file = std::fs::File::create(&log)?;
-            let mut child = Command::new(&moto)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            let mut child = Command::new(&program)
+                .args(&args)
+                .arg(port.to_string())
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone()?)
                 .stderr(log_file)
