@@ -6,6 +6,9 @@
 //! 2. **moto**: the real `authtrail-producer` binary under the local Lambda runner, writing to
 //!    moto's Kinesis with the checkpoint in moto's S3; peak RSS (`VmHWM`) of the function
 //!    process, for a 10k and a 50k backlog (a fresh process each).
+//! 3. **moto ceiling**: moto's PutRecords alone (SDK client, 500 records of 600 bytes per call,
+//!    sequential and 4 calls in flight) for the same record counts, printed next to the
+//!    producer's figure with the producer/moto ratio.
 //!
 //! `cargo bench -p authtrail-producer --bench producer` (also run by `make bench`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -138,6 +141,56 @@ async fn through_moto(em: &Emulator, history: u64, run: usize) -> (u64, f64, Opt
     (put, put as f64 / inv.duration.as_secs_f64(), peak)
 }
 
+/// moto's own PutRecords ceiling: `total` records of ~600 bytes in calls of 500 into a fresh
+/// stream of `shards` shards, with `in_flight` calls at a time. Returns records/s overall, for
+/// the first 10k and for the last 10k records (moto's per-shard cost grows with the shard).
+async fn moto_ceiling(
+    em: &Emulator,
+    name: &str,
+    shards: i32,
+    total: usize,
+    in_flight: usize,
+) -> (f64, f64, f64) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    em.create_stream(name, shards).await.unwrap();
+    let client = em.kinesis().await;
+    let payload = vec![b'x'; 600];
+    let calls = total / 500;
+    let window = 10_000 / 500;
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(calls)));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..calls {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let mut req = client.put_records().stream_name(name);
+        for i in 0..500 {
+            req = req.records(
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(payload.clone()))
+                    .partition_key(format!("{c:016x}{i:016x}"))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let done = done.clone();
+        tasks.spawn(async move {
+            let out = req.send().await.unwrap();
+            assert_eq!(out.failed_record_count(), Some(0));
+            done.lock().unwrap().push(started.elapsed().as_secs_f64());
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut t = done.lock().unwrap().clone();
+    t.sort_by(f64::total_cmp);
+    let overall = total as f64 / t[calls - 1];
+    let first = 10_000.0 / t[window - 1];
+    let last = 10_000.0 / (t[calls - 1] - t[calls - 1 - window]);
+    (overall, first, last)
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -159,17 +212,47 @@ fn main() {
                 return;
             }
         };
+        // moto's own ceiling: PutRecords alone into a fresh stream with the same shard count,
+        // for the same number of records as each backlog (moto's cost per record grows with the
+        // records already in the shard, so the ceiling depends on the backlog).
+        let mut moto = Vec::new();
+        for (history, in_flight) in [(10_000usize, 1usize), (50_000, 1), (50_000, 4)] {
+            let (all, first, last) = moto_ceiling(
+                &em,
+                &format!("ceiling-{history}-{in_flight}"),
+                4,
+                history,
+                in_flight,
+            )
+            .await;
+            println!(
+                "  moto ceiling (PutRecords alone, {history} x 600 B, 4 shards, {in_flight} in flight): {all:>6.0} rec/s overall, {first:>6.0} rec/s first 10k, {last:>6.0} rec/s last 10k"
+            );
+            if in_flight == 1 {
+                moto.push((history as u64, all));
+            }
+        }
         for (i, history) in [10_000u64, 50_000].into_iter().enumerate() {
             match bin_path("authtrail-producer") {
                 Ok(_) => {
                     let (put, eps, peak) = through_moto(&em, history, i).await;
                     let peak = peak.map_or("n/a".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+                    let ceiling = moto
+                        .iter()
+                        .find(|(h, _)| *h == history)
+                        .map_or(f64::NAN, |(_, c)| *c);
                     println!(
-                        "  moto     backlog {history:>6}: {put} events, {eps:>9.0} events/s into Kinesis (real binary), peak RSS {peak}"
+                        "  moto     backlog {history:>6}: {put} events, {eps:>9.0} events/s into Kinesis (real binary), peak RSS {peak}; moto's ceiling {ceiling:.0} rec/s, producer/moto {:.2}",
+                        eps / ceiling
                     );
                 }
                 Err(e) => println!("  moto: skipped ({e})"),
             }
+        }
+        if moto.iter().any(|(_, c)| *c < 20_000.0) {
+            println!(
+                "  note: moto's own PutRecords ceiling is below the 20,000 events/s target (one Python process, cost per record growing with the shard), so the figure into moto measures moto; the producer's own limit is the in-memory line"
+            );
         }
     });
 }

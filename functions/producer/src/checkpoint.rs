@@ -204,6 +204,9 @@ pub struct MemoryCheckpointStore {
     /// When set, every save after this many successful ones conflicts (as if another writer
     /// had changed the object).
     pub conflict_after_saves: Mutex<Option<usize>>,
+    /// When set, every save after this many successful ones fails as if the process had died
+    /// before the write landed (nothing is stored, not even the lease release).
+    pub crash_after_saves: Mutex<Option<usize>>,
 }
 
 impl MemoryCheckpointStore {
@@ -241,6 +244,10 @@ impl CheckpointStore for MemoryCheckpointStore {
         let limit = self.conflict_after_saves.lock().ok().and_then(|g| *g);
         if limit.is_some_and(|n| self.saves.load(std::sync::atomic::Ordering::SeqCst) >= n) {
             return Err(StoreError::Conflict);
+        }
+        let crash = self.crash_after_saves.lock().ok().and_then(|g| *g);
+        if crash.is_some_and(|n| self.saves.load(std::sync::atomic::Ordering::SeqCst) >= n) {
+            return Err(StoreError::Other("simulated crash before the write".into()));
         }
         let current = guard.as_ref().map(|(_, v)| format!("\"{v}\""));
         let ok = match (&condition, &current) {

@@ -36,6 +36,8 @@ use crate::sink::{RecordSink, RetryPolicy, SinkRecord, put_all};
 
 /// Largest `max` used to read one crowded millisecond whole.
 const MAX_WIDENED_PAGE: u32 = 100_000;
+/// PutRecords / PutRecordBatch calls of one page sent at the same time.
+pub const PUT_CALLS_IN_FLIGHT: usize = 4;
 /// Length of the random partition key (hex characters).
 const PARTITION_KEY_LEN: usize = 32;
 
@@ -179,6 +181,14 @@ struct CheckpointView<'a> {
 enum Flow {
     Done { complete: bool },
     SwitchToLegacy,
+}
+
+/// A modern page read and deduped, waiting to be put and checkpointed.
+struct PendingPage {
+    records: Vec<SinkRecord>,
+    new_keys: Vec<(String, i64)>,
+    full: bool,
+    last_t: Option<i64>,
 }
 
 struct ParsedEvent {
@@ -543,6 +553,7 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
             deadline: Some(
                 Instant::now() + Duration::from_millis(remaining.saturating_sub(reserve)),
             ),
+            max_in_flight: PUT_CALLS_IN_FLIGHT,
         };
         let stats = put_all(&self.sink, records, policy).await?;
         summary.put += stats.records as u64;
@@ -640,7 +651,12 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
         let mut max = self.settings.page_size;
         let mut complete = false;
         let mut checked_gap = !had_cursor;
-        while self.time_left(ctx.deadline_ms) {
+        // Two-stage pipeline: the next page is fetched while the previous one is put and
+        // checkpointed. The checkpoint still only moves past a page once all its records were
+        // accepted, and a page is deduped only after the one before it was committed.
+        let mut pending: Option<PendingPage> = None;
+        loop {
+            let fetch_next = !complete && self.time_left(ctx.deadline_ms);
             let q = PageQuery {
                 date_from: q_from.map(DateParam::EpochMs),
                 date_to: Some(DateParam::EpochMs(date_to)),
@@ -648,7 +664,27 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
                 max,
                 ascending: Some(true),
             };
-            let page = match self.source.fetch_page(kind, &q).await {
+            let to_commit = pending.take();
+            let commit = async {
+                match to_commit {
+                    Some(page) => {
+                        self.commit_modern(ctx, kind, &mut cursor, page, date_to, summary)
+                            .await
+                    }
+                    None => Ok(()),
+                }
+            };
+            let fetch = async {
+                if fetch_next {
+                    Some(self.source.fetch_page(kind, &q).await)
+                } else {
+                    None
+                }
+            };
+            let (committed, fetched) = tokio::join!(commit, fetch);
+            committed?;
+            let Some(fetched) = fetched else { break };
+            let page = match fetched {
                 Ok(p) => p,
                 Err(SourceError::BadRequest(msg)) if may_detect => {
                     tracing::info!(kind = kind.as_str(), reason = %msg, "MPAS rejected epoch/direction query");
@@ -697,25 +733,44 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
                 new_keys.push((id, ev.time));
                 records.push(self.to_record(kind, ev.raw, summary));
             }
-            self.put(ctx, &records, summary).await?;
-            cursor.seen.extend(new_keys);
-            cursor.mode = ApiMode::Modern;
-            cursor.time = cursor.time.max(match (full, last_t) {
-                (true, Some(t)) => t,
-                _ => date_to,
+            pending = Some(PendingPage {
+                records,
+                new_keys,
+                full,
+                last_t,
             });
-            cursor.prune(cursor.time - settle);
-            self.save(ctx, Some((kind, &cursor))).await?;
-            summary.checkpoint_saves += 1;
             if !full {
                 complete = true;
-                break;
             }
             q_from = last_t;
             max = self.settings.page_size;
         }
         Self::store_cursor(ctx, kind, cursor);
         Ok(Flow::Done { complete })
+    }
+
+    /// Puts one modern page and, once every record was accepted, moves and saves the cursor.
+    async fn commit_modern(
+        &self,
+        ctx: &mut RunCtx,
+        kind: EventKind,
+        cursor: &mut KindCursor,
+        page: PendingPage,
+        date_to: i64,
+        summary: &mut RunSummary,
+    ) -> Result<(), ProducerError> {
+        let settle = self.settings.settle_window.as_millis() as i64;
+        self.put(ctx, &page.records, summary).await?;
+        cursor.seen.extend(page.new_keys);
+        cursor.mode = ApiMode::Modern;
+        cursor.time = cursor.time.max(match (page.full, page.last_t) {
+            (true, Some(t)) => t,
+            _ => date_to,
+        });
+        cursor.prune(cursor.time - settle);
+        self.save(ctx, Some((kind, cursor))).await?;
+        summary.checkpoint_saves += 1;
+        Ok(())
     }
 
     async fn pull_legacy(

@@ -403,6 +403,52 @@ async fn a_checkpoint_changed_by_someone_else_mid_run_stops_the_run() {
 }
 
 #[tokio::test]
+async fn a_crash_after_a_page_was_accepted_but_before_its_checkpoint_repeats_at_most_that_page_and_loses_nothing()
+ {
+    let page = 50;
+    let src = FakeSource::default();
+    fill_history(&src, now_ms() - 3_600_000, 1000);
+    let p = producer(src, settings(page));
+    // The lease and five page checkpoints land; the sixth page is accepted by the sink, then the
+    // process "dies" before its checkpoint (and before releasing the lease).
+    *p.store().crash_after_saves.lock().unwrap() = Some(6);
+    let err = p.run(deadline()).await.unwrap_err();
+    assert!(matches!(err, ProducerError::Store(_)), "{err}");
+    let before_restart = written(&p).len();
+    let mut cp = p.store().current().unwrap();
+    assert!(
+        cp.lease.is_some(),
+        "a dead run's lease stays until its deadline"
+    );
+    // The next scheduled run comes after that deadline.
+    cp.lease.as_mut().unwrap().expires_at = now_ms() - 1;
+    p.store().overwrite(&cp);
+    *p.store().crash_after_saves.lock().unwrap() = None;
+    let s = p.run(deadline()).await.unwrap();
+    assert!(s.complete);
+    let got = written(&p);
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for m in &got {
+        *counts.entry(m.as_str()).or_default() += 1;
+    }
+    assert!(
+        counts.values().all(|n| *n <= 2),
+        "nothing written more than twice"
+    );
+    let duplicated = counts.values().filter(|n| **n == 2).count();
+    assert!(
+        duplicated >= 1 && duplicated <= page as usize,
+        "the repeat is the one page accepted before the crash ({duplicated} duplicates, {before_restart} written before the restart)"
+    );
+    let events = p.source().events.lock().unwrap();
+    assert!(
+        events.iter().all(|e| counts.contains_key(e.id.as_str())),
+        "no event lost"
+    );
+    assert_eq!(counts.len(), events.len());
+}
+
+#[tokio::test]
 async fn a_cursor_older_than_the_oldest_kept_event_is_reported_as_a_collection_gap() {
     let src = FakeSource::default();
     src.add(EventKind::User, now_ms() - 10_000, true);

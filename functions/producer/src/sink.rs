@@ -5,6 +5,8 @@
 //! jitter until every record was accepted, the attempts run out or the deadline nears.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
@@ -102,6 +104,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Give up (with an error) rather than sleep past this instant.
     pub deadline: Option<Instant>,
+    /// Calls sent at the same time (at least 1).
+    pub max_in_flight: usize,
 }
 
 /// What [`put_all`] did.
@@ -139,30 +143,38 @@ pub async fn put_all<K: RecordSink>(
         attempt += 1;
         let mut failed: Vec<usize> = Vec::new();
         let mut last_error = String::new();
-        for chunk in split(&pending, records, &limits) {
-            let batch: Vec<SinkRecord> = chunk.iter().map(|&i| records[i].clone()).collect();
-            stats.calls += 1;
-            match sink.put_batch(&batch).await {
-                Ok(results) if results.len() == batch.len() => {
-                    for (idx, result) in chunk.iter().zip(results) {
-                        if let EntryResult::Failed { code, message } = result {
-                            last_error = format!("{code}: {message}");
-                            failed.push(*idx);
+        let chunks = split(&pending, records, &limits);
+        for group in chunks.chunks(policy.max_in_flight.max(1)) {
+            let calls = group.iter().map(|chunk| {
+                let batch: Vec<SinkRecord> = chunk.iter().map(|&i| records[i].clone()).collect();
+                async move {
+                    let result = sink.put_batch(&batch).await;
+                    (batch.len(), result)
+                }
+            });
+            stats.calls += group.len();
+            for (chunk, (sent, outcome)) in group.iter().zip(join_all(calls.collect()).await) {
+                match outcome {
+                    Ok(results) if results.len() == sent => {
+                        for (idx, result) in chunk.iter().zip(results) {
+                            if let EntryResult::Failed { code, message } = result {
+                                last_error = format!("{code}: {message}");
+                                failed.push(*idx);
+                            }
                         }
                     }
+                    Ok(results) => {
+                        return Err(SinkError::Fatal(format!(
+                            "sink answered {} results for {sent} records",
+                            results.len(),
+                        )));
+                    }
+                    Err(SinkError::Retryable(e)) => {
+                        last_error = e;
+                        failed.extend(chunk.iter().copied());
+                    }
+                    Err(e) => return Err(e),
                 }
-                Ok(results) => {
-                    return Err(SinkError::Fatal(format!(
-                        "sink answered {} results for {} records",
-                        results.len(),
-                        batch.len()
-                    )));
-                }
-                Err(SinkError::Retryable(e)) => {
-                    last_error = e;
-                    failed.extend(chunk.iter().copied());
-                }
-                Err(e) => return Err(e),
             }
         }
         if failed.is_empty() {
@@ -190,6 +202,30 @@ pub async fn put_all<K: RecordSink>(
         pending = failed;
     }
     Ok(stats)
+}
+
+/// Runs the futures concurrently (on this task) and returns their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Full jitter: uniform in [0, min(max, base * 2^attempt)].
@@ -432,7 +468,7 @@ impl RecordSink for MemorySink {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn rec(i: usize, size: usize) -> SinkRecord {
         let mut data = format!("{i:08}").into_bytes();
@@ -449,6 +485,7 @@ mod tests {
             base_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),
             deadline: None,
+            max_in_flight: 4,
         }
     }
 
@@ -518,6 +555,41 @@ mod tests {
         let e = put_all(&sink, &records, policy()).await.unwrap_err();
         assert!(matches!(e, SinkError::RecordTooLarge { .. }), "{e}");
         assert!(sink.accepted.lock().unwrap().is_empty());
+    }
+
+    /// Accepts everything after a short pause, recording how many calls overlapped.
+    #[derive(Default)]
+    struct SlowSink {
+        current: AtomicUsize,
+        max: AtomicUsize,
+        accepted: AtomicUsize,
+    }
+
+    impl RecordSink for SlowSink {
+        fn limits(&self) -> SinkLimits {
+            KINESIS_LIMITS
+        }
+
+        async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
+            let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.current.fetch_sub(1, Ordering::SeqCst);
+            self.accepted.fetch_add(records.len(), Ordering::SeqCst);
+            Ok(vec![EntryResult::Accepted; records.len()])
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_are_sent_concurrently_but_never_more_than_max_in_flight() {
+        let sink = SlowSink::default();
+        let records: Vec<_> = (0..5000).map(|i| rec(i, 10)).collect();
+        let mut p = policy();
+        p.max_in_flight = 3;
+        let stats = put_all(&sink, &records, p).await.unwrap();
+        assert_eq!(stats.calls, 10);
+        assert_eq!(sink.accepted.load(Ordering::SeqCst), 5000);
+        assert_eq!(sink.max.load(Ordering::SeqCst), 3);
     }
 
     #[test]
