@@ -54,15 +54,29 @@ bench: venv ## Run the benchmarks and print their figures
 	$(CARGO) build --workspace --bins --release
 	AUTHTRAIL_BIN_DIR=$(CURDIR)/target/release $(CARGO) bench --workspace --benches
 
+# Lambda architecture of `make build`/`package`/`deploy`: arm64 (default; Graviton, cheaper) or
+# x86_64. The templates' `Architecture` parameter must match; `make deploy` passes it.
+ARCH ?= arm64
+LAMBDA_TARGET_arm64  := aarch64-unknown-linux-gnu
+LAMBDA_TARGET_x86_64 := x86_64-unknown-linux-gnu
+LAMBDA_FLAG_arm64    := --arm64
+LAMBDA_FLAG_x86_64   := --x86-64
+
+.PHONY: lambda-target
+lambda-target:
+	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "ARCH must be arm64 or x86_64 (got '$(ARCH)')"; exit 2;; esac
+	@rustup target list --installed 2>/dev/null | grep -qx '$(LAMBDA_TARGET_$(ARCH))' || \
+	  rustup target add $(LAMBDA_TARGET_$(ARCH)) || \
+	  { echo "the Rust standard library for $(LAMBDA_TARGET_$(ARCH)) is not installed and rustup could not fetch it;"; \
+	    echo "install it (rustup target add $(LAMBDA_TARGET_$(ARCH))) or build for the other architecture (ARCH=arm64|x86_64)"; exit 2; }
+
 .PHONY: build
-build: tools ## Build the Lambda binaries for arm64 (cargo lambda build --release --arm64)
-	rustup target add aarch64-unknown-linux-gnu 2>/dev/null || true
-	cargo lambda build --release --arm64 $(addprefix --bin ,$(LAMBDA_BINS))
+build: tools lambda-target ## Build the Lambda binaries (cargo lambda build --release; ARCH=arm64 default, or x86_64)
+	cargo lambda build --release $(LAMBDA_FLAG_$(ARCH)) $(addprefix --bin ,$(LAMBDA_BINS))
 
 .PHONY: package
-package: tools ## Build the Lambda zips for arm64 into target/lambda/<bin>/bootstrap.zip
-	rustup target add aarch64-unknown-linux-gnu 2>/dev/null || true
-	cargo lambda build --release --arm64 --output-format zip $(addprefix --bin ,$(LAMBDA_BINS))
+package: tools lambda-target ## Build the Lambda zips into target/lambda/<bin>/bootstrap.zip (ARCH=arm64 default, or x86_64)
+	cargo lambda build --release $(LAMBDA_FLAG_$(ARCH)) --output-format zip $(addprefix --bin ,$(LAMBDA_BINS))
 
 STACK       ?= authtrail
 TEMPLATE    ?= cloudformation/pipeline.yaml
@@ -81,7 +95,7 @@ deploy: deploy-args package ## Upload the Lambda zips to CODE_BUCKET and deploy 
 	  aws s3 cp target/lambda/$$bin/bootstrap.zip s3://$(CODE_BUCKET)/$(CODE_PREFIX)/$$bin.zip; \
 	done
 	code=""; \
-	if grep -q '^  CodeBucket:' $(TEMPLATE); then code="CodeBucket=$(CODE_BUCKET)"; fi; \
+	if grep -q '^  CodeBucket:' $(TEMPLATE); then code="CodeBucket=$(CODE_BUCKET) Architecture=$(ARCH)"; fi; \
 	for p in Archiver:authtrail-archiver Forwarder:authtrail-forwarder Producer:authtrail-producer; do \
 	  key=$${p%%:*}CodeKey; bin=$${p#*:}; \
 	  if grep -q "^  $$key:" $(TEMPLATE); then code="$$code $$key=$(CODE_PREFIX)/$$bin.zip"; fi; \

@@ -1089,7 +1089,14 @@ fn every_functions_settings_follow_the_deployment_standard() {
         for (id, f) in resources_of(&t, "AWS::Lambda::Function") {
             let p = &f["Properties"];
             assert_eq!(p["Runtime"], "provided.al2023", "{name} {id}");
-            assert_eq!(p["Architectures"], json!(["arm64"]), "{name} {id}");
+            assert_eq!(
+                p["Architectures"],
+                json!([{"Ref": "Architecture"}]),
+                "{name} {id}"
+            );
+            let arch = &t["Parameters"]["Architecture"];
+            assert_eq!(arch["Default"], "arm64", "{name}");
+            assert_eq!(arch["AllowedValues"], json!(["arm64", "x86_64"]), "{name}");
             assert_eq!(p["Handler"], "bootstrap", "{name} {id}");
             assert_eq!(
                 p["Code"]["S3Bucket"],
