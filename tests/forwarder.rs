@@ -656,3 +656,96 @@ async fn a_receiver_that_is_down_for_a_while_loses_nothing_once_it_returns() {
     assert_eq!(webhook, all);
     assert!(b.dead_letters().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firehose_delivers_the_selected_redacted_records_into_the_delivery_streams_s3_destination()
+{
+    use aws_sdk_firehose::types::{DeliveryStreamType, ExtendedS3DestinationConfiguration};
+    let b = Bench::new("fwd-firehose").await;
+    b.emu.create_bucket("siem-backup").await.unwrap();
+    let firehose = aws_sdk_firehose::Client::new(&b.emu.sdk_config().await);
+    firehose
+        .create_delivery_stream()
+        .delivery_stream_name("siem-backup")
+        .delivery_stream_type(DeliveryStreamType::DirectPut)
+        .extended_s3_destination_configuration(
+            ExtendedS3DestinationConfiguration::builder()
+                .role_arn("arn:aws:iam::123456789012:role/firehose-delivery")
+                .bucket_arn("arn:aws:s3:::siem-backup")
+                .prefix("audit/")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let config = json!({
+        "emitters": [
+            {"name": "backup", "type": "firehose", "deliveryStream": "siem-backup", "exclude": ["REFRESH_TOKEN"],
+             "buffering": {"maxBatchedEvents": 40}}
+        ],
+        "redaction": {"mode": "mask", "fields": ["/event/ipAddress", "/ip"]}
+    });
+    let records = mixed(200);
+    b.put_json(&records).await;
+    let f = b.forwarder(&config).await;
+    let stats = b.source(&f, 100).await.drain().await.unwrap();
+    assert_drained_cleanly(&stats);
+    assert_eq!(stats.total.retries, 0, "{stats:?}");
+    assert!(b.dead_letters().await.is_empty());
+
+    // moto writes each PutRecordBatch call as one object under the destination prefix, the
+    // records' data concatenated: one JSON line per record.
+    let s3 = b.emu.s3().await;
+    let list = s3
+        .list_objects_v2()
+        .bucket("siem-backup")
+        .prefix("audit/")
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for o in list.contents() {
+        let body = s3
+            .get_object()
+            .bucket("siem-backup")
+            .key(o.key().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.ends_with('\n'), "{text}");
+        lines.extend(text.lines().map(str::to_string));
+    }
+    // 160 records in calls of at most 40 (batches of 100 from the stream): at least 4 calls.
+    assert!(list.contents().len() >= 4, "{}", list.contents().len());
+    let received: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.pointer("/event/type") != Some(&json!("REFRESH_TOKEN")))
+        .map(id_of)
+        .collect();
+    assert_eq!(received.len(), expected.len(), "each record exactly once");
+    assert_eq!(
+        received.iter().map(id_of).collect::<BTreeSet<_>>(),
+        expected
+    );
+    for r in &received {
+        if let Some(ip) = r.pointer("/event/ipAddress") {
+            assert_eq!(ip, "<redacted>", "{r}");
+        }
+        if let Some(ip) = r.get("ip") {
+            assert_eq!(ip, "<redacted>", "{r}");
+        }
+    }
+    let all = lines.join("\n");
+    assert!(!all.contains("10.20.") && !all.contains("192.0.2.7"));
+}

@@ -85,6 +85,7 @@ struct RawRetry {
 struct RawBuffering {
     max_batched_events: Option<usize>,
     max_size: Option<usize>,
+    max_concurrent_requests: Option<usize>,
     /// Accepted for compatibility with other emitters' vocabulary; a Lambda invocation always
     /// flushes at its end, so this only has to be a valid number.
     write_interval: Option<u64>,
@@ -318,7 +319,13 @@ pub struct Buffering {
     pub max_batched_events: usize,
     /// Upper bound of one request's uncompressed payload, in bytes.
     pub max_size: usize,
+    /// Requests of this emitter in flight at once (syslog over TCP/TLS always sends one at a
+    /// time on its one ordered connection).
+    pub max_concurrent_requests: usize,
 }
+
+/// Default of `buffering.maxConcurrentRequests`.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpFormat {
@@ -860,6 +867,7 @@ fn validate_emitter(label: &str, e: RawEmitter) -> Result<EmitterConfig, Forward
     let mut buffering = Buffering {
         max_batched_events: max_batched_default,
         max_size: max_size_default,
+        max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
     };
     if let Some(b) = &e.buffering {
         if let Some(n) = b.max_batched_events {
@@ -889,6 +897,15 @@ fn validate_emitter(label: &str, e: RawEmitter) -> Result<EmitterConfig, Forward
                 ));
             }
             buffering.max_size = n;
+        }
+        if let Some(n) = b.max_concurrent_requests {
+            if !(1..=64).contains(&n) {
+                return Err(err(
+                    format!("{label}.buffering.maxConcurrentRequests"),
+                    format!("must be 1..=64 (got {n})"),
+                ));
+            }
+            buffering.max_concurrent_requests = n;
         }
         let _ = b.write_interval;
     }
@@ -1262,6 +1279,10 @@ mod tests {
         let splunk = &c.emitters[0];
         assert_eq!(splunk.emit_timeout, Duration::from_secs(30));
         assert_eq!(splunk.buffering.max_batched_events, 500);
+        assert_eq!(
+            splunk.buffering.max_concurrent_requests,
+            DEFAULT_MAX_CONCURRENT_REQUESTS
+        );
         let EmitterSettings::Http(h) = &splunk.settings else {
             panic!()
         };
@@ -1370,6 +1391,10 @@ mod tests {
             (
                 r#"{"emitters":[{"name":"h","type":"splunk-hec","url":"https://s.example"}]}"#,
                 "tokenSecretArn",
+            ),
+            (
+                r#"{"emitters":[{"name":"a","type":"stdout","buffering":{"maxConcurrentRequests":0}}]}"#,
+                "buffering.maxConcurrentRequests",
             ),
         ];
         for (json, path) in cases {

@@ -82,6 +82,11 @@ impl Pointer {
         Ok(Self(tokens))
     }
 
+    /// The unescaped reference tokens.
+    pub fn tokens(&self) -> &[String] {
+        &self.0
+    }
+
     pub fn get<'v>(&self, mut value: &'v Value) -> Option<&'v Value> {
         for token in &self.0 {
             value = match value {
@@ -176,6 +181,16 @@ impl FieldFilter {
 
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    /// The `includeIf` pointers.
+    pub fn include(&self) -> &[Pointer] {
+        &self.include
+    }
+
+    /// The `excludeIf` pointers.
+    pub fn exclude(&self) -> &[Pointer] {
+        &self.exclude
     }
 
     /// Applies the policy; returns the number of fields removed by `excludeIf`.

@@ -16,6 +16,7 @@
 //! completed without it all leave a dead letter. If a dead letter cannot be written, the record
 //! is not done.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,6 +149,36 @@ fn chunks(
     out
 }
 
+/// One request's outcomes, as `deliver` sees them (timeouts and miscounts already mapped).
+async fn attempt(
+    emitter: Arc<dyn Emitter>,
+    batch: Vec<Arc<Prepared>>,
+    budget: Duration,
+) -> (Vec<Arc<Prepared>>, Vec<Outcome>) {
+    let outcomes = match tokio::time::timeout(budget, emitter.emit(&batch)).await {
+        Ok(o) if o.len() == batch.len() => o,
+        Ok(o) => all(
+            batch.len(),
+            Outcome::Retryable(Failure::new(
+                "internal",
+                format!("{} outcomes for {} records", o.len(), batch.len()),
+            )),
+        ),
+        Err(_) => all(
+            batch.len(),
+            Outcome::Retryable(Failure::new(
+                "timeout",
+                format!("no answer within {} ms", budget.as_millis()),
+            )),
+        ),
+    };
+    (batch, outcomes)
+}
+
+/// Delivers the selected records to one emitter: each attempt sends the pending records in
+/// chunks, up to `buffering.maxConcurrentRequests` requests in flight; a request the receiver
+/// refused as a whole ([`Outcome::Rejected`]) is split in two and both halves sent again, down
+/// to single records, so one bad record does not take its neighbours to the dead-letter trail.
 async fn deliver(
     emitter: Arc<dyn Emitter>,
     buffering: Buffering,
@@ -161,44 +192,84 @@ async fn deliver(
     let mut stats = EmitterStats::default();
     let mut results = Vec::with_capacity(selected.len());
     let mut pending = selected;
-    let mut attempt = 0u32;
+    let mut attempt_no = 0u32;
+    let limit = buffering
+        .max_concurrent_requests
+        .min(emitter.max_concurrent_requests())
+        .max(1);
     while !pending.is_empty() {
-        attempt += 1;
+        attempt_no += 1;
         let mut failed: Vec<(usize, Failure)> = Vec::new();
         let mut retry_after: Option<Duration> = None;
-        for batch in chunks(emitter.as_ref(), &records, &pending, buffering) {
-            let now = Instant::now();
-            if now >= retry_deadline {
-                let f = Failure::new("deadline", "no time left before the invocation deadline");
-                failed.extend(batch.iter().map(|p| (p.index, f.clone())));
+        let mut queue: VecDeque<Vec<Arc<Prepared>>> =
+            chunks(emitter.as_ref(), &records, &pending, buffering).into();
+        let mut running = JoinSet::new();
+        let mut in_flight: Vec<(tokio::task::Id, Vec<usize>)> = Vec::new();
+        loop {
+            while running.len() < limit {
+                let Some(batch) = queue.pop_front() else {
+                    break;
+                };
+                let now = Instant::now();
+                if now >= retry_deadline {
+                    let f = Failure::new("deadline", "no time left before the invocation deadline");
+                    failed.extend(batch.iter().map(|p| (p.index, f.clone())));
+                    continue;
+                }
+                stats.requests += 1;
+                let indices = batch.iter().map(|p| p.index).collect();
+                let handle = running.spawn(attempt(
+                    emitter.clone(),
+                    batch,
+                    timeout.min(retry_deadline - now),
+                ));
+                in_flight.push((handle.id(), indices));
+            }
+            let Some(joined) = running.join_next_with_id().await else {
+                break;
+            };
+            let (batch, outcomes) = match joined {
+                Ok((id, done)) => {
+                    in_flight.retain(|(x, _)| *x != id);
+                    done
+                }
+                Err(e) => {
+                    // A panicking emitter: its records failed this attempt (retryable).
+                    tracing::error!(emitter = emitter.name(), error = %e, "emitter request task failed");
+                    let f = Failure::new("internal", "emitter request task failed");
+                    if let Some(pos) = in_flight.iter().position(|(x, _)| *x == e.id()) {
+                        let (_, indices) = in_flight.swap_remove(pos);
+                        failed.extend(indices.into_iter().map(|i| (i, f.clone())));
+                    }
+                    continue;
+                }
+            };
+            if batch.len() > 1 && outcomes.iter().all(|o| matches!(o, Outcome::Rejected(_))) {
+                let first = outcomes.first().and_then(|o| match o {
+                    Outcome::Rejected(f) => Some(f),
+                    _ => None,
+                });
+                tracing::info!(
+                    emitter = emitter.name(),
+                    records = batch.len(),
+                    status = first.map(|f| f.status.as_str()),
+                    "request refused as a whole; splitting it to find the records it refuses"
+                );
+                let mut left = batch;
+                let right = left.split_off(left.len() / 2);
+                queue.push_front(right);
+                queue.push_front(left);
                 continue;
             }
-            let budget = timeout.min(retry_deadline - now);
-            stats.requests += 1;
-            let outcomes = match tokio::time::timeout(budget, emitter.emit(&batch)).await {
-                Ok(o) if o.len() == batch.len() => o,
-                Ok(o) => all(
-                    batch.len(),
-                    Outcome::Retryable(Failure::new(
-                        "internal",
-                        format!("{} outcomes for {} records", o.len(), batch.len()),
-                    )),
-                ),
-                Err(_) => all(
-                    batch.len(),
-                    Outcome::Retryable(Failure::new(
-                        "timeout",
-                        format!("no answer within {} ms", budget.as_millis()),
-                    )),
-                ),
-            };
             for (p, o) in batch.iter().zip(outcomes) {
                 match o {
                     Outcome::Delivered => {
                         stats.delivered += 1;
                         results.push((p.index, Status::Delivered));
                     }
-                    Outcome::Permanent(f) => results.push((p.index, Status::Permanent(f))),
+                    Outcome::Permanent(f) | Outcome::Rejected(f) => {
+                        results.push((p.index, Status::Permanent(f)))
+                    }
                     Outcome::Retryable(f) => {
                         if let Some(ra) = f.retry_after {
                             retry_after = Some(retry_after.map_or(ra, |x| x.max(ra)));
@@ -208,16 +279,18 @@ async fn deliver(
                 }
             }
         }
+        // Batch order for the next attempt (requests finish in any order).
+        failed.sort_by_key(|(i, _)| *i);
         let Some((_, first)) = failed.first() else {
             break;
         };
-        let wait = backoff(&retry, attempt).max(retry_after.unwrap_or_default());
-        if attempt >= retry.max_attempts || Instant::now() + wait >= retry_deadline {
-            tracing::warn!(emitter = emitter.name(), records = failed.len(), attempts = attempt, status = %first.status, response = %first.text, "delivery not completed in this invocation");
+        let wait = backoff(&retry, attempt_no).max(retry_after.unwrap_or_default());
+        if attempt_no >= retry.max_attempts || Instant::now() + wait >= retry_deadline {
+            tracing::warn!(emitter = emitter.name(), records = failed.len(), attempts = attempt_no, status = %first.status, response = %first.text, "delivery not completed in this invocation");
             results.extend(failed.into_iter().map(|(i, f)| (i, Status::Pending(f))));
             break;
         }
-        tracing::warn!(emitter = emitter.name(), records = failed.len(), attempt, wait_ms = wait.as_millis() as u64, status = %first.status, response = %first.text, "delivery failed; retrying");
+        tracing::warn!(emitter = emitter.name(), records = failed.len(), attempt = attempt_no, wait_ms = wait.as_millis() as u64, status = %first.status, response = %first.text, "delivery failed; retrying");
         stats.retried += failed.len();
         tokio::time::sleep(wait).await;
         pending = failed.into_iter().map(|(i, _)| i).collect();
@@ -266,21 +339,21 @@ impl Forwarder {
         let mut classes: Vec<Option<Arc<Classified>>> = vec![None; n];
         let mut malformed: Vec<(usize, String)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            match record::parse(&r.data) {
-                Ok(value) => {
-                    let raw = std::str::from_utf8(&r.data).unwrap_or_default();
-                    let class = Arc::new(record::classify(&value, r.source.arrival_ms));
-                    let mut value = Some(value);
-                    for (k, &p) in used.iter().enumerate() {
-                        let v = if k + 1 == used.len() {
-                            value.take()
-                        } else {
-                            value.clone()
-                        };
-                        let (Some(v), Some(t)) = (v, self.profiles.get(p)) else {
-                            continue;
-                        };
-                        prepared[p][i] = Some(Arc::new(t.prepare(i, class.clone(), v, raw)));
+            let parsed =
+                record::parse_classify(&r.data, r.source.arrival_ms).and_then(|(raw, class)| {
+                    let class = Arc::new(class);
+                    let mut out = Vec::with_capacity(used.len());
+                    for &p in &used {
+                        if let Some(t) = self.profiles.get(p) {
+                            out.push((p, Arc::new(t.prepare(i, class.clone(), raw)?)));
+                        }
+                    }
+                    Ok((class, out))
+                });
+            match parsed {
+                Ok((class, out)) => {
+                    for (p, prep) in out {
+                        prepared[p][i] = Some(prep);
                     }
                     classes[i] = Some(class);
                 }
@@ -421,7 +494,7 @@ impl Forwarder {
                 let value: Option<Value> = prepared
                     .get(profile)
                     .and_then(|p| p[item.record].as_ref())
-                    .map(|p| p.value.clone());
+                    .and_then(|p| p.value());
                 let letter = DeadLetter {
                     emitter: &item.emitter,
                     status: &item.status,
@@ -573,6 +646,7 @@ mod tests {
             buffering: Buffering {
                 max_batched_events: 2,
                 max_size: 1 << 20,
+                max_concurrent_requests: 4,
             },
             timeout: Duration::from_secs(5),
             profile: 0,
@@ -843,6 +917,223 @@ mod tests {
             1,
             "a 60 s Retry-After does not fit in the invocation"
         );
+    }
+
+    /// Refuses as a whole (400) every request holding a record whose text contains `POISON`;
+    /// takes the others. Counts requests and the most requests in flight at once.
+    struct Picky {
+        calls: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        got: Mutex<Vec<usize>>,
+        outcome: Outcome,
+    }
+
+    impl Picky {
+        fn new(outcome: Outcome) -> Arc<Self> {
+            Arc::new(Self {
+                calls: AtomicUsize::new(0),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+                got: Mutex::new(Vec::new()),
+                outcome,
+            })
+        }
+    }
+
+    impl Emitter for Picky {
+        fn name(&self) -> &str {
+            "picky"
+        }
+        fn kind(&self) -> EmitterType {
+            EmitterType::Http
+        }
+        fn emit<'a>(&'a self, batch: &'a [Arc<Prepared>]) -> BoxFuture<'a, Vec<Outcome>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                if batch.iter().any(|p| p.json.contains("POISON")) {
+                    return all(batch.len(), self.outcome.clone());
+                }
+                self.got
+                    .lock()
+                    .unwrap()
+                    .extend(batch.iter().map(|p| p.index));
+                all(batch.len(), Outcome::Delivered)
+            })
+        }
+    }
+
+    fn picky_slot(e: Arc<Picky>, batch: usize, concurrency: usize) -> Slot {
+        Slot {
+            emitter: e,
+            selector: Selector::default(),
+            buffering: Buffering {
+                max_batched_events: batch,
+                max_size: 1 << 20,
+                max_concurrent_requests: concurrency,
+            },
+            timeout: Duration::from_secs(5),
+            profile: 0,
+        }
+    }
+
+    fn picky_forwarder(slot: Slot, dlq: Arc<MemDlq>) -> Forwarder {
+        Forwarder {
+            slots: vec![slot],
+            profiles: vec![Transform::identity()],
+            all_of: vec![0],
+            at_least_one_of: vec![],
+            retry: fast_retry(),
+            dlq,
+            dlq_prefix: "dlq/".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_as_a_whole_is_split_until_only_the_bad_record_is_dead_lettered() {
+        let e = Picky::new(Outcome::Rejected(Failure::new("400", "bad event in batch")));
+        let dlq = Arc::new(MemDlq::default());
+        let f = picky_forwarder(picky_slot(e.clone(), 500, 4), dlq.clone());
+        let recs: Vec<_> = (1..=64)
+            .map(|i| rec(i, &login(if i == 23 { "POISON" } else { "LOGIN" }), 0))
+            .collect();
+        let r = f.process(&recs, deadline()).await;
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        let mut got = e.got.lock().unwrap().clone();
+        got.sort_unstable();
+        let expected: Vec<usize> = (0..64).filter(|&i| i != 22).collect();
+        assert_eq!(got, expected, "every other record delivered exactly once");
+        assert_eq!(r.emitters[0].1.delivered, 63);
+        assert_eq!(r.emitters[0].1.dead_lettered, 1);
+        // 64 -> 32 -> 16 -> 8 -> 4 -> 2 -> 1: one refused request per level, two sent per split.
+        assert_eq!(e.calls.load(Ordering::SeqCst), 1 + 2 * 6);
+        let objects = dlq.objects.lock().unwrap();
+        assert_eq!(objects.len(), 1);
+        let (key, v) = objects.iter().next().unwrap();
+        assert!(key.ends_with("-23-picky.json"), "{key}");
+        assert_eq!(
+            (v["status"].as_str(), v["response"].as_str()),
+            (Some("400"), Some("bad event in batch"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permanent_refusal_that_is_not_about_the_content_is_not_split() {
+        let e = Picky::new(Outcome::Permanent(Failure::new("403", "forbidden")));
+        let dlq = Arc::new(MemDlq::default());
+        let f = picky_forwarder(picky_slot(e.clone(), 500, 4), dlq.clone());
+        let recs: Vec<_> = (1..=8)
+            .map(|i| rec(i, &login(if i == 3 { "POISON" } else { "LOGIN" }), 0))
+            .collect();
+        let r = f.process(&recs, deadline()).await;
+        assert!(r.failures.is_empty());
+        assert_eq!(e.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(dlq.objects.lock().unwrap().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn requests_of_one_emitter_run_concurrently_up_to_max_concurrent_requests() {
+        for limit in [1, 3] {
+            let e = Picky::new(Outcome::Delivered);
+            let dlq = Arc::new(MemDlq::default());
+            let f = picky_forwarder(picky_slot(e.clone(), 2, limit), dlq);
+            let recs: Vec<_> = (1..=20).map(|i| rec(i, &login("LOGIN"), 0)).collect();
+            let r = f.process(&recs, deadline()).await;
+            assert!(r.failures.is_empty());
+            assert_eq!(e.calls.load(Ordering::SeqCst), 10);
+            assert_eq!(e.max_in_flight.load(Ordering::SeqCst), limit);
+            assert_eq!(e.got.lock().unwrap().len(), 20);
+        }
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_of_concurrent_requests_report_the_lowest_sequence_number_first() {
+        let e = Picky::new(retryable());
+        let dlq = Arc::new(MemDlq::default());
+        let f = picky_forwarder(picky_slot(e.clone(), 2, 4), dlq);
+        let recs: Vec<_> = (1..=10)
+            .map(|i| rec(i, &login(if i % 3 == 0 { "POISON" } else { "LOGIN" }), 0))
+            .collect();
+        let r = f.process(&recs, deadline()).await;
+        // Chunks [1,2] [3,4] [5,6] [7,8] [9,10]: those holding 3, 6 and 9 fail every attempt.
+        assert_eq!(r.failures, vec!["3", "4", "5", "6", "9", "10"]);
+    }
+
+    /// A real HTTP receiver (axum on loopback) that refuses with 400 any NDJSON body holding a
+    /// `POISON` line and records the lines of the bodies it accepts.
+    #[tokio::test]
+    async fn the_http_emitter_bisects_a_400_from_a_real_receiver() {
+        use axum::{Router, http::StatusCode, routing::post};
+        let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (acc, reqs) = (accepted.clone(), requests.clone());
+        let app = Router::new().route(
+            "/ingest",
+            post(move |body: String| {
+                let (acc, reqs) = (acc.clone(), reqs.clone());
+                async move {
+                    reqs.fetch_add(1, Ordering::SeqCst);
+                    if body.contains("POISON") {
+                        return (StatusCode::BAD_REQUEST, "invalid event".to_string());
+                    }
+                    acc.lock().unwrap().extend(body.lines().map(str::to_string));
+                    (StatusCode::OK, String::new())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let emitter = crate::emit::http::HttpEmitter::new(
+            "webhook",
+            EmitterType::Http,
+            reqwest::Url::parse(&format!("http://{addr}/ingest")).unwrap(),
+            &[],
+            None,
+            crate::emit::http::ResolvedAuth::None,
+            false,
+            crate::config::HttpFlavor::Generic {
+                format: crate::config::HttpFormat::Ndjson,
+            },
+        )
+        .unwrap();
+        let dlq = Arc::new(MemDlq::default());
+        let f = Forwarder {
+            slots: vec![Slot {
+                emitter: Arc::new(emitter),
+                selector: Selector::default(),
+                buffering: Buffering {
+                    max_batched_events: 500,
+                    max_size: 1 << 20,
+                    max_concurrent_requests: 4,
+                },
+                timeout: Duration::from_secs(10),
+                profile: 0,
+            }],
+            ..picky_forwarder(
+                picky_slot(Picky::new(Outcome::Delivered), 1, 1),
+                dlq.clone(),
+            )
+        };
+        let recs: Vec<_> = (1..=500)
+            .map(|i| rec(i, &login(if i == 250 { "POISON" } else { "LOGIN" }), 0))
+            .collect();
+        let r = f.process(&recs, deadline()).await;
+        assert!(r.failures.is_empty(), "{:?}", r.emitters);
+        let accepted = accepted.lock().unwrap();
+        assert_eq!(accepted.len(), 499);
+        assert!(accepted.iter().all(|l| l.contains("\"LOGIN\"")));
+        let objects = dlq.objects.lock().unwrap();
+        assert_eq!(objects.len(), 1);
+        let v = objects.values().next().unwrap();
+        assert_eq!(v["record"]["event"]["type"], "POISON");
+        assert_eq!(v["status"], "400");
+        // 500 records: 9 levels of halving to one record, two requests per level after the first.
+        assert_eq!(requests.load(Ordering::SeqCst), 1 + 2 * 9);
     }
 
     #[test]

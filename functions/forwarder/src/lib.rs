@@ -22,6 +22,7 @@ pub mod emit;
 pub mod filter;
 pub mod forward;
 pub mod record;
+pub mod scan;
 
 use config::{
     EmitterConfig, EmitterSettings, ForwarderConfig, HttpAuth, RedactionConfig, SecretRef,
@@ -90,10 +91,7 @@ async fn build_transform(
         path: "redaction".into(),
         message: e.to_string(),
     })?;
-    Ok(Transform {
-        filter: t.filter.clone(),
-        redactor,
-    })
+    Ok(Transform::new(t.filter.clone(), redactor))
 }
 
 async fn build_emitter(
@@ -187,23 +185,99 @@ pub async fn build(
     })
 }
 
+/// The Kinesis event as the forwarder reads it: only the fields it uses, the data decoded
+/// straight from the event text. `aws_lambda_events::KinesisEvent` keeps every field (with a
+/// flattened catch-all map per record), which costs more than the rest of the transform.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct KinesisBatch {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<BatchRecord>,
+}
+
+/// One record of a [`KinesisBatch`].
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BatchRecord {
+    #[serde(rename = "eventID", default)]
+    pub event_id: Option<String>,
+    #[serde(rename = "eventSourceARN", default)]
+    pub event_source_arn: Option<String>,
+    pub kinesis: BatchKinesis,
+}
+
+/// The `kinesis` part of a [`BatchRecord`].
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchKinesis {
+    pub approximate_arrival_timestamp: aws_lambda_events::encodings::SecondTimestamp,
+    #[serde(deserialize_with = "base64_data")]
+    pub data: Vec<u8>,
+    pub sequence_number: String,
+}
+
+fn base64_data<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("base64 data")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<u8>, E> {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V)
+}
+
+impl KinesisBatch {
+    /// The batch's input records.
+    pub fn into_inputs(self) -> Vec<InputRecord> {
+        self.records
+            .into_iter()
+            .map(|r| {
+                input_record_parts(
+                    r.event_source_arn.as_deref(),
+                    r.event_id.as_deref(),
+                    r.kinesis.sequence_number,
+                    r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
+                    r.kinesis.data,
+                )
+            })
+            .collect()
+    }
+}
+
 /// Turns the Lambda event's records into input records.
 pub fn input_records(event: KinesisEvent) -> Vec<InputRecord> {
     event.records.into_iter().map(input_record).collect()
 }
 
 fn input_record(r: KinesisEventRecord) -> InputRecord {
-    let stream = r
-        .event_source_arn
-        .as_deref()
+    input_record_parts(
+        r.event_source_arn.as_deref(),
+        r.event_id.as_deref(),
+        r.kinesis.sequence_number,
+        r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
+        r.kinesis.data.0,
+    )
+}
+
+fn input_record_parts(
+    event_source_arn: Option<&str>,
+    event_id: Option<&str>,
+    sequence_number: String,
+    arrival_ms: i64,
+    data: Vec<u8>,
+) -> InputRecord {
+    let stream = event_source_arn
         .and_then(|arn| {
             arn.split_once(":stream/")
                 .map(|(_, s)| s.split('/').next().unwrap_or(s).to_string())
         })
         .unwrap_or_else(|| "unknown-stream".into());
-    let shard = r
-        .event_id
-        .as_deref()
+    let shard = event_id
         .and_then(|id| id.split(':').next())
         .filter(|s| !s.is_empty())
         .unwrap_or("unknown-shard")
@@ -212,10 +286,10 @@ fn input_record(r: KinesisEventRecord) -> InputRecord {
         source: Source {
             stream,
             shard,
-            sequence_number: r.kinesis.sequence_number,
-            arrival_ms: r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
+            sequence_number,
+            arrival_ms,
         },
-        data: r.kinesis.data.0,
+        data,
     }
 }
 
@@ -254,11 +328,11 @@ impl Handler {
     /// One invocation. `deadline_ms` is the Lambda deadline (epoch milliseconds).
     pub async fn handle(
         &self,
-        event: KinesisEvent,
+        event: KinesisBatch,
         deadline_ms: u64,
         request_id: &str,
     ) -> Result<KinesisEventResponse, ForwarderError> {
-        let records = input_records(event);
+        let records = event.into_inputs();
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
         let deadline = tokio::time::Instant::now() + remaining;
@@ -342,5 +416,23 @@ mod tests {
         );
         assert_eq!(r[0].source.arrival_ms, 1545084650987);
         assert_eq!(r[0].data, br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn the_lean_batch_reads_the_same_records_as_aws_lambda_events() {
+        let text = r#"{"Records":[
+            {"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"k","sequenceNumber":"1","data":"eyJhIjoxfQ==","approximateArrivalTimestamp":1545084650.987},
+             "eventSource":"aws:kinesis","eventID":"shardId-000000000006:1","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/s1","extra":{"x":[1]}},
+            {"kinesis":{"sequenceNumber":"2","data":"","approximateArrivalTimestamp":1545084650}},
+            {"kinesis":{"sequenceNumber":"3","data":"bm90IGpzb24=","approximateArrivalTimestamp":1545084650.5},"eventID":"","eventSourceARN":"arn:aws:kinesis:us-east-2:1:stream/s2/consumer/c:1"}]}"#;
+        let lean: KinesisBatch = serde_json::from_str(text).unwrap();
+        let full: KinesisEvent = serde_json::from_str(text).unwrap();
+        let (a, b) = (lean.into_inputs(), input_records(full));
+        assert_eq!(a.len(), 3);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((&x.source, &x.data), (&y.source, &y.data));
+        }
+        assert_eq!(a[2].source.stream, "s2");
+        assert!(serde_json::from_str::<KinesisBatch>(r#"{"Records":[{"kinesis":{"sequenceNumber":"1","data":"%%%","approximateArrivalTimestamp":1}}]}"#).is_err());
     }
 }

@@ -1,8 +1,7 @@
 //! Wiring only: tracing, configuration and clients at cold start, then one `Handler::handle`
 //! per invocation.
 
-use authtrail_forwarder::Handler;
-use aws_lambda_events::event::kinesis::KinesisEvent;
+use authtrail_forwarder::{Handler, KinesisBatch};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -15,7 +14,7 @@ async fn main() -> Result<(), Error> {
     })?;
     let handler = &handler;
     run(service_fn(
-        move |event: LambdaEvent<KinesisEvent>| async move {
+        move |event: LambdaEvent<KinesisBatch>| async move {
             let deadline = event.context.deadline;
             let response: KinesisEventResponse = handler
                 .handle(event.payload, deadline, &event.context.request_id)

@@ -10,13 +10,17 @@
 //! - Any other JSON object: `other` and the first string among its top-level `type`,
 //!   `eventType`, `eventName`, `event_type`, or `unknown`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use authtrail_core::redact::Redactor;
+use authtrail_core::redact::{HASH_PREFIX, MASK, RedactionMode, Redactor};
+use hmac::{Hmac, Mac};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::filter::FieldFilter;
+use crate::filter::{FieldFilter, Pointer};
+use crate::scan;
 
 /// Where a record came from (for the dead-letter trail and `batchItemFailures`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +65,44 @@ pub struct Prepared {
     /// Position of the record in the invocation's batch.
     pub index: usize,
     pub class: Arc<Classified>,
-    /// The filtered and redacted record.
-    pub value: Value,
-    /// `value` as compact JSON (no trailing newline).
+    /// The filtered and redacted record as one line of JSON (no trailing newline).
     pub json: String,
     /// Stable document id: the event id, else a SHA-256 of `json`.
     pub doc_id: String,
+}
+
+impl Prepared {
+    /// The transformed record as a `serde_json::Value` (dead letters, tests).
+    pub fn value(&self) -> Option<Value> {
+        serde_json::from_str(&self.json).ok()
+    }
+
+    /// The value at `pointer` as text: a string's contents, any other value's compact JSON;
+    /// `None` when absent or `null` (what syslog severity mappings match on).
+    pub fn field_text(&self, pointer: &Pointer) -> Option<String> {
+        let root = scan::first_value(&self.json);
+        let text = match scan::locate(&self.json, root, pointer.tokens()) {
+            Ok(None) => return None,
+            Ok(Some(l)) => self.json.get(l.entry.value_start..l.entry.end)?,
+            Err(scan::Unsupported) => {
+                return match pointer.get(&self.value()?)? {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                };
+            }
+        };
+        if text.starts_with('"') {
+            match text.get(1..text.len() - 1) {
+                Some(inner) if !inner.contains('\\') => Some(inner.to_string()),
+                _ => serde_json::from_str::<String>(text).ok(),
+            }
+        } else if text == "null" {
+            None
+        } else {
+            Some(serde_json::from_str::<Value>(text).ok()?.to_string())
+        }
+    }
 }
 
 /// Parses a record's bytes: it must be one UTF-8 JSON object (a trailing newline is fine).
@@ -163,25 +199,453 @@ pub fn classify(v: &Value, arrival_ms: i64) -> Classified {
     }
 }
 
+// ---- The borrowed parse: validates a record exactly as `serde_json::Value` would (same
+// parser, numbers and strings fully read) but keeps only the fields classification reads, without
+// allocating a map per object.
+
+/// Any JSON value, validated and dropped.
+struct Any;
+
+impl<'de> Deserialize<'de> for Any {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AnyVisitor)
+    }
+}
+
+struct AnyVisitor;
+
+impl<'de> Visitor<'de> for AnyVisitor {
+    type Value = Any;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Any, E> {
+        Ok(Any)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Any, E> {
+        Ok(Any)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Any, E> {
+        Ok(Any)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Any, E> {
+        Ok(Any)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Any, E> {
+        Ok(Any)
+    }
+    fn visit_unit<E>(self) -> Result<Any, E> {
+        Ok(Any)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Any, A::Error> {
+        while seq.next_element::<Any>()?.is_some() {}
+        Ok(Any)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Any, A::Error> {
+        while map.next_key::<Any>()?.is_some() {
+            map.next_value::<Any>()?;
+        }
+        Ok(Any)
+    }
+}
+
+/// A string borrowed from the record when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A field value as classification reads it.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Num(f64),
+    Other,
+}
+
+impl<'a> Scalar<'a> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Num(v))
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(s.to_string())))
+    }
+    fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar<'de>, A::Error> {
+        AnyVisitor.visit_seq(seq).map(|_| Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar<'de>, A::Error> {
+        AnyVisitor.visit_map(map).map(|_| Scalar::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The fields of the envelope's `event` object that classification reads (last key wins, as in
+/// a `serde_json::Value`).
+#[derive(Default)]
+struct EventFields<'a> {
+    ty: Option<Scalar<'a>>,
+    id: Option<Scalar<'a>>,
+    time: Option<Scalar<'a>>,
+    operation_type: Option<Scalar<'a>>,
+    resource_type: Option<Scalar<'a>>,
+}
+
+/// `event`: an object (its fields) or any other value.
+enum EventSlot<'a> {
+    Object(EventFields<'a>),
+    NotObject,
+}
+
+impl<'de> Deserialize<'de> for EventSlot<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EventSlot<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventSlot<'de>, A::Error> {
+                let mut e = EventFields::default();
+                while let Some(k) = map.next_key::<Text<'de>>()? {
+                    let slot = match k.0.as_ref() {
+                        "type" => &mut e.ty,
+                        "id" => &mut e.id,
+                        "time" => &mut e.time,
+                        "operationType" => &mut e.operation_type,
+                        "resourceType" => &mut e.resource_type,
+                        _ => {
+                            map.next_value::<Any>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<Scalar<'de>>()?);
+                }
+                Ok(EventSlot::Object(e))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<EventSlot<'de>, E> {
+                Ok(EventSlot::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<EventSlot<'de>, E> {
+                Ok(EventSlot::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<EventSlot<'de>, E> {
+                Ok(EventSlot::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<EventSlot<'de>, E> {
+                Ok(EventSlot::NotObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<EventSlot<'de>, E> {
+                Ok(EventSlot::NotObject)
+            }
+            fn visit_unit<E>(self) -> Result<EventSlot<'de>, E> {
+                Ok(EventSlot::NotObject)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<EventSlot<'de>, A::Error> {
+                AnyVisitor.visit_seq(seq).map(|_| EventSlot::NotObject)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The top-level fields classification reads.
+#[derive(Default)]
+struct TopFields<'a> {
+    event_type: Option<Scalar<'a>>,
+    event: Option<EventSlot<'a>>,
+    timestamp: Option<Scalar<'a>>,
+    time: Option<Scalar<'a>>,
+    at_timestamp: Option<Scalar<'a>>,
+    service: Option<Scalar<'a>>,
+    method: Option<Scalar<'a>>,
+    ty: Option<Scalar<'a>>,
+    event_name: Option<Scalar<'a>>,
+    event_type_snake: Option<Scalar<'a>>,
+    id: Option<Scalar<'a>>,
+}
+
+impl<'de> Deserialize<'de> for TopFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopFields<'de>, A::Error> {
+                let mut t = TopFields::default();
+                while let Some(k) = map.next_key::<Text<'de>>()? {
+                    let slot = match k.0.as_ref() {
+                        "event" => {
+                            t.event = Some(map.next_value::<EventSlot<'de>>()?);
+                            continue;
+                        }
+                        "eventType" => &mut t.event_type,
+                        "timestamp" => &mut t.timestamp,
+                        "time" => &mut t.time,
+                        "@timestamp" => &mut t.at_timestamp,
+                        "service" => &mut t.service,
+                        "method" => &mut t.method,
+                        "type" => &mut t.ty,
+                        "eventName" => &mut t.event_name,
+                        "event_type" => &mut t.event_type_snake,
+                        "id" => &mut t.id,
+                        _ => {
+                            map.next_value::<Any>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<Scalar<'de>>()?);
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn scalar_str<'s>(v: &'s Option<Scalar<'_>>) -> Option<&'s str> {
+    v.as_ref().and_then(Scalar::as_str)
+}
+
+/// [`time_of`] for the borrowed parse.
+fn scalar_time(v: &Option<Scalar<'_>>) -> Option<i64> {
+    match v.as_ref()? {
+        Scalar::Num(f) => Some(if f.abs() >= 1e11 {
+            *f as i64
+        } else {
+            (f * 1000.0) as i64
+        }),
+        Scalar::Str(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_millis()),
+        Scalar::Other => None,
+    }
+}
+
+/// Parses and classifies a record's bytes in one pass without building a `serde_json::Value`:
+/// the same verdicts as [`parse`] (UTF-8, valid JSON, an object) and the same classification as
+/// [`classify`]. Returns the record's text with the classification.
+pub fn parse_classify(data: &[u8], arrival_ms: i64) -> Result<(&str, Classified), String> {
+    let text = std::str::from_utf8(data).map_err(|e| format!("record is not UTF-8: {e}"))?;
+    if text.as_bytes().get(scan::first_value(text)) != Some(&b'{') {
+        return Err(match serde_json::from_str::<Any>(text) {
+            Ok(_) => "record is JSON but not an object".into(),
+            Err(e) => format!("record is not JSON: {e}"),
+        });
+    }
+    let t: TopFields<'_> =
+        serde_json::from_str(text).map_err(|e| format!("record is not JSON: {e}"))?;
+    let event = match &t.event {
+        Some(EventSlot::Object(e)) => Some(e),
+        _ => None,
+    };
+    let mut names = Vec::with_capacity(3);
+    let (id, time) = match (scalar_str(&t.event_type), event) {
+        (Some("user-event"), Some(e)) => {
+            names.push("user-event".to_string());
+            names.push(scalar_str(&e.ty).unwrap_or("UNKNOWN").to_string());
+            (
+                scalar_str(&e.id),
+                scalar_time(&t.timestamp).or_else(|| scalar_time(&e.time)),
+            )
+        }
+        (Some("admin-event"), Some(e)) => {
+            names.push("admin-event".to_string());
+            let op = scalar_str(&e.operation_type).unwrap_or("UNKNOWN");
+            match scalar_str(&e.resource_type) {
+                Some(res) => {
+                    names.push(format!("{res}:{op}"));
+                    names.push(op.to_string());
+                }
+                None => names.push(op.to_string()),
+            }
+            (
+                scalar_str(&e.id),
+                scalar_time(&t.timestamp).or_else(|| scalar_time(&e.time)),
+            )
+        }
+        _ => {
+            names.push("other".to_string());
+            match (scalar_str(&t.service), scalar_str(&t.method)) {
+                (Some(service), Some(method)) => {
+                    names.push(format!("{service}:{method}"));
+                    names.push(service.to_string());
+                }
+                _ => {
+                    let ty = [&t.ty, &t.event_type, &t.event_name, &t.event_type_snake]
+                        .into_iter()
+                        .find_map(scalar_str)
+                        .unwrap_or("unknown");
+                    names.push(ty.to_string());
+                }
+            }
+            (
+                scalar_str(&t.id),
+                [&t.timestamp, &t.time, &t.at_timestamp]
+                    .into_iter()
+                    .find_map(scalar_time),
+            )
+        }
+    };
+    let class = Classified {
+        names,
+        time_ms: time.unwrap_or(arrival_ms),
+        id: id
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .map(str::to_string),
+    };
+    Ok((text, class))
+}
+
+/// Redaction compiled for the text path: pointer tokens and the replacement (the HMAC state keyed
+/// once, cloned per value, instead of keying a new HMAC per value).
+#[derive(Clone)]
+struct TextRedaction {
+    pointers: Vec<Vec<String>>,
+    mode: TextMode,
+}
+
+#[derive(Clone)]
+enum TextMode {
+    /// The mask as a JSON string literal.
+    Mask(String),
+    Hash(Box<Hmac<Sha256>>),
+}
+
+impl std::fmt::Debug for TextRedaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the HMAC state (it is derived from the key).
+        f.debug_struct("TextRedaction")
+            .field("fields", &self.pointers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextRedaction {
+    fn compile(r: &Redactor) -> Option<Self> {
+        let pointers = r
+            .fields()
+            .iter()
+            .map(|f| Pointer::parse(f).map(|p| p.tokens().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        let mode = match r.mode() {
+            RedactionMode::Mask => TextMode::Mask(serde_json::to_string(MASK).ok()?),
+            RedactionMode::Hash(key) => TextMode::Hash(Box::new(
+                Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()).ok()?,
+            )),
+        };
+        Some(Self { pointers, mode })
+    }
+
+    /// The JSON text that replaces the value `text` (a valid JSON value, not `null`), as
+    /// [`Redactor::apply`] would write it.
+    fn replacement(&self, text: &str) -> Option<String> {
+        match &self.mode {
+            TextMode::Mask(m) => Some(m.clone()),
+            TextMode::Hash(mac) => {
+                let plain: std::borrow::Cow<'_, str> = if text.starts_with('"') {
+                    match text.get(1..text.len() - 1) {
+                        Some(inner) if !inner.contains('\\') => inner.into(),
+                        _ => serde_json::from_str::<String>(text).ok()?.into(),
+                    }
+                } else {
+                    serde_json::from_str::<Value>(text).ok()?.to_string().into()
+                };
+                let mut mac = (**mac).clone();
+                mac.update(plain.as_bytes());
+                let digest = mac.finalize().into_bytes();
+                let mut hex_digits = [0u8; 64];
+                hex::encode_to_slice(digest, &mut hex_digits).ok()?;
+                let mut out = String::with_capacity(HASH_PREFIX.len() + 66);
+                out.push('"');
+                out.push_str(HASH_PREFIX);
+                out.push_str(std::str::from_utf8(&hex_digits).ok()?);
+                out.push('"');
+                Some(out)
+            }
+        }
+    }
+}
+
 /// Field filter then redaction: what every record goes through before it leaves the function.
 #[derive(Debug, Clone)]
 pub struct Transform {
     pub filter: FieldFilter,
     pub redactor: Option<Redactor>,
+    text: Option<TextRedaction>,
 }
 
 impl Transform {
-    pub fn identity() -> Self {
+    pub fn new(filter: FieldFilter, redactor: Option<Redactor>) -> Self {
+        let text = redactor.as_ref().and_then(TextRedaction::compile);
         Self {
-            filter: FieldFilter::default(),
-            redactor: None,
+            filter,
+            redactor,
+            text,
         }
+    }
+
+    pub fn identity() -> Self {
+        Self::new(FieldFilter::default(), None)
     }
 
     pub fn is_identity(&self) -> bool {
         self.filter.is_empty() && self.redactor.as_ref().is_none_or(Redactor::is_empty)
     }
 
+    /// The transform on a `serde_json::Value` (the reference behaviour).
     pub fn apply(&self, value: &mut Value) {
         self.filter.apply(value);
         if let Some(r) = &self.redactor {
@@ -189,36 +653,140 @@ impl Transform {
         }
     }
 
-    /// Transforms a parsed record into a [`Prepared`] one. `value` is consumed (pass a clone
-    /// when more than one transform runs on the same record).
-    /// `raw` is the record's original text: when the transform changes nothing and the text is
-    /// one line, it is forwarded as it came (key order kept, no re-serialization).
+    /// Transforms a record into a [`Prepared`] one. `raw` is the record's original text, a
+    /// JSON object (validated by [`parse_classify`]).
+    ///
+    /// - When the transform changes nothing and the text is one line, it is forwarded as it
+    ///   came (key order kept, no re-serialization).
+    /// - Else, when the text is one line and the transform has no `includeIf`, removed fields
+    ///   are cut out of the text and redacted values spliced into it (the rest stays as it
+    ///   came): the same JSON value as the `serde_json::Value` path gives, without building it.
+    /// - Else (multi-line text, `includeIf`, duplicate keys on a pointer's path, array elements
+    ///   removed, overlapping redactions) the record is parsed into a `serde_json::Value`,
+    ///   transformed and re-serialized as compact JSON.
     pub fn prepare(
         &self,
         index: usize,
         class: Arc<Classified>,
-        mut value: Value,
         raw: &str,
-    ) -> Prepared {
+    ) -> Result<Prepared, String> {
         let raw = raw.trim_end_matches(['\n', '\r']);
-        let json = if self.is_identity() && !raw.contains(['\n', '\r']) {
+        // Byte searches (memchr) rather than a char-set pattern: this runs on every record.
+        let one_line = !raw.as_bytes().contains(&b'\n') && !raw.as_bytes().contains(&b'\r');
+        let json = if self.is_identity() && one_line {
             raw.to_string()
+        } else if let Some(json) = one_line.then(|| self.splice(raw)).flatten() {
+            json
         } else {
+            let mut value = parse(raw.as_bytes())?;
             self.apply(&mut value);
-            // Serializing a `Value` cannot fail (string keys only).
-            serde_json::to_string(&value).unwrap_or_default()
+            serde_json::to_string(&value).map_err(|e| e.to_string())?
         };
         let doc_id = match &class.id {
             Some(id) => id.clone(),
             None => hex::encode(Sha256::digest(json.as_bytes())),
         };
-        Prepared {
+        Ok(Prepared {
             index,
             class,
-            value,
             json,
             doc_id,
+        })
+    }
+
+    /// The text path of [`Transform::prepare`]; `None` means "use the `Value` path".
+    fn splice(&self, raw: &str) -> Option<String> {
+        if !self.filter.include().is_empty() {
+            return None;
         }
+        let redaction = match &self.redactor {
+            Some(r) if !r.is_empty() => Some(self.text.as_ref()?),
+            _ => None,
+        };
+        let mut loc = scan::Locator::new(raw);
+        // Removals, grouped by the object holding them.
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for p in self.filter.exclude() {
+            let Some(l) = loc.locate(p.tokens()).ok()? else {
+                continue;
+            };
+            if l.parent_is_array {
+                return None; // later indices would shift
+            }
+            match groups.iter_mut().find(|(at, _)| *at == l.parent) {
+                Some((_, idx)) => idx.push(l.index),
+                None => groups.push((l.parent, vec![l.index])),
+            }
+        }
+        let mut cuts: Vec<(usize, usize)> = Vec::new();
+        for (parent, mut idx) in groups {
+            idx.sort_unstable();
+            idx.dedup();
+            let table = loc.entries(parent).ok()?;
+            let n = table.len();
+            let mut k = 0;
+            while k < idx.len() {
+                let i = idx[k];
+                let mut j = i;
+                while k + 1 < idx.len() && idx[k + 1] == j + 1 {
+                    k += 1;
+                    j += 1;
+                }
+                k += 1;
+                let cut = if j + 1 < n {
+                    (table.get(i)?.start, table.get(j + 1)?.start)
+                } else if i > 0 {
+                    (table.get(i - 1)?.end, table.get(j)?.end)
+                } else {
+                    (table.first()?.start, table.get(j)?.end)
+                };
+                cuts.push(cut);
+            }
+        }
+        // Redactions, on what the filter left.
+        let mut edits: Vec<(usize, usize, Option<String>)> = Vec::new();
+        if let Some(red) = redaction {
+            for tokens in &red.pointers {
+                let Some(l) = loc.locate(tokens).ok()? else {
+                    continue;
+                };
+                let (s, e) = (l.entry.value_start, l.entry.end);
+                if cuts.iter().any(|&(a, b)| a <= s && e <= b) {
+                    continue; // removed by the filter first
+                }
+                if cuts.iter().any(|&(a, b)| s <= a && b <= e) {
+                    return None; // the redacted value is itself filtered
+                }
+                if edits.iter().any(|&(a, b, _)| s < b && a < e) {
+                    return None; // overlapping redactions apply in order: use the DOM
+                }
+                let text = raw.get(s..e)?;
+                if text == "null" {
+                    continue;
+                }
+                edits.push((s, e, Some(red.replacement(text)?)));
+            }
+        }
+        edits.extend(cuts.into_iter().map(|(a, b)| (a, b, None)));
+        // Cuts inside other cuts (a field and its parent both excluded) are dropped.
+        edits.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+        let mut out = String::with_capacity(raw.len() + 64 * edits.len());
+        let mut pos = 0usize;
+        for (s, e, rep) in edits {
+            if s < pos {
+                if e <= pos {
+                    continue;
+                }
+                return None;
+            }
+            out.push_str(raw.get(pos..s)?);
+            if let Some(r) = rep {
+                out.push_str(&r);
+            }
+            pos = e;
+        }
+        out.push_str(raw.get(pos..)?);
+        Some(out)
     }
 }
 
@@ -271,42 +839,223 @@ mod tests {
         assert!(parse(b"{\"a\":1}\n").is_ok());
     }
 
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn transform(exclude: &[&str], redact: &[&str], mode: RedactionMode) -> Transform {
+        Transform::new(
+            FieldFilter::new(&[], &s(exclude)).unwrap(),
+            Some(Redactor::new(&s(redact), mode).unwrap()),
+        )
+    }
+
+    fn prepared(t: &Transform, raw: &str) -> Prepared {
+        let (text, class) = parse_classify(raw.as_bytes(), 0).unwrap();
+        t.prepare(0, Arc::new(class), text).unwrap()
+    }
+
+    /// What the `serde_json::Value` path gives (the reference behaviour).
+    fn reference(t: &Transform, raw: &str) -> Value {
+        let mut v = parse(raw.as_bytes()).unwrap();
+        t.apply(&mut v);
+        v
+    }
+
     #[test]
     fn prepare_filters_then_redacts_and_derives_a_stable_document_id() {
-        let t = Transform {
-            filter: FieldFilter::new(&[], &["/event/details/code_id".to_string()]).unwrap(),
-            redactor: Some(
-                Redactor::new(&["/event/ipAddress".to_string()], RedactionMode::Mask).unwrap(),
-            ),
-        };
-        let v = json!({"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"10.1.2.3","details":{"code_id":"c"}}});
-        let class = Arc::new(classify(&v, 0));
-        let p = t.prepare(3, class.clone(), v.clone(), &v.to_string());
-        let got: Value = serde_json::from_str(&p.json).unwrap();
-        assert_eq!(
-            got,
-            json!({"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"<redacted>","details":{}}})
+        let t = transform(
+            &["/event/details/code_id"],
+            &["/event/ipAddress"],
+            RedactionMode::Mask,
         );
-        assert!(!p.json.contains("10.1.2.3"));
-        assert_eq!(p.index, 3);
+        let raw = r#"{"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"10.1.2.3","details":{"code_id":"c"}}}"#;
+        let p = prepared(&t, raw);
+        assert_eq!(
+            p.json,
+            r#"{"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"<redacted>","details":{}}}"#
+        );
+        assert_eq!(p.index, 0);
         // No event id: the id is a hash of the transformed record, the same on re-delivery.
-        assert_eq!(p.doc_id, t.prepare(0, class, v.clone(), "").doc_id);
+        assert_eq!(p.doc_id, prepared(&t, raw).doc_id);
         assert_eq!(p.doc_id.len(), 64);
     }
 
     #[test]
     fn identity_transform_forwards_the_original_text_unless_it_spans_lines() {
         let raw = "{\"z\":1,\"a\":2}\n";
-        let v = parse(raw.as_bytes()).unwrap();
-        let class = Arc::new(classify(&v, 0));
-        let p = Transform::identity().prepare(0, class.clone(), v.clone(), raw);
+        let p = prepared(&Transform::identity(), raw);
         assert_eq!(p.json, "{\"z\":1,\"a\":2}");
         let pretty = "{\n \"z\": 1,\n \"a\": 2\n}";
-        let p = Transform::identity().prepare(0, class, v, pretty);
-        assert!(!p.json.contains('\n'));
-        assert_eq!(
-            serde_json::from_str::<Value>(&p.json).unwrap(),
-            json!({"z":1,"a":2})
+        let p = prepared(&Transform::identity(), pretty);
+        assert_eq!(p.json, "{\"z\":1,\"a\":2}");
+    }
+
+    const RECORDS: &[&str] = &[
+        r#"{"timestamp":"2025-02-12T19:27:50.156Z","eventType":"user-event","event":{"id":"e1","time":1739388470156,"type":"LOGIN_ERROR","ipAddress":"10.0.0.1","details":{"username":"al\"ice\\\u00e9","code_id":"c","a/b":"slash","t~x":"tilde"}}}"#,
+        r#"{"eventType":"admin-event","event":{"id":"a1","operationType":"CREATE","resourceType":"USER","ipAddress":null,"details":{"code_id":{"n":[1,2]}}}}"#,
+        r#"{"service":"ldap","method":"bind","timestamp":1739388470,"event":"not an object","ipAddress":42}"#,
+        r#"{ "eventType" : "user-event" , "event" : { "ipAddress" : 1.5e3 , "details" : { "code_id" : true } } , "x" : [ 1 , 2 ] }"#,
+        r#"{"event":{"ipAddress":["10.0.0.1","10.0.0.2"],"details":{"code_id":"only"}},"list":[{"ipAddress":"x"}]}"#,
+        r#"{"event":{"details":{"username":"u","code_id":"c"},"ipAddress":"i"}}"#,
+        r#"{"event":{"details":{"code_id":"c","username":"u"}}}"#,
+        r#"{"\u0065vent":{"details":{"username":"escaped key"}}}"#,
+        r#"{"event":{"details":{"code_id":"c","code_id":"twice"}}}"#,
+        r#"{"other":"nothing to do"}"#,
+    ];
+
+    #[test]
+    fn the_text_transform_gives_the_same_json_value_as_the_value_path() {
+        let key = authtrail_core::secret::Secret::new("k");
+        let transforms = [
+            transform(
+                &["/event/details/code_id"],
+                &["/event/ipAddress", "/event/details/username"],
+                RedactionMode::Hash(key.clone()),
+            ),
+            transform(
+                &["/event/details/code_id", "/event/details/username"],
+                &["/event/details/a~1b", "/event/details/t~0x"],
+                RedactionMode::Mask,
+            ),
+            transform(
+                &["/event/details"],
+                &[
+                    "/event/details/username",
+                    "/event/ipAddress",
+                    "/list/0/ipAddress",
+                ],
+                RedactionMode::Hash(key.clone()),
+            ),
+            transform(
+                &["/event/details/code_id", "/event/ipAddress", "/x/0"],
+                &[],
+                RedactionMode::Mask,
+            ),
+            transform(
+                &[],
+                &["/event", "/event/ipAddress"],
+                RedactionMode::Hash(key.clone()),
+            ),
+            transform(
+                &["/event/details/code_id"],
+                &["/event/details"],
+                RedactionMode::Hash(key),
+            ),
+        ];
+        for (k, t) in transforms.iter().enumerate() {
+            for raw in RECORDS {
+                let p = prepared(t, raw);
+                assert_eq!(
+                    serde_json::from_str::<Value>(&p.json).unwrap(),
+                    reference(t, raw),
+                    "transform {k} on {raw}"
+                );
+                assert!(!p.json.contains('\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn the_text_transform_keeps_the_original_text_around_the_changes() {
+        let t = transform(
+            &["/event/details/code_id"],
+            &["/event/details/username"],
+            RedactionMode::Mask,
         );
+        let p = prepared(
+            &t,
+            r#"{"event":{"details":{"username":"a\"b","code_id":"c"}, "n": 1.50}}"#,
+        );
+        assert_eq!(
+            p.json,
+            r#"{"event":{"details":{"username":"<redacted>"}, "n": 1.50}}"#
+        );
+        let p = prepared(&t, r#"{"event":{"details":{"code_id":"c"}}}"#);
+        assert_eq!(p.json, r#"{"event":{"details":{}}}"#);
+    }
+
+    #[test]
+    fn hash_redaction_on_text_matches_the_core_pseudonym_for_escaped_and_non_string_values() {
+        let key = authtrail_core::secret::Secret::new("secret-key");
+        let t = transform(&[], &["/a", "/b", "/c"], RedactionMode::Hash(key.clone()));
+        let p = prepared(&t, r#"{"a":"al\u0069ce\n","b":{"x": 1,"y":[true]},"c":10}"#);
+        let v = p.value().unwrap();
+        assert_eq!(v["a"], authtrail_core::redact::pseudonym(&key, "alice\n"));
+        assert_eq!(
+            v["b"],
+            authtrail_core::redact::pseudonym(&key, r#"{"x":1,"y":[true]}"#)
+        );
+        assert_eq!(v["c"], authtrail_core::redact::pseudonym(&key, "10"));
+        assert!(!p.json.contains("al\\u0069ce"));
+    }
+
+    #[test]
+    fn parse_classify_agrees_with_parse_and_classify() {
+        let more = [
+            r#"{"eventType":"admin-event","event":{"operationType":"DELETE"},"time":5}"#,
+            r#"{"eventType":"user-event","event":[1]}"#,
+            r#"{"eventType":"user-event","eventType":"admin-event","event":{"operationType":"UPDATE","resourceType":"GROUP","id":"g"}}"#,
+            r#"{"eventName":7,"event_type":"snake","@timestamp":"2025-02-12T19:27:50Z","id":""}"#,
+            r#"{"type":"t\u00e9","timestamp":1739388470156.5,"service":"ldap"}"#,
+            r#"{"service":"radius","method":"authorize","id":"x","time":{"a":1}}"#,
+        ];
+        for raw in RECORDS.iter().chain(more.iter()) {
+            let (text, class) = parse_classify(raw.as_bytes(), 77).unwrap();
+            assert_eq!(text, *raw);
+            assert_eq!(
+                class,
+                classify(&parse(raw.as_bytes()).unwrap(), 77),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_classify_rejects_what_parse_rejects_with_the_same_message() {
+        let bad: [&[u8]; 9] = [
+            b"[1,2]",
+            b"\"text\"",
+            b"{\"a\":",
+            b"{\"a\":1} x",
+            b"{\"a\":1e400}",
+            b"{\"a\":\"\\q\"}",
+            b"not json",
+            &[0xff, 0xfe],
+            b"",
+        ];
+        for data in bad {
+            assert_eq!(
+                parse_classify(data, 0).map(|_| ()),
+                parse(data).map(|_| ()),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+            assert!(parse_classify(data, 0).is_err());
+        }
+        assert!(parse_classify(b"{\"a\":1}\n", 0).is_ok());
+    }
+
+    #[test]
+    fn field_text_reads_strings_numbers_and_skips_null_like_the_value_lookup() {
+        let p = prepared(
+            &Transform::identity(),
+            r#"{"event":{"type":"LOGIN\u005fERROR","n":1,"z":null,"o":{"a":1},"k":"a"},"event ":{"k":"b"}}"#,
+        );
+        let ptr = |x: &str| Pointer::parse(x).unwrap();
+        assert_eq!(
+            p.field_text(&ptr("/event/type")).as_deref(),
+            Some("LOGIN_ERROR")
+        );
+        assert_eq!(p.field_text(&ptr("/event/n")).as_deref(), Some("1"));
+        assert_eq!(
+            p.field_text(&ptr("/event/o")).as_deref(),
+            Some(r#"{"a":1}"#)
+        );
+        assert_eq!(p.field_text(&ptr("/event/z")), None);
+        assert_eq!(p.field_text(&ptr("/event/none")), None);
+        assert_eq!(p.field_text(&ptr("/event /k")).as_deref(), Some("b"));
+        let dup = prepared(&Transform::identity(), r#"{"a":"first","a":"last"}"#);
+        assert_eq!(dup.field_text(&ptr("/a")).as_deref(), Some("last"));
     }
 }

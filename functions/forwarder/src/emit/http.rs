@@ -204,8 +204,9 @@ impl HttpEmitter {
             HttpFlavor::Elasticsearch { .. } => {
                 for p in batch {
                     out.extend_from_slice(self.es_prefix.as_bytes());
-                    let id = serde_json::to_string(&p.doc_id).unwrap_or_else(|_| "\"\"".into());
-                    out.extend_from_slice(id.as_bytes());
+                    if serde_json::to_writer(&mut out, &p.doc_id).is_err() {
+                        out.extend_from_slice(b"\"\"");
+                    }
                     out.extend_from_slice(b"}}\n");
                     out.extend_from_slice(p.json.as_bytes());
                     out.push(b'\n');
@@ -299,6 +300,13 @@ pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
 }
 
+/// Whether a refusal is about the request's content, so that smaller requests may pass: 400,
+/// 413 (too large) and 422. Other 4xx (401, 403, 404, ...) are about the request itself and
+/// would refuse every part of it.
+pub fn splittable_status(status: u16) -> bool {
+    matches!(status, 400 | 413 | 422)
+}
+
 /// Maps a response to per-record outcomes. Elasticsearch answers 200 with per-item results; the
 /// others accept or refuse a whole request.
 pub fn classify_response(
@@ -318,6 +326,8 @@ pub fn classify_response(
     failure.retry_after = retry_after;
     if retryable_status(status) {
         all(n, Outcome::Retryable(failure))
+    } else if splittable_status(status) {
+        all(n, Outcome::Rejected(failure))
     } else {
         all(n, Outcome::Permanent(failure))
     }
@@ -400,12 +410,11 @@ impl Emitter for HttpEmitter {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::record::{Transform, classify};
+    use crate::record::{Transform, parse_classify};
 
     fn prepared(json: &str, i: usize) -> Arc<Prepared> {
-        let v: Value = serde_json::from_str(json).unwrap();
-        let class = Arc::new(classify(&v, 0));
-        Arc::new(Transform::identity().prepare(i, class, v, json))
+        let class = Arc::new(parse_classify(json.as_bytes(), 0).unwrap().1);
+        Arc::new(Transform::identity().prepare(i, class, json).unwrap())
     }
 
     fn emitter(flavor: HttpFlavor) -> HttpEmitter {
@@ -500,8 +509,12 @@ mod tests {
             Outcome::Retryable(_)
         ));
         assert!(
-            matches!(&classify_response(&f, 400, None, "bad", 1)[0], Outcome::Permanent(x) if x.text == "bad")
+            matches!(&classify_response(&f, 400, None, "bad", 1)[0], Outcome::Rejected(x) if x.text == "bad")
         );
+        assert!(matches!(
+            &classify_response(&f, 413, None, "", 1)[0],
+            Outcome::Rejected(_)
+        ));
         assert!(matches!(
             &classify_response(&f, 403, None, "", 1)[0],
             Outcome::Permanent(_)

@@ -63,6 +63,10 @@ pub enum Outcome {
     /// The receiver refused the record for good (other 4xx, item-level mapping errors,
     /// too large for the transport): dead-letter it.
     Permanent(Failure),
+    /// The receiver refused the whole request for good because of its content (HTTP 400, 413,
+    /// 422), without saying which records it objects to. For a single record this is a
+    /// permanent refusal; a larger request is split and its halves sent again.
+    Rejected(Failure),
 }
 
 /// A destination. `emit` makes one attempt for a chunk that already fits the emitter's
@@ -71,6 +75,11 @@ pub trait Emitter: Send + Sync {
     fn name(&self) -> &str;
     fn kind(&self) -> EmitterType;
     fn emit<'a>(&'a self, batch: &'a [Arc<Prepared>]) -> BoxFuture<'a, Vec<Outcome>>;
+    /// Requests this emitter can usefully have in flight at once (syslog: one ordered
+    /// connection); `buffering.maxConcurrentRequests` applies below it.
+    fn max_concurrent_requests(&self) -> usize {
+        usize::MAX
+    }
     /// Bytes this record adds to one request (for `buffering.maxSize`).
     fn size_hint(&self, record: &Prepared) -> usize {
         record.json.len() + 1

@@ -28,6 +28,10 @@ impl Emitter for StdoutEmitter {
         EmitterType::Stdout
     }
 
+    fn max_concurrent_requests(&self) -> usize {
+        1 // the function log keeps the batch order
+    }
+
     fn emit<'a>(&'a self, batch: &'a [Arc<Prepared>]) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(async move {
             let mut buf = Vec::with_capacity(batch.iter().map(|p| p.json.len() + 1).sum());

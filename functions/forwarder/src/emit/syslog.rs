@@ -85,26 +85,45 @@ impl SyslogEmitter {
         self.config.default_severity
     }
 
+    /// [`SyslogEmitter::severity`] read from the record's text.
+    pub fn severity_of(&self, p: &Prepared) -> u8 {
+        for (pointer, values) in &self.mappings {
+            let Some(key) = p.field_text(pointer) else {
+                continue;
+            };
+            if let Some(sev) = values.get(&key) {
+                return *sev;
+            }
+        }
+        self.config.default_severity
+    }
+
     /// One RFC 5424 message (without framing).
     pub fn format(&self, p: &Prepared) -> String {
-        let pri = u16::from(self.config.facility) * 8 + u16::from(self.severity(&p.value));
-        let ts = authtrail_core::envelope::format_timestamp(p.class.time_ms);
-        let msgid: String = p
-            .class
-            .event_type()
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(32)
-            .collect();
-        let msgid = if msgid.is_empty() {
-            "-".to_string()
-        } else {
-            msgid
-        };
-        format!(
-            "<{pri}>1 {ts} {} {} - {msgid} - {}",
-            self.config.hostname, self.config.app_name, p.json
-        )
+        use std::fmt::Write;
+        let pri = u16::from(self.config.facility) * 8 + u16::from(self.severity_of(p));
+        let mut out = String::with_capacity(p.json.len() + 96);
+        let _ = write!(out, "<{pri}>1 ");
+        write_timestamp(&mut out, p.class.time_ms);
+        out.push(' ');
+        out.push_str(&self.config.hostname);
+        out.push(' ');
+        out.push_str(&self.config.app_name);
+        out.push_str(" - ");
+        let before = out.len();
+        out.extend(
+            p.class
+                .event_type()
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(32),
+        );
+        if out.len() == before {
+            out.push('-');
+        }
+        out.push_str(" - ");
+        out.push_str(&p.json);
+        out
     }
 
     async fn connect(&self) -> Result<Conn, Failure> {
@@ -281,6 +300,34 @@ impl Emitter for SyslogEmitter {
     fn size_hint(&self, p: &Prepared) -> usize {
         p.json.len() + 96
     }
+
+    fn max_concurrent_requests(&self) -> usize {
+        1 // one connection, one ordered stream
+    }
+}
+
+/// `authtrail_core::envelope::format_timestamp` (RFC 3339, UTC, milliseconds, `Z`) written
+/// into `out` without the intermediate allocations.
+fn write_timestamp(out: &mut String, epoch_ms: i64) {
+    use chrono::{Datelike, Timelike};
+    let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(epoch_ms)
+        .filter(|t| (0..=9999).contains(&t.year()))
+    else {
+        out.push_str(&authtrail_core::envelope::format_timestamp(epoch_ms));
+        return;
+    };
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        epoch_ms.rem_euclid(1000)
+    );
 }
 
 #[cfg(test)]
@@ -288,7 +335,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::config::{EmitterSettings, ForwarderConfig};
-    use crate::record::{Transform, classify};
+    use crate::record::{Transform, parse_classify};
     use tokio::io::AsyncReadExt;
 
     fn syslog(extra: &str) -> SyslogEmitter {
@@ -303,9 +350,34 @@ mod tests {
         SyslogEmitter::new("s", s).unwrap()
     }
 
+    #[test]
+    fn timestamps_are_written_as_the_core_formats_them() {
+        for ms in [
+            0,
+            1739388470156,
+            -1,
+            -86_400_001,
+            253402300799999,
+            253402300800000,
+            1,
+            999,
+        ] {
+            let mut s = String::new();
+            write_timestamp(&mut s, ms);
+            assert_eq!(s, authtrail_core::envelope::format_timestamp(ms), "{ms}");
+        }
+    }
+
     fn prepared(json: &str) -> Arc<Prepared> {
-        let v: Value = serde_json::from_str(json).unwrap();
-        Arc::new(Transform::identity().prepare(0, Arc::new(classify(&v, 0)), v, json))
+        Arc::new(
+            Transform::identity()
+                .prepare(
+                    0,
+                    Arc::new(parse_classify(json.as_bytes(), 0).unwrap().1),
+                    json,
+                )
+                .unwrap(),
+        )
     }
 
     const LOGIN_ERROR: &str = r#"{"timestamp":"2025-02-12T19:27:50.156Z","eventType":"user-event","event":{"time":1739388470156,"type":"LOGIN_ERROR"}}"#;

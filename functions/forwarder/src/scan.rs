@@ -1,0 +1,432 @@
+//! Byte-level navigation of JSON text that is already known to be valid (the record parse in
+//! [`crate::record`] validated it): finds the spans of the values and members that JSON pointers
+//! address, so the transform can splice redacted values into the original text and cut removed
+//! fields out of it instead of building and re-serializing a `serde_json::Value`.
+//!
+//! Every function answers `Err(Unsupported)` on anything it does not handle with certainty
+//! (duplicate keys on the path, text that is not what it expects): callers then fall back to
+//! the full `serde_json::Value` path, which defines the behaviour.
+
+/// The scanner cannot answer with certainty; use the `serde_json::Value` path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsupported;
+
+/// One member of an object (`start` is its key's opening quote) or element of an array
+/// (`start == value_start`); `end` is one past the value's last byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub start: usize,
+    pub value_start: usize,
+    pub end: usize,
+}
+
+/// Where a pointer leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Offset of the `{` / `[` of the container holding the value.
+    pub parent: usize,
+    pub parent_is_array: bool,
+    /// Position of the value among the container's entries.
+    pub index: usize,
+    pub entry: Entry,
+}
+
+fn byte(b: &[u8], i: usize) -> Result<u8, Unsupported> {
+    b.get(i).copied().ok_or(Unsupported)
+}
+
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// `i` at a `"`: the index one past the closing quote.
+fn skip_string(b: &[u8], mut i: usize) -> Result<usize, Unsupported> {
+    i += 1;
+    loop {
+        match byte(b, i)? {
+            b'"' => return Ok(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// `i` at the first byte of a value: the index one past its last byte.
+pub fn skip_value(b: &[u8], i: usize) -> Result<usize, Unsupported> {
+    match byte(b, i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match byte(b, j)? {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1).ok_or(Unsupported)?;
+                        if depth == 0 {
+                            return Ok(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while let Some(c) = b.get(j) {
+                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    break;
+                }
+                j += 1;
+            }
+            if j == i { Err(Unsupported) } else { Ok(j) }
+        }
+    }
+}
+
+/// Whether the JSON string at `text[start..end]` (quotes included) equals `token`.
+fn key_is(text: &str, start: usize, end: usize, token: &str) -> Result<bool, Unsupported> {
+    let inner = text.get(start + 1..end - 1).ok_or(Unsupported)?;
+    if !inner.contains('\\') {
+        return Ok(inner == token);
+    }
+    let decoded: String =
+        serde_json::from_str(text.get(start..end).ok_or(Unsupported)?).map_err(|_| Unsupported)?;
+    Ok(decoded == token)
+}
+
+/// What [`walk`] saw: whether the container is an array, and the entry a token named.
+type Walked = (bool, Option<(usize, Entry)>);
+
+/// The entries of the container at `at` (a `{` or `[`); `None` when the value is a scalar.
+/// With `token`, stops collecting nothing but reports the entry named `token` (the array index
+/// it parses to for arrays), refusing duplicate keys.
+fn walk(
+    text: &str,
+    at: usize,
+    token: Option<&str>,
+    table: Option<&mut Vec<Entry>>,
+) -> Result<Option<Walked>, Unsupported> {
+    let b = text.as_bytes();
+    let is_array = match byte(b, at)? {
+        b'{' => false,
+        b'[' => true,
+        _ => return Ok(None),
+    };
+    let want_index = match (is_array, token) {
+        (true, Some(t)) => t.parse::<usize>().ok(),
+        _ => None,
+    };
+    let mut table = table;
+    let mut found: Option<(usize, Entry)> = None;
+    let mut i = ws(b, at + 1);
+    let close = if is_array { b']' } else { b'}' };
+    if byte(b, i)? == close {
+        return Ok(Some((is_array, None)));
+    }
+    let mut index = 0usize;
+    loop {
+        let start = i;
+        let value_start = if is_array {
+            start
+        } else {
+            if byte(b, i)? != b'"' {
+                return Err(Unsupported);
+            }
+            let key_end = skip_string(b, i)?;
+            let colon = ws(b, key_end);
+            if byte(b, colon)? != b':' {
+                return Err(Unsupported);
+            }
+            let vs = ws(b, colon + 1);
+            if let Some(t) = token
+                && key_is(text, start, key_end, t)?
+            {
+                if found.is_some() {
+                    return Err(Unsupported); // duplicate key: last-wins semantics, use the DOM
+                }
+                found = Some((
+                    index,
+                    Entry {
+                        start,
+                        value_start: vs,
+                        end: 0,
+                    },
+                ));
+            }
+            vs
+        };
+        let end = skip_value(b, value_start)?;
+        let entry = Entry {
+            start,
+            value_start,
+            end,
+        };
+        if let Some(f) = found.as_mut()
+            && f.0 == index
+        {
+            f.1.end = end;
+        }
+        if is_array && want_index == Some(index) {
+            found = Some((index, entry));
+        }
+        if let Some(t) = table.as_deref_mut() {
+            t.push(entry);
+        }
+        index += 1;
+        i = ws(b, end);
+        match byte(b, i)? {
+            b',' => i = ws(b, i + 1),
+            c if c == close => return Ok(Some((is_array, found))),
+            _ => return Err(Unsupported),
+        }
+    }
+}
+
+/// Follows `tokens` from the value at `at`. `Ok(None)`: the pointer leads nowhere (absent key,
+/// index out of range, a scalar on the way), as `serde_json::Value::pointer` would say.
+pub fn locate(text: &str, at: usize, tokens: &[String]) -> Result<Option<Located>, Unsupported> {
+    let mut cur = at;
+    let mut last = None;
+    for token in tokens {
+        match walk(text, cur, Some(token), None)? {
+            Some((is_array, Some((index, entry)))) => {
+                last = Some(Located {
+                    parent: cur,
+                    parent_is_array: is_array,
+                    index,
+                    entry,
+                });
+                cur = entry.value_start;
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(last)
+}
+
+/// One container's entries with the key span of each (objects).
+struct Table {
+    at: usize,
+    is_array: bool,
+    entries: Vec<(usize, usize, Entry)>,
+}
+
+/// [`locate`] for several pointers over the same text: each container on the way is scanned
+/// once, however many pointers pass through it.
+pub struct Locator<'t> {
+    text: &'t str,
+    root: usize,
+    tables: Vec<Table>,
+}
+
+impl<'t> Locator<'t> {
+    pub fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            root: first_value(text),
+            tables: Vec::new(),
+        }
+    }
+
+    /// The table of the container at `at`; `None` for a scalar.
+    fn table(&mut self, at: usize) -> Result<Option<usize>, Unsupported> {
+        if let Some(k) = self.tables.iter().position(|t| t.at == at) {
+            return Ok(Some(k));
+        }
+        let b = self.text.as_bytes();
+        let is_array = match byte(b, at)? {
+            b'{' => false,
+            b'[' => true,
+            _ => return Ok(None),
+        };
+        let mut entries = Vec::new();
+        let close = if is_array { b']' } else { b'}' };
+        let mut i = ws(b, at + 1);
+        if byte(b, i)? != close {
+            loop {
+                let start = i;
+                let (ks, ke, value_start) = if is_array {
+                    (start, start, start)
+                } else {
+                    if byte(b, i)? != b'"' {
+                        return Err(Unsupported);
+                    }
+                    let key_end = skip_string(b, i)?;
+                    let colon = ws(b, key_end);
+                    if byte(b, colon)? != b':' {
+                        return Err(Unsupported);
+                    }
+                    (start, key_end, ws(b, colon + 1))
+                };
+                let end = skip_value(b, value_start)?;
+                entries.push((
+                    ks,
+                    ke,
+                    Entry {
+                        start,
+                        value_start,
+                        end,
+                    },
+                ));
+                i = ws(b, end);
+                match byte(b, i)? {
+                    b',' => i = ws(b, i + 1),
+                    c if c == close => break,
+                    _ => return Err(Unsupported),
+                }
+            }
+        }
+        self.tables.push(Table {
+            at,
+            is_array,
+            entries,
+        });
+        Ok(Some(self.tables.len() - 1))
+    }
+
+    pub fn locate(&mut self, tokens: &[String]) -> Result<Option<Located>, Unsupported> {
+        let mut cur = self.root;
+        let mut last = None;
+        for token in tokens {
+            let Some(k) = self.table(cur)? else {
+                return Ok(None);
+            };
+            let t = self.tables.get(k).ok_or(Unsupported)?;
+            let found = if t.is_array {
+                token
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| t.entries.get(i).map(|e| (i, e.2)))
+            } else {
+                let mut found = None;
+                for (i, &(ks, ke, e)) in t.entries.iter().enumerate() {
+                    if key_is(self.text, ks, ke, token)? {
+                        if found.is_some() {
+                            return Err(Unsupported); // duplicate key: use the DOM
+                        }
+                        found = Some((i, e));
+                    }
+                }
+                found
+            };
+            let Some((index, entry)) = found else {
+                return Ok(None);
+            };
+            last = Some(Located {
+                parent: cur,
+                parent_is_array: t.is_array,
+                index,
+                entry,
+            });
+            cur = entry.value_start;
+        }
+        Ok(last)
+    }
+
+    /// The entries of the container at `at` (empty for a scalar).
+    pub fn entries(&mut self, at: usize) -> Result<Vec<Entry>, Unsupported> {
+        Ok(match self.table(at)? {
+            Some(k) => self
+                .tables
+                .get(k)
+                .map(|t| t.entries.iter().map(|e| e.2).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+}
+
+/// The entries of the container at `at` (empty for a scalar).
+pub fn entries(text: &str, at: usize) -> Result<Vec<Entry>, Unsupported> {
+    let mut table = Vec::new();
+    walk(text, at, None, Some(&mut table))?;
+    Ok(table)
+}
+
+/// The first non-whitespace byte offset of `text`.
+pub fn first_value(text: &str) -> usize {
+    ws(text.as_bytes(), 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn toks(p: &str) -> Vec<String> {
+        crate::filter::Pointer::parse(p).unwrap().tokens().to_vec()
+    }
+
+    fn at<'a>(text: &'a str, p: &str) -> Option<&'a str> {
+        locate(text, first_value(text), &toks(p))
+            .unwrap()
+            .map(|l| &text[l.entry.value_start..l.entry.end])
+    }
+
+    #[test]
+    fn locate_finds_values_through_objects_and_arrays_with_any_whitespace() {
+        let t = r#" { "a" : { "b" : [ 1 , {"c":"x\"}y"} ] } , "d":true } "#;
+        assert_eq!(at(t, "/a/b/1/c"), Some(r#""x\"}y""#));
+        assert_eq!(at(t, "/a/b/0"), Some("1"));
+        assert_eq!(at(t, "/d"), Some("true"));
+        assert_eq!(at(t, "/a/b/2"), None);
+        assert_eq!(at(t, "/d/x"), None);
+        assert_eq!(at(t, "/nope"), None);
+    }
+
+    #[test]
+    fn locate_matches_escaped_keys_and_pointer_escapes() {
+        let t = r#"{"a/b":{"c~d":1},"\u0065":2}"#;
+        assert_eq!(at(t, "/a~1b/c~0d"), Some("1"));
+        assert_eq!(at(t, "/e"), Some("2"));
+    }
+
+    #[test]
+    fn the_locator_gives_the_same_answers_as_locate() {
+        let t = r#"{"e":{"a":1,"d":{"u":"x","c":[1,{"z":2}]}},"l":[3]}"#;
+        let ptrs: Vec<Vec<String>> = [
+            "/e/d/u",
+            "/e/a",
+            "/e/d/c/1/z",
+            "/l/0",
+            "/e/d/u",
+            "/x",
+            "/e/a/b",
+        ]
+        .iter()
+        .map(|p| toks(p))
+        .collect();
+        let mut l = Locator::new(t);
+        for p in &ptrs {
+            assert_eq!(l.locate(p), locate(t, 0, p), "{p:?}");
+        }
+        assert_eq!(l.entries(5).unwrap(), entries(t, 5).unwrap());
+        let mut dup = Locator::new(r#"{"a":{"b":1,"b":2}}"#);
+        assert_eq!(dup.locate(&toks("/a/b")), Err(Unsupported));
+        assert!(dup.locate(&toks("/a")).unwrap().is_some());
+    }
+
+    #[test]
+    fn duplicate_keys_on_the_path_are_unsupported() {
+        let t = r#"{"a":1,"a":2}"#;
+        assert_eq!(locate(t, 0, &toks("/a")), Err(Unsupported));
+    }
+
+    #[test]
+    fn entries_list_members_with_their_spans() {
+        let t = r#"{"a":1, "b" :[2]}"#;
+        let e = entries(t, 0).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(&t[e[1].start..e[1].end], r#""b" :[2]"#);
+        assert!(entries("[]", 0).unwrap().is_empty());
+    }
+}
