@@ -187,7 +187,11 @@ async fn moto_ceiling(
     t.sort_by(f64::total_cmp);
     let overall = total as f64 / t[calls - 1];
     let first = 10_000.0 / t[window - 1];
-    let last = 10_000.0 / (t[calls - 1] - t[calls - 1 - window]);
+    let last = if calls > window {
+        10_000.0 / (t[calls - 1] - t[calls - 1 - window])
+    } else {
+        first
+    };
     (overall, first, last)
 }
 
