@@ -257,7 +257,18 @@ fn main() {
         let url = receiver.url();
         let ca = receiver.ca_path().display().to_string();
         let inputs = serde_json::from_slice::<KinesisBatch>(&event).unwrap().into_inputs();
+        // A TCP syslog collector that reads and discards (the emitter's one ordered connection).
+        let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let syslog_port = collector.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = collector.accept().await {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sock, &mut tokio::io::sink()).await;
+                });
+            }
+        });
         for (label, emitter) in [
+            ("syslog TCP (octet-counted, one connection)", json!({"name": "sys", "type": "syslog", "protocol": "TCP", "host": "127.0.0.1", "port": syslog_port})),
             ("http NDJSON, gzip, 1 request at a time", json!({"name": "webhook", "type": "http", "url": format!("{url}/ingest"), "caBundle": ca, "gzip": true, "buffering": {"maxConcurrentRequests": 1}})),
             ("http NDJSON, gzip", json!({"name": "webhook", "type": "http", "url": format!("{url}/ingest"), "caBundle": ca, "gzip": true})),
             ("http NDJSON, no gzip", json!({"name": "webhook", "type": "http", "url": format!("{url}/ingest"), "caBundle": ca})),

@@ -237,54 +237,25 @@ impl<'t> Locator<'t> {
         }
     }
 
-    /// The table of the container at `at`; `None` for a scalar.
-    fn table(&mut self, at: usize) -> Result<Option<usize>, Unsupported> {
+    /// The table of the container at `text[at..end]`; `None` for a scalar. Built by
+    /// serde_json's own scanner (member values borrowed as `RawValue`, whose position in the
+    /// text gives their span), which skips strings and nested values faster than a byte loop.
+    fn table(&mut self, at: usize, end: usize) -> Result<Option<usize>, Unsupported> {
         if let Some(k) = self.tables.iter().position(|t| t.at == at) {
             return Ok(Some(k));
         }
-        let b = self.text.as_bytes();
-        let is_array = match byte(b, at)? {
-            b'{' => false,
-            b'[' => true,
-            _ => return Ok(None),
+        let sub = self.text.get(at..end).ok_or(Unsupported)?;
+        let mut de = serde_json::Deserializer::from_str(sub);
+        let seed = TableSeed {
+            base: self.text.as_ptr() as usize,
+            len: self.text.len(),
         };
-        let mut entries = Vec::new();
-        let close = if is_array { b']' } else { b'}' };
-        let mut i = ws(b, at + 1);
-        if byte(b, i)? != close {
-            loop {
-                let start = i;
-                let (ks, ke, value_start) = if is_array {
-                    (start, start, start)
-                } else {
-                    if byte(b, i)? != b'"' {
-                        return Err(Unsupported);
-                    }
-                    let key_end = skip_string(b, i)?;
-                    let colon = ws(b, key_end);
-                    if byte(b, colon)? != b':' {
-                        return Err(Unsupported);
-                    }
-                    (start, key_end, ws(b, colon + 1))
-                };
-                let end = skip_value(b, value_start)?;
-                entries.push((
-                    ks,
-                    ke,
-                    Entry {
-                        start,
-                        value_start,
-                        end,
-                    },
-                ));
-                i = ws(b, end);
-                match byte(b, i)? {
-                    b',' => i = ws(b, i + 1),
-                    c if c == close => break,
-                    _ => return Err(Unsupported),
-                }
-            }
-        }
+        let Some((is_array, entries)) =
+            serde::de::DeserializeSeed::deserialize(seed, &mut de).map_err(|_| Unsupported)?
+        else {
+            return Ok(None);
+        };
+        de.end().map_err(|_| Unsupported)?;
         self.tables.push(Table {
             at,
             is_array,
@@ -295,9 +266,10 @@ impl<'t> Locator<'t> {
 
     pub fn locate(&mut self, tokens: &[String]) -> Result<Option<Located>, Unsupported> {
         let mut cur = self.root;
+        let mut cur_end = self.text.len();
         let mut last = None;
         for token in tokens {
-            let Some(k) = self.table(cur)? else {
+            let Some(k) = self.table(cur, cur_end)? else {
                 return Ok(None);
             };
             let t = self.tables.get(k).ok_or(Unsupported)?;
@@ -328,13 +300,20 @@ impl<'t> Locator<'t> {
                 entry,
             });
             cur = entry.value_start;
+            cur_end = entry.end;
         }
         Ok(last)
     }
 
-    /// The entries of the container at `at` (empty for a scalar).
+    /// The entries of the container at `at` (empty for a scalar); `at` must be the start of
+    /// the root or of a value [`Locator::locate`] went through or returned.
     pub fn entries(&mut self, at: usize) -> Result<Vec<Entry>, Unsupported> {
-        Ok(match self.table(at)? {
+        let end = if at == self.root {
+            self.text.len()
+        } else {
+            scan_end(self.text, at)?
+        };
+        Ok(match self.table(at, end)? {
             Some(k) => self
                 .tables
                 .get(k)
@@ -342,6 +321,125 @@ impl<'t> Locator<'t> {
                 .unwrap_or_default(),
             None => Vec::new(),
         })
+    }
+}
+
+/// The end of the value starting at `at`.
+fn scan_end(text: &str, at: usize) -> Result<usize, Unsupported> {
+    skip_value(text.as_bytes(), at)
+}
+
+/// Offset of a slice borrowed from the text that starts at address `base`.
+fn offset_in(base: usize, len: usize, part: &str) -> Result<usize, Unsupported> {
+    let off = (part.as_ptr() as usize)
+        .checked_sub(base)
+        .ok_or(Unsupported)?;
+    if off + part.len() > len {
+        return Err(Unsupported);
+    }
+    Ok(off)
+}
+
+/// Builds a container's table (see [`Locator::table`]).
+struct TableSeed {
+    base: usize,
+    len: usize,
+}
+
+type TableRows = (bool, Vec<(usize, usize, Entry)>);
+
+/// A key borrowed from the text (`None` when it had escapes and had to be copied).
+struct BorrowedKey<'de>(Option<&'de str>);
+
+impl<'de> serde::Deserialize<'de> for BorrowedKey<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BorrowedKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<BorrowedKey<'de>, E> {
+                Ok(BorrowedKey(Some(s)))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<BorrowedKey<'de>, E> {
+                Ok(BorrowedKey(None))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TableSeed {
+    type Value = Option<TableRows>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        use serde::de::Error;
+        use serde_json::value::RawValue;
+        struct V(TableSeed);
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Option<TableRows>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut rows = Vec::new();
+                while let Some(BorrowedKey(key)) = map.next_key()? {
+                    let key = key.ok_or_else(|| A::Error::custom("escaped key"))?;
+                    let raw: &'de RawValue = map.next_value()?;
+                    let k = offset_in(self.0.base, self.0.len, key)
+                        .map_err(|_| A::Error::custom("offset"))?;
+                    let v = offset_in(self.0.base, self.0.len, raw.get())
+                        .map_err(|_| A::Error::custom("offset"))?;
+                    let entry = Entry {
+                        start: k - 1,
+                        value_start: v,
+                        end: v + raw.get().len(),
+                    };
+                    rows.push((k - 1, k + key.len() + 1, entry));
+                }
+                Ok(Some((false, rows)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut rows = Vec::new();
+                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                    let v = offset_in(self.0.base, self.0.len, raw.get())
+                        .map_err(|_| A::Error::custom("offset"))?;
+                    let entry = Entry {
+                        start: v,
+                        value_start: v,
+                        end: v + raw.get().len(),
+                    };
+                    rows.push((v, v, entry));
+                }
+                Ok(Some((true, rows)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+        }
+        d.deserialize_any(V(self))
     }
 }
 
@@ -410,6 +508,19 @@ mod tests {
             assert_eq!(l.locate(p), locate(t, 0, p), "{p:?}");
         }
         assert_eq!(l.entries(5).unwrap(), entries(t, 5).unwrap());
+        assert_eq!(l.entries(0).unwrap(), entries(t, 0).unwrap());
+        let spaced = r#" { "a" : [ 1 , "x" ] , "b" : { } } "#;
+        let mut l = Locator::new(spaced);
+        let a = l.locate(&toks("/a")).unwrap().unwrap();
+        assert_eq!(a, locate(spaced, 1, &toks("/a")).unwrap().unwrap());
+        assert_eq!(
+            l.entries(a.entry.value_start).unwrap(),
+            entries(spaced, a.entry.value_start).unwrap()
+        );
+        assert_eq!(
+            l.locate(&toks("/a/1")).unwrap(),
+            locate(spaced, 1, &toks("/a/1")).unwrap()
+        );
         let mut dup = Locator::new(r#"{"a":{"b":1,"b":2}}"#);
         assert_eq!(dup.locate(&toks("/a/b")), Err(Unsupported));
         assert!(dup.locate(&toks("/a")).unwrap().is_some());

@@ -336,6 +336,18 @@ pub fn classify_response(
 /// Per-item results of a `_bulk` answer. When the answer says `errors: false` (or cannot be
 /// read although the status was 2xx) every item was taken.
 fn es_items(text: &str, n: usize) -> Vec<Outcome> {
+    /// The answer's `errors` flag alone: the items are only read when it is `true`.
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        errors: Option<Value>,
+    }
+    match serde_json::from_str::<Flag>(text) {
+        Ok(Flag {
+            errors: Some(Value::Bool(true)),
+        })
+        | Err(_) => {}
+        Ok(_) => return all(n, Outcome::Delivered),
+    }
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         return all(n, Outcome::Delivered);
     };
