@@ -255,7 +255,7 @@ fn main() {
         }
         if moto.iter().any(|(_, c)| *c < 20_000.0) {
             println!(
-                "  note: moto's own PutRecords ceiling is below the 20,000 events/s target (one Python process, cost per record growing with the shard), so the figure into moto measures moto; the producer's own limit is the in-memory line"
+                "  note: moto's own PutRecords ceiling is below the 20,000 events/s target (one Python process), so the figure into moto measures moto; the producer's own limit is the in-memory line"
             );
         }
     });
