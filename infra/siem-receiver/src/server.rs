@@ -527,18 +527,23 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 .filter(|p| !p.is_empty());
             match formats::parse_bulk(content_type.as_deref(), url_index, &body) {
                 Ok(items) => {
-                    let mut inner = shared.lock();
-                    let reject_rule = inner.faults.bulk_reject.clone();
-                    let mut next_id = inner.next_id;
-                    let answer = formats::apply_bulk(
-                        &mut inner.docs,
-                        &items,
-                        reject_rule.as_ref(),
-                        &mut next_id,
-                    );
-                    inner.next_id = next_id;
-                    let events = items.iter().map(bulk_value).collect();
-                    inner.received.push(record(events));
+                    let answer = {
+                        let mut inner = shared.lock();
+                        let reject_rule = inner.faults.bulk_reject.clone();
+                        let mut next_id = inner.next_id;
+                        let answer = formats::apply_bulk(
+                            &mut inner.docs,
+                            &items,
+                            reject_rule.as_ref(),
+                            &mut next_id,
+                        );
+                        inner.next_id = next_id;
+                        answer
+                    };
+                    // Outside the lock, moving the items: concurrent requests only queue for
+                    // the document store.
+                    let events = items.into_iter().map(bulk_value).collect();
+                    shared.lock().received.push(record(events));
                     respond(200, &answer)
                 }
                 Err(r) => reject(&shared, endpoint, r),
@@ -547,8 +552,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn bulk_value(item: &BulkItem) -> Value {
-    serde_json::to_value(item).unwrap_or(Value::Null)
+/// The item as `BulkItem`'s `Serialize` writes it, without copying the source.
+fn bulk_value(item: BulkItem) -> Value {
+    json!({"action": item.action, "index": item.index, "id": item.id, "source": item.source})
 }
 
 fn reject(shared: &Shared, endpoint: Endpoint, r: Refusal) -> Response<Body> {
