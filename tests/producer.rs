@@ -333,6 +333,10 @@ async fn history_arrives_exactly_once(legacy: bool) {
             assert_eq!(s["stoodDown"], false);
             let mode = if legacy { "legacy" } else { "modern" };
             assert_eq!(s["userMode"], mode, "{s}");
+            assert_eq!(
+                s["collectionGap"], false,
+                "nothing expired, so no run may report a collection gap: {s}"
+            );
         }
         if round == 2 {
             // Cold restart: the next invocation starts a fresh process.

@@ -15,7 +15,7 @@
 //! entries resent) and only then is the checkpoint saved, with `If-Match`, so a crash can repeat
 //! at most the one page that was accepted but not yet checkpointed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authtrail_core::envelope::EventKind;
@@ -782,6 +782,16 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
         let settle = self.settings.settle_window.as_millis() as i64;
         let date_to = now_ms() - self.settings.query_lag.as_millis() as i64;
         let existing = Self::cursor_of(ctx, kind).cloned();
+        // Collection gap on a legacy server (no "oldest kept event" query): the events the last
+        // run saw inside the settle window lie inside this run's window, so a complete pass
+        // that meets none of them means the server no longer keeps them: it expired (or
+        // cleared) events up to at least the cursor, and any it made after the last run and
+        // expired since were never read.
+        let prior_seen: HashSet<String> = match &existing {
+            Some(c) if c.mode == ApiMode::Legacy => c.seen.keys().cloned().collect(),
+            _ => HashSet::new(),
+        };
+        let mut met_prior = false;
         let (mut cursor, from) = match existing {
             Some(c) if c.mode == ApiMode::Legacy => {
                 let from = c.time - settle;
@@ -879,6 +889,7 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
                 let key = if *n == 0 { hash } else { format!("{hash}-{n}") };
                 *n += 1;
                 if cursor.seen.contains_key(&key) {
+                    met_prior |= prior_seen.contains(&key);
                     summary.duplicates_skipped += 1;
                     continue;
                 }
@@ -898,6 +909,14 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
             }
             first = first.saturating_add(tail as u32);
             max = self.settings.page_size;
+        }
+        if complete && !prior_seen.is_empty() && !met_prior {
+            summary.collection_gap = true;
+            tracing::error!(
+                kind = kind.as_str(),
+                cursor = %iso(cursor.time),
+                "COLLECTION GAP: the events the last run saw before the cursor are no longer on the (pre-26.2) server; events made after that run may have expired unread"
+            );
         }
         if complete {
             cursor.mode = ApiMode::Legacy;

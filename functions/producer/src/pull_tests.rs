@@ -471,6 +471,40 @@ async fn a_cursor_older_than_the_oldest_kept_event_is_reported_as_a_collection_g
 }
 
 #[tokio::test]
+async fn a_legacy_server_that_no_longer_keeps_the_events_before_the_cursor_is_reported_as_a_collection_gap()
+ {
+    let src = FakeSource {
+        legacy: true,
+        ..FakeSource::default()
+    };
+    let now = now_ms();
+    for i in 0..20 {
+        src.add(EventKind::User, now - 30_000 + i * 1_000, true);
+    }
+    let mut s = settings(50);
+    s.admin_events = false;
+    let p = producer(src, s);
+    let first = p.run(deadline()).await.unwrap();
+    assert!(!first.collection_gap, "a first run has nothing to miss");
+    // A quiet next run re-reads the settle window, meets what it saw: no gap.
+    let quiet = p.run(deadline()).await.unwrap();
+    assert!(!quiet.collection_gap);
+    // The server expires everything up to now; new events arrive.
+    p.source().events.lock().unwrap().clear();
+    for i in 0..5 {
+        p.source().add(EventKind::User, now_ms() - 500 + i, true);
+    }
+    let after = p.run(deadline()).await.unwrap();
+    assert!(
+        after.collection_gap,
+        "events seen before the cursor vanished"
+    );
+    assert_eq!(after.put, 5, "the events still kept are collected");
+    let next = p.run(deadline()).await.unwrap();
+    assert!(!next.collection_gap, "no gap once the cursor is current");
+}
+
+#[tokio::test]
 async fn start_from_latest_skips_the_existing_history() {
     let src = FakeSource::default();
     fill_history(&src, now_ms() - 3_600_000, 100);
