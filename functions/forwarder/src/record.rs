@@ -553,14 +553,10 @@ pub fn parse_classify(data: &[u8], arrival_ms: i64) -> Result<(&str, Classified)
 #[derive(Clone)]
 struct TextRedaction {
     pointers: Vec<Vec<String>>,
-    mode: TextMode,
-}
-
-#[derive(Clone)]
-enum TextMode {
     /// The mask as a JSON string literal.
-    Mask(String),
-    Hash(Box<Hmac<Sha256>>),
+    mask: String,
+    /// `Some` in hash mode.
+    hash: Option<Box<Hmac<Sha256>>>,
 }
 
 impl std::fmt::Debug for TextRedaction {
@@ -580,42 +576,43 @@ impl TextRedaction {
             .map(|f| Pointer::parse(f).map(|p| p.tokens().to_vec()))
             .collect::<Result<Vec<_>, _>>()
             .ok()?;
-        let mode = match r.mode() {
-            RedactionMode::Mask => TextMode::Mask(serde_json::to_string(MASK).ok()?),
-            RedactionMode::Hash(key) => TextMode::Hash(Box::new(
+        let hash = match r.mode() {
+            RedactionMode::Mask => None,
+            RedactionMode::Hash(key) => Some(Box::new(
                 Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()).ok()?,
             )),
         };
-        Some(Self { pointers, mode })
+        Some(Self {
+            pointers,
+            mask: serde_json::to_string(MASK).ok()?,
+            hash,
+        })
     }
 
-    /// The JSON text that replaces the value `text` (a valid JSON value, not `null`), as
+    /// What replaces the value `text` (a valid JSON value, not `null`), as
     /// [`Redactor::apply`] would write it.
-    fn replacement(&self, text: &str) -> Option<String> {
-        match &self.mode {
-            TextMode::Mask(m) => Some(m.clone()),
-            TextMode::Hash(mac) => {
-                let plain: std::borrow::Cow<'_, str> = if text.starts_with('"') {
-                    match text.get(1..text.len() - 1) {
-                        Some(inner) if !inner.contains('\\') => inner.into(),
-                        _ => serde_json::from_str::<String>(text).ok()?.into(),
-                    }
-                } else {
-                    serde_json::from_str::<Value>(text).ok()?.to_string().into()
-                };
-                let mut mac = (**mac).clone();
-                mac.update(plain.as_bytes());
-                let digest = mac.finalize().into_bytes();
-                let mut hex_digits = [0u8; 64];
-                hex::encode_to_slice(digest, &mut hex_digits).ok()?;
-                let mut out = String::with_capacity(HASH_PREFIX.len() + 66);
-                out.push('"');
-                out.push_str(HASH_PREFIX);
-                out.push_str(std::str::from_utf8(&hex_digits).ok()?);
-                out.push('"');
-                Some(out)
+    fn replacement(&self, text: &str) -> Option<Edit> {
+        let Some(mac) = &self.hash else {
+            return Some(Edit::Mask);
+        };
+        let mut mac = (**mac).clone();
+        if text.starts_with('"') {
+            match text.get(1..text.len() - 1) {
+                Some(inner) if !inner.contains('\\') => mac.update(inner.as_bytes()),
+                _ => mac.update(serde_json::from_str::<String>(text).ok()?.as_bytes()),
             }
+        } else {
+            mac.update(
+                serde_json::from_str::<Value>(text)
+                    .ok()?
+                    .to_string()
+                    .as_bytes(),
+            );
         }
+        let digest = mac.finalize().into_bytes();
+        let mut hex_digits = [0u8; 64];
+        hex::encode_to_slice(digest, &mut hex_digits).ok()?;
+        Some(Edit::Hash(hex_digits))
     }
 }
 
@@ -703,91 +700,143 @@ impl Transform {
             Some(r) if !r.is_empty() => Some(self.text.as_ref()?),
             _ => None,
         };
-        let mut loc = scan::Locator::new(raw);
-        // Removals, grouped by the object holding them.
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        for p in self.filter.exclude() {
-            let Some(l) = loc.locate(p.tokens()).ok()? else {
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.take();
+            let out = self.splice_with(raw, redaction, &mut scratch);
+            cell.set(scratch);
+            out
+        })
+    }
+
+    fn splice_with(
+        &self,
+        raw: &str,
+        redaction: Option<&TextRedaction>,
+        scratch: &mut Scratch,
+    ) -> Option<String> {
+        let mut loc = scan::Locator::with_storage(raw, std::mem::take(&mut scratch.locator));
+        let out = splice_in(&self.filter, raw, redaction, &mut loc, scratch);
+        scratch.locator = loc.into_storage();
+        out
+    }
+}
+
+/// Buffers of the text path, kept per thread between records.
+#[derive(Default)]
+struct Scratch {
+    locator: scan::LocatorStorage,
+    /// Removed entries: (container, index).
+    removed: Vec<(usize, usize)>,
+    edits: Vec<(usize, usize, Edit)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+/// What replaces a span of the text.
+#[derive(Clone, Copy)]
+enum Edit {
+    Cut,
+    Mask,
+    /// The hex digits of a keyed pseudonym.
+    Hash([u8; 64]),
+}
+
+fn splice_in(
+    filter: &FieldFilter,
+    raw: &str,
+    redaction: Option<&TextRedaction>,
+    loc: &mut scan::Locator<'_>,
+    scratch: &mut Scratch,
+) -> Option<String> {
+    // Removals, by the container holding them.
+    let removed = &mut scratch.removed;
+    removed.clear();
+    for p in filter.exclude() {
+        let Some(l) = loc.locate(p.tokens()).ok()? else {
+            continue;
+        };
+        if l.parent_is_array {
+            return None; // later indices would shift
+        }
+        removed.push((l.parent, l.index));
+    }
+    removed.sort_unstable();
+    removed.dedup();
+    let edits = &mut scratch.edits;
+    edits.clear();
+    let mut k = 0;
+    while k < removed.len() {
+        let (parent, i) = *removed.get(k)?;
+        let mut j = i;
+        while removed.get(k + 1) == Some(&(parent, j + 1)) {
+            k += 1;
+            j += 1;
+        }
+        k += 1;
+        let (n, _) = loc.entry(parent, 0).ok()?;
+        let at = |loc: &mut scan::Locator<'_>, x: usize| loc.entry(parent, x).ok()?.1;
+        let cut = if j + 1 < n {
+            (at(loc, i)?.start, at(loc, j + 1)?.start)
+        } else if i > 0 {
+            (at(loc, i - 1)?.end, at(loc, j)?.end)
+        } else {
+            (at(loc, 0)?.start, at(loc, j)?.end)
+        };
+        edits.push((cut.0, cut.1, Edit::Cut));
+    }
+    let cuts = edits.len();
+    // Redactions, on what the filter left.
+    if let Some(red) = redaction {
+        for tokens in &red.pointers {
+            let Some(l) = loc.locate(tokens).ok()? else {
                 continue;
             };
-            if l.parent_is_array {
-                return None; // later indices would shift
+            let (s, e) = (l.entry.value_start, l.entry.end);
+            let (removals, redactions) = edits.split_at(cuts);
+            if removals.iter().any(|&(a, b, _)| a <= s && e <= b) {
+                continue; // removed by the filter first
             }
-            match groups.iter_mut().find(|(at, _)| *at == l.parent) {
-                Some((_, idx)) => idx.push(l.index),
-                None => groups.push((l.parent, vec![l.index])),
+            if removals.iter().any(|&(a, b, _)| s <= a && b <= e) {
+                return None; // the redacted value is itself filtered
             }
+            if redactions.iter().any(|&(a, b, _)| s < b && a < e) {
+                return None; // overlapping redactions apply in order: use the DOM
+            }
+            let text = raw.get(s..e)?;
+            if text == "null" {
+                continue;
+            }
+            edits.push((s, e, red.replacement(text)?));
         }
-        let mut cuts: Vec<(usize, usize)> = Vec::new();
-        for (parent, mut idx) in groups {
-            idx.sort_unstable();
-            idx.dedup();
-            let table = loc.entries(parent).ok()?;
-            let n = table.len();
-            let mut k = 0;
-            while k < idx.len() {
-                let i = idx[k];
-                let mut j = i;
-                while k + 1 < idx.len() && idx[k + 1] == j + 1 {
-                    k += 1;
-                    j += 1;
-                }
-                k += 1;
-                let cut = if j + 1 < n {
-                    (table.get(i)?.start, table.get(j + 1)?.start)
-                } else if i > 0 {
-                    (table.get(i - 1)?.end, table.get(j)?.end)
-                } else {
-                    (table.first()?.start, table.get(j)?.end)
-                };
-                cuts.push(cut);
-            }
-        }
-        // Redactions, on what the filter left.
-        let mut edits: Vec<(usize, usize, Option<String>)> = Vec::new();
-        if let Some(red) = redaction {
-            for tokens in &red.pointers {
-                let Some(l) = loc.locate(tokens).ok()? else {
-                    continue;
-                };
-                let (s, e) = (l.entry.value_start, l.entry.end);
-                if cuts.iter().any(|&(a, b)| a <= s && e <= b) {
-                    continue; // removed by the filter first
-                }
-                if cuts.iter().any(|&(a, b)| s <= a && b <= e) {
-                    return None; // the redacted value is itself filtered
-                }
-                if edits.iter().any(|&(a, b, _)| s < b && a < e) {
-                    return None; // overlapping redactions apply in order: use the DOM
-                }
-                let text = raw.get(s..e)?;
-                if text == "null" {
-                    continue;
-                }
-                edits.push((s, e, Some(red.replacement(text)?)));
-            }
-        }
-        edits.extend(cuts.into_iter().map(|(a, b)| (a, b, None)));
-        // Cuts inside other cuts (a field and its parent both excluded) are dropped.
-        edits.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
-        let mut out = String::with_capacity(raw.len() + 64 * edits.len());
-        let mut pos = 0usize;
-        for (s, e, rep) in edits {
-            if s < pos {
-                if e <= pos {
-                    continue;
-                }
-                return None;
-            }
-            out.push_str(raw.get(pos..s)?);
-            if let Some(r) = rep {
-                out.push_str(&r);
-            }
-            pos = e;
-        }
-        out.push_str(raw.get(pos..)?);
-        Some(out)
     }
+    // Cuts inside other cuts (a field and its parent both excluded) are dropped.
+    edits.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+    let mut out = String::with_capacity(raw.len() + 80 * edits.len());
+    let mut pos = 0usize;
+    for &(s, e, rep) in edits.iter() {
+        if s < pos {
+            if e <= pos {
+                continue;
+            }
+            return None;
+        }
+        out.push_str(raw.get(pos..s)?);
+        match rep {
+            Edit::Cut => {}
+            Edit::Mask => out.push_str(redaction.map(|r| r.mask.as_str())?),
+            Edit::Hash(hex_digits) => {
+                out.push('"');
+                out.push_str(HASH_PREFIX);
+                out.push_str(std::str::from_utf8(&hex_digits).ok()?);
+                out.push('"');
+            }
+        }
+        pos = e;
+    }
+    out.push_str(raw.get(pos..)?);
+    Some(out)
 }
 
 #[cfg(test)]

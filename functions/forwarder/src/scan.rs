@@ -213,11 +213,24 @@ pub fn locate(text: &str, at: usize, tokens: &[String]) -> Result<Option<Located
     Ok(last)
 }
 
-/// One container's entries with the key span of each (objects).
+/// One container's table: its position and its rows in [`LocatorStorage::rows`].
+#[derive(Debug, Clone, Copy)]
 struct Table {
     at: usize,
     is_array: bool,
-    entries: Vec<(usize, usize, Entry)>,
+    first: usize,
+    len: usize,
+}
+
+/// One row of a table: key span (objects; the value's start for arrays) and the entry.
+type Row = (usize, usize, Entry);
+
+/// The buffers of a [`Locator`], kept between records so that locating allocates nothing once
+/// they have grown (see [`Locator::with_storage`]).
+#[derive(Debug, Default)]
+pub struct LocatorStorage {
+    tables: Vec<Table>,
+    rows: Vec<Row>,
 }
 
 /// [`locate`] for several pointers over the same text: each container on the way is scanned
@@ -225,43 +238,86 @@ struct Table {
 pub struct Locator<'t> {
     text: &'t str,
     root: usize,
-    tables: Vec<Table>,
+    store: LocatorStorage,
 }
 
 impl<'t> Locator<'t> {
     pub fn new(text: &'t str) -> Self {
+        Self::with_storage(text, LocatorStorage::default())
+    }
+
+    /// A locator over `text` that reuses `storage`'s buffers (emptied first).
+    pub fn with_storage(text: &'t str, mut storage: LocatorStorage) -> Self {
+        storage.tables.clear();
+        storage.rows.clear();
         Self {
             text,
             root: first_value(text),
-            tables: Vec::new(),
+            store: storage,
         }
+    }
+
+    /// Gives the buffers back for the next record.
+    pub fn into_storage(self) -> LocatorStorage {
+        self.store
+    }
+
+    fn cached(&self, at: usize) -> Option<usize> {
+        self.store.tables.iter().position(|t| t.at == at)
     }
 
     /// The table of the container at `text[at..end]`; `None` for a scalar. Built by
     /// serde_json's own scanner (member values borrowed as `RawValue`, whose position in the
     /// text gives their span), which skips strings and nested values faster than a byte loop.
-    fn table(&mut self, at: usize, end: usize) -> Result<Option<usize>, Unsupported> {
-        if let Some(k) = self.tables.iter().position(|t| t.at == at) {
-            return Ok(Some(k));
+    fn table(&mut self, at: usize, end: usize) -> Result<Option<Table>, Unsupported> {
+        if let Some(k) = self.cached(at) {
+            return self
+                .store
+                .tables
+                .get(k)
+                .copied()
+                .map(Some)
+                .ok_or(Unsupported);
         }
         let sub = self.text.get(at..end).ok_or(Unsupported)?;
         let mut de = serde_json::Deserializer::from_str(sub);
+        let first = self.store.rows.len();
         let seed = TableSeed {
             base: self.text.as_ptr() as usize,
             len: self.text.len(),
+            rows: &mut self.store.rows,
         };
-        let Some((is_array, entries)) =
-            serde::de::DeserializeSeed::deserialize(seed, &mut de).map_err(|_| Unsupported)?
-        else {
-            return Ok(None);
+        let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut de);
+        let is_array = match parsed {
+            Ok(Some(is_array)) => is_array,
+            Ok(None) => {
+                self.store.rows.truncate(first);
+                return Ok(None);
+            }
+            Err(_) => {
+                self.store.rows.truncate(first);
+                return Err(Unsupported);
+            }
         };
-        de.end().map_err(|_| Unsupported)?;
-        self.tables.push(Table {
+        if de.end().is_err() {
+            self.store.rows.truncate(first);
+            return Err(Unsupported);
+        }
+        let t = Table {
             at,
             is_array,
-            entries,
-        });
-        Ok(Some(self.tables.len() - 1))
+            first,
+            len: self.store.rows.len() - first,
+        };
+        self.store.tables.push(t);
+        Ok(Some(t))
+    }
+
+    fn rows(&self, t: &Table) -> &[Row] {
+        self.store
+            .rows
+            .get(t.first..t.first + t.len)
+            .unwrap_or_default()
     }
 
     pub fn locate(&mut self, tokens: &[String]) -> Result<Option<Located>, Unsupported> {
@@ -269,18 +325,18 @@ impl<'t> Locator<'t> {
         let mut cur_end = self.text.len();
         let mut last = None;
         for token in tokens {
-            let Some(k) = self.table(cur, cur_end)? else {
+            let Some(t) = self.table(cur, cur_end)? else {
                 return Ok(None);
             };
-            let t = self.tables.get(k).ok_or(Unsupported)?;
+            let rows = self.rows(&t);
             let found = if t.is_array {
                 token
                     .parse::<usize>()
                     .ok()
-                    .and_then(|i| t.entries.get(i).map(|e| (i, e.2)))
+                    .and_then(|i| rows.get(i).map(|e| (i, e.2)))
             } else {
                 let mut found = None;
-                for (i, &(ks, ke, e)) in t.entries.iter().enumerate() {
+                for (i, &(ks, ke, e)) in rows.iter().enumerate() {
                     if key_is(self.text, ks, ke, token)? {
                         if found.is_some() {
                             return Err(Unsupported); // duplicate key: use the DOM
@@ -305,22 +361,41 @@ impl<'t> Locator<'t> {
         Ok(last)
     }
 
+    /// The number of entries of the container at `at` (0 for a scalar) and the entry at
+    /// `index`; `at` must be the start of the root or of a value [`Locator::locate`] went
+    /// through or returned.
+    pub fn entry(
+        &mut self,
+        at: usize,
+        index: usize,
+    ) -> Result<(usize, Option<Entry>), Unsupported> {
+        let t = match self.cached(at) {
+            Some(k) => self.store.tables.get(k).copied(),
+            None => {
+                let end = if at == self.root {
+                    self.text.len()
+                } else {
+                    scan_end(self.text, at)?
+                };
+                self.table(at, end)?
+            }
+        };
+        Ok(match t {
+            Some(t) => {
+                let rows = self.rows(&t);
+                (rows.len(), rows.get(index).map(|r| r.2))
+            }
+            None => (0, None),
+        })
+    }
+
     /// The entries of the container at `at` (empty for a scalar); `at` must be the start of
     /// the root or of a value [`Locator::locate`] went through or returned.
     pub fn entries(&mut self, at: usize) -> Result<Vec<Entry>, Unsupported> {
-        let end = if at == self.root {
-            self.text.len()
-        } else {
-            scan_end(self.text, at)?
-        };
-        Ok(match self.table(at, end)? {
-            Some(k) => self
-                .tables
-                .get(k)
-                .map(|t| t.entries.iter().map(|e| e.2).collect())
-                .unwrap_or_default(),
-            None => Vec::new(),
-        })
+        let (n, _) = self.entry(at, 0)?;
+        (0..n)
+            .map(|i| self.entry(at, i)?.1.ok_or(Unsupported))
+            .collect()
     }
 }
 
@@ -340,13 +415,13 @@ fn offset_in(base: usize, len: usize, part: &str) -> Result<usize, Unsupported> 
     Ok(off)
 }
 
-/// Builds a container's table (see [`Locator::table`]).
-struct TableSeed {
+/// Builds a container's table into `rows` (see [`Locator::table`]); answers whether the
+/// container is an array, `None` for a scalar.
+struct TableSeed<'r> {
     base: usize,
     len: usize,
+    rows: &'r mut Vec<Row>,
 }
-
-type TableRows = (bool, Vec<(usize, usize, Entry)>);
 
 /// A key borrowed from the text (`None` when it had escapes and had to be copied).
 struct BorrowedKey<'de>(Option<&'de str>);
@@ -370,15 +445,15 @@ impl<'de> serde::Deserialize<'de> for BorrowedKey<'de> {
     }
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for TableSeed {
-    type Value = Option<TableRows>;
+impl<'de> serde::de::DeserializeSeed<'de> for TableSeed<'_> {
+    type Value = Option<bool>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         use serde::de::Error;
         use serde_json::value::RawValue;
-        struct V(TableSeed);
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Option<TableRows>;
+        struct V<'r>(TableSeed<'r>);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = Option<bool>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON value")
             }
@@ -386,7 +461,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for TableSeed {
                 self,
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
-                let mut rows = Vec::new();
+                let rows = self.0.rows;
                 while let Some(BorrowedKey(key)) = map.next_key()? {
                     let key = key.ok_or_else(|| A::Error::custom("escaped key"))?;
                     let raw: &'de RawValue = map.next_value()?;
@@ -401,13 +476,13 @@ impl<'de> serde::de::DeserializeSeed<'de> for TableSeed {
                     };
                     rows.push((k - 1, k + key.len() + 1, entry));
                 }
-                Ok(Some((false, rows)))
+                Ok(Some(false))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
-                let mut rows = Vec::new();
+                let rows = self.0.rows;
                 while let Some(raw) = seq.next_element::<&'de RawValue>()? {
                     let v = offset_in(self.0.base, self.0.len, raw.get())
                         .map_err(|_| A::Error::custom("offset"))?;
@@ -418,7 +493,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for TableSeed {
                     };
                     rows.push((v, v, entry));
                 }
-                Ok(Some((true, rows)))
+                Ok(Some(true))
             }
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(None)
