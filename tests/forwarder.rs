@@ -188,32 +188,13 @@ impl Bench {
 
     /// Every dead letter in the bucket, by key.
     async fn dead_letters(&self) -> BTreeMap<String, Value> {
-        let s3 = self.emu.s3().await;
-        let mut out = BTreeMap::new();
-        let list = s3
-            .list_objects_v2()
-            .bucket("dlq")
-            .prefix("dlq/")
-            .send()
+        self.emu
+            .objects("dlq", "dlq/")
             .await
-            .unwrap();
-        for o in list.contents() {
-            let key = o.key().unwrap().to_string();
-            let body = s3
-                .get_object()
-                .bucket("dlq")
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
-            out.insert(key, serde_json::from_slice(&body).unwrap());
-        }
-        out
+            .unwrap()
+            .into_iter()
+            .map(|(key, body)| (key, serde_json::from_slice(&body).unwrap()))
+            .collect()
     }
 
     async fn create_secret(&self, name: &str, value: &str) -> String {
@@ -696,34 +677,15 @@ async fn firehose_delivers_the_selected_redacted_records_into_the_delivery_strea
 
     // moto writes each PutRecordBatch call as one object under the destination prefix, the
     // records' data concatenated: one JSON line per record.
-    let s3 = b.emu.s3().await;
-    let list = s3
-        .list_objects_v2()
-        .bucket("siem-backup")
-        .prefix("audit/")
-        .send()
-        .await
-        .unwrap();
+    let objects = b.emu.objects("siem-backup", "audit/").await.unwrap();
     let mut lines = Vec::new();
-    for o in list.contents() {
-        let body = s3
-            .get_object()
-            .bucket("siem-backup")
-            .key(o.key().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
-        let text = String::from_utf8(body.to_vec()).unwrap();
+    for (_, body) in &objects {
+        let text = String::from_utf8(body.clone()).unwrap();
         assert!(text.ends_with('\n'), "{text}");
         lines.extend(text.lines().map(str::to_string));
     }
     // 160 records in calls of at most 40 (batches of 100 from the stream): at least 4 calls.
-    assert!(list.contents().len() >= 4, "{}", list.contents().len());
+    assert!(objects.len() >= 4, "{}", objects.len());
     let received: Vec<Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -533,39 +533,11 @@ async fn bad_configuration_fails_at_init_naming_the_variable_and_expected_form()
 
 /// Every object moto's Firehose wrote under `prefix`, split into records (one JSON line each).
 async fn read_firehose_bucket(em: &Emulator, bucket: &str, prefix: &str) -> Vec<Value> {
-    let s3 = em.s3().await;
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.clone())
-            .send()
-            .await
-            .unwrap();
-        for obj in page.contents() {
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(obj.key().unwrap())
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
-            assert_eq!(body.last(), Some(&b'\n'), "records end with a newline");
-            for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                out.push(serde_json::from_slice::<Value>(line).unwrap());
-            }
-        }
-        token = page.next_continuation_token().map(str::to_string);
-        if token.is_none() {
-            break;
+    for (_, body) in em.objects(bucket, prefix).await.unwrap() {
+        assert_eq!(body.last(), Some(&b'\n'), "records end with a newline");
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            out.push(serde_json::from_slice::<Value>(line).unwrap());
         }
     }
     out

@@ -374,6 +374,54 @@ impl Emulator {
         Ok(())
     }
 
+    /// Every object under `prefix` in `bucket`, in key order, as (key, body).
+    pub async fn objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, HarnessError> {
+        let s3 = self.s3().await;
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| HarnessError::Aws(format!("ListObjectsV2 {bucket}: {e:?}")))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match page.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| HarnessError::Aws(format!("GetObject {bucket}/{key}: {e:?}")))?
+                .body
+                .collect()
+                .await
+                .map_err(|e| HarnessError::Aws(format!("GetObject {bucket}/{key} body: {e}")))?
+                .into_bytes()
+                .to_vec();
+            out.push((key, body));
+        }
+        Ok(out)
+    }
+
     /// Wipes all emulator state (moto's `POST /moto-api/reset`).
     pub async fn reset(&self) -> Result<(), HarnessError> {
         let resp = reqwest::Client::new()
