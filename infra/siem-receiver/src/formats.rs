@@ -1,8 +1,6 @@
 //! Strict checks of the wire formats the receiver accepts, answering the way the real products
 //! do. Each check returns the accepted events or a rejection (status, body, reason).
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
 /// A refused request: HTTP status, response body, and a short reason for the test log.
@@ -13,7 +11,7 @@ pub struct Refusal {
     pub reason: String,
 }
 
-fn refuse(status: u16, body: Value, reason: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(status: u16, body: Value, reason: impl Into<String>) -> Refusal {
     Refusal {
         status,
         body,
@@ -79,188 +77,6 @@ pub fn check_splunk(
         events.push(v);
     }
     Ok(events)
-}
-
-/// One `_bulk` item as the receiver recorded it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct BulkItem {
-    pub action: String,
-    pub index: String,
-    pub id: Option<String>,
-    pub source: Option<Value>,
-}
-
-/// Elasticsearch / OpenSearch `_bulk`: `Content-Type: application/x-ndjson`, newline-terminated
-/// NDJSON of action lines (`index`, `create`, `update`, `delete`) each followed by its source
-/// (except `delete`); `_index` from the action or the URL.
-pub fn parse_bulk(
-    content_type: Option<&str>,
-    url_index: Option<&str>,
-    body: &[u8],
-) -> Result<Vec<BulkItem>, Refusal> {
-    let es_error = |status: u16, kind: &str, reason: &str| {
-        refuse(
-            status,
-            json!({"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason}, "status": status}),
-            reason,
-        )
-    };
-    if !content_type.is_some_and(|c| c.starts_with("application/x-ndjson")) {
-        return Err(es_error(
-            406,
-            "media_type_header_exception",
-            "Content-Type must be application/x-ndjson for _bulk",
-        ));
-    }
-    if body.is_empty() {
-        return Err(es_error(
-            400,
-            "action_request_validation_exception",
-            "Validation Failed: 1: no requests added;",
-        ));
-    }
-    if body.last() != Some(&b'\n') {
-        return Err(es_error(
-            400,
-            "illegal_argument_exception",
-            "The bulk request must be terminated by a newline [\\n]",
-        ));
-    }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| es_error(400, "parse_exception", "body is not UTF-8"))?;
-    let mut lines = text.split('\n').filter(|l| !l.trim().is_empty());
-    let mut items = Vec::new();
-    while let Some(line) = lines.next() {
-        let action: Value = serde_json::from_str(line).map_err(|e| {
-            es_error(
-                400,
-                "x_content_parse_exception",
-                &format!("action line: {e}"),
-            )
-        })?;
-        let obj = action.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
-            es_error(
-                400,
-                "illegal_argument_exception",
-                "Malformed action/metadata line",
-            )
-        })?;
-        let Some((name, meta)) = obj.iter().next() else {
-            return Err(es_error(
-                400,
-                "illegal_argument_exception",
-                "Malformed action/metadata line",
-            ));
-        };
-        if !matches!(name.as_str(), "index" | "create" | "update" | "delete") {
-            return Err(es_error(
-                400,
-                "illegal_argument_exception",
-                &format!("Unknown action [{name}]"),
-            ));
-        }
-        let meta = meta.as_object().ok_or_else(|| {
-            es_error(
-                400,
-                "illegal_argument_exception",
-                "action metadata must be an object",
-            )
-        })?;
-        let index = meta
-            .get("_index")
-            .and_then(Value::as_str)
-            .or(url_index)
-            .ok_or_else(|| {
-                es_error(
-                    400,
-                    "action_request_validation_exception",
-                    "Validation Failed: 1: index is missing;",
-                )
-            })?
-            .to_string();
-        let id = meta.get("_id").and_then(Value::as_str).map(str::to_string);
-        let source = if name == "delete" {
-            None
-        } else {
-            let src = lines.next().ok_or_else(|| {
-                es_error(
-                    400,
-                    "illegal_argument_exception",
-                    "action without a source line",
-                )
-            })?;
-            let v: Value = serde_json::from_str(src).map_err(|e| {
-                es_error(
-                    400,
-                    "x_content_parse_exception",
-                    &format!("source line: {e}"),
-                )
-            })?;
-            if !v.is_object() {
-                return Err(es_error(
-                    400,
-                    "mapper_parsing_exception",
-                    "source must be a JSON object",
-                ));
-            }
-            Some(v)
-        };
-        items.push(BulkItem {
-            action: name.clone(),
-            index,
-            id,
-            source,
-        });
-    }
-    Ok(items)
-}
-
-/// Applies bulk items to the document store and builds ES's answer. `reject` makes items whose
-/// source contains the given text fail with the given status (item-level errors).
-pub fn apply_bulk(
-    store: &mut BTreeMap<(String, String), Value>,
-    items: &[BulkItem],
-    reject: Option<&(String, u16)>,
-    next_id: &mut u64,
-) -> Value {
-    let mut results = Vec::new();
-    let mut errors = false;
-    for item in items {
-        let id = item.id.clone().unwrap_or_else(|| {
-            *next_id += 1;
-            format!("auto-{next_id}")
-        });
-        let key = (item.index.clone(), id.clone());
-        let rejected = reject.filter(|(needle, _)| {
-            item.source
-                .as_ref()
-                .is_some_and(|s| s.to_string().contains(needle.as_str()))
-        });
-        let result = if let Some((_, status)) = rejected {
-            errors = true;
-            json!({"_index": item.index, "_id": id, "status": status,
-                   "error": {"type": if *status == 429 { "es_rejected_execution_exception" } else { "mapper_parsing_exception" }, "reason": "rejected by the test receiver"}})
-        } else {
-            match item.action.as_str() {
-                "delete" => {
-                    let found = store.remove(&key).is_some();
-                    json!({"_index": item.index, "_id": id, "result": if found { "deleted" } else { "not_found" }, "status": if found { 200 } else { 404 }})
-                }
-                "create" if store.contains_key(&key) => {
-                    errors = true;
-                    json!({"_index": item.index, "_id": id, "status": 409, "error": {"type": "version_conflict_engine_exception", "reason": "document already exists"}})
-                }
-                _ => {
-                    let existed = store
-                        .insert(key, item.source.clone().unwrap_or(Value::Null))
-                        .is_some();
-                    json!({"_index": item.index, "_id": id, "_version": if existed { 2 } else { 1 }, "result": if existed { "updated" } else { "created" }, "status": if existed { 200 } else { 201 }})
-                }
-            }
-        };
-        results.push(json!({ item.action.clone(): result }));
-    }
-    json!({"took": 1, "errors": errors, "items": results})
 }
 
 /// How `/ingest` authenticates.
@@ -387,60 +203,6 @@ mod tests {
             ),
             (Some(6), Some(0))
         );
-    }
-
-    #[test]
-    fn bulk_requires_ndjson_pairs_and_a_final_newline() {
-        let body = "{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\":1}\n{\"delete\":{\"_id\":\"2\"}}\n";
-        let items = parse_bulk(Some("application/x-ndjson"), Some("b"), body.as_bytes()).unwrap();
-        assert_eq!(items.len(), 2);
-        assert_eq!(
-            (items[1].action.as_str(), items[1].index.as_str()),
-            ("delete", "b")
-        );
-        assert_eq!(
-            parse_bulk(Some("application/json"), None, body.as_bytes())
-                .unwrap_err()
-                .status,
-            406
-        );
-        assert!(
-            parse_bulk(
-                Some("application/x-ndjson"),
-                None,
-                body.trim_end().as_bytes()
-            )
-            .unwrap_err()
-            .reason
-            .contains("newline")
-        );
-        assert!(
-            parse_bulk(
-                Some("application/x-ndjson"),
-                None,
-                b"{\"index\":{}}\n{\"x\":1}\n"
-            )
-            .unwrap_err()
-            .reason
-            .contains("index is missing")
-        );
-    }
-
-    #[test]
-    fn bulk_index_with_the_same_id_overwrites_instead_of_duplicating() {
-        let mut store = BTreeMap::new();
-        let mut next = 0;
-        let items = parse_bulk(
-            Some("application/x-ndjson"),
-            None,
-            b"{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\":1}\n",
-        )
-        .unwrap();
-        let r1 = apply_bulk(&mut store, &items, None, &mut next);
-        let r2 = apply_bulk(&mut store, &items, None, &mut next);
-        assert_eq!(r1["items"][0]["index"]["status"], 201);
-        assert_eq!(r2["items"][0]["index"]["result"], "updated");
-        assert_eq!(store.len(), 1);
     }
 
     #[test]

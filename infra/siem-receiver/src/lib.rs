@@ -9,6 +9,7 @@
 //! - [`Rsyslog`]: a real rsyslogd on loopback with TCP, TLS and UDP inputs that writes what it
 //!   parsed as JSON lines.
 
+pub mod bulk;
 pub mod certs;
 pub mod formats;
 pub mod rsyslog;

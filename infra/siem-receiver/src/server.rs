@@ -25,8 +25,9 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ReceiverError;
+use crate::bulk::{self, BulkRequest, DocStore};
 use crate::certs::CertFiles;
-use crate::formats::{self, BulkItem, IngestAuth, Refusal};
+use crate::formats::{self, IngestAuth, Refusal};
 
 /// Which endpoint a request reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -92,13 +93,46 @@ struct Faults {
     bulk_reject: Option<(String, u16)>,
 }
 
+/// An accepted request as kept: `_bulk` requests keep their checked body once (shared with the
+/// document store) and become `Value`s only when inspected.
+struct Stored {
+    endpoint: Endpoint,
+    path: String,
+    gzip: bool,
+    content_type: Option<String>,
+    events: StoredEvents,
+}
+
+enum StoredEvents {
+    Values(Vec<Value>),
+    Bulk(Arc<BulkRequest>),
+}
+
+impl Stored {
+    fn events(&self) -> Vec<Value> {
+        match &self.events {
+            StoredEvents::Values(v) => v.clone(),
+            StoredEvents::Bulk(request) => request.item_values(),
+        }
+    }
+
+    fn to_received(&self) -> Received {
+        Received {
+            endpoint: self.endpoint,
+            path: self.path.clone(),
+            gzip: self.gzip,
+            content_type: self.content_type.clone(),
+            events: self.events(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    received: Vec<Received>,
+    received: Vec<Stored>,
     rejections: Vec<Rejection>,
     faults: Faults,
-    docs: BTreeMap<(String, String), Value>,
-    next_id: u64,
+    docs: DocStore,
 }
 
 struct Shared {
@@ -170,7 +204,12 @@ impl Receiver {
 
     /// Every accepted request, in arrival order.
     pub fn received(&self) -> Vec<Received> {
-        self.shared.lock().received.clone()
+        self.shared
+            .lock()
+            .received
+            .iter()
+            .map(Stored::to_received)
+            .collect()
     }
 
     /// The events of every accepted request of one endpoint, flattened.
@@ -180,7 +219,7 @@ impl Receiver {
             .received
             .iter()
             .filter(|r| r.endpoint == endpoint)
-            .flat_map(|r| r.events.clone())
+            .flat_map(Stored::events)
             .collect()
     }
 
@@ -190,7 +229,7 @@ impl Receiver {
 
     /// The Elasticsearch documents stored, by (index, id).
     pub fn documents(&self) -> BTreeMap<(String, String), Value> {
-        self.shared.lock().docs.clone()
+        self.shared.lock().docs.documents()
     }
 
     /// Answers the next `count` data requests with `status` (no data is recorded).
@@ -322,7 +361,11 @@ async fn serve(
 }
 
 fn respond(status: u16, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(body.to_string()));
+    respond_bytes(status, body.to_string().into_bytes())
+}
+
+fn respond_bytes(status: u16, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -356,9 +399,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         ("GET", "/health") => return respond(200, &json!({"status": "ok"})),
         ("GET", "/_received") => {
             let inner = shared.lock();
+            let received: Vec<Received> = inner.received.iter().map(Stored::to_received).collect();
             return respond(
                 200,
-                &json!({"received": inner.received, "rejections": inner.rejections}),
+                &json!({"received": received, "rejections": inner.rejections}),
             );
         }
         ("POST", "/_control/fail") => {
@@ -448,7 +492,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .as_deref()
         .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
     let body = if gzip {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
         if let Err(e) = flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out) {
             return reject(
                 &shared,
@@ -472,10 +516,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             },
         );
     } else {
-        raw.to_vec()
+        Vec::from(raw)
     };
 
-    let record = |events: Vec<Value>| Received {
+    let record = |events: StoredEvents| Stored {
         endpoint,
         path: path.clone(),
         gzip,
@@ -489,7 +533,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             &body,
         ) {
             Ok(events) => {
-                shared.lock().received.push(record(events));
+                shared
+                    .lock()
+                    .received
+                    .push(record(StoredEvents::Values(events)));
                 respond(200, &json!({"text": "Success", "code": 0}))
             }
             Err(r) => reject(&shared, endpoint, r),
@@ -502,7 +549,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         ) {
             Ok(events) => {
                 let n = events.len();
-                shared.lock().received.push(record(events));
+                shared
+                    .lock()
+                    .received
+                    .push(record(StoredEvents::Values(events)));
                 respond(200, &json!({"received": n}))
             }
             Err(r) => reject(&shared, endpoint, r),
@@ -525,36 +575,24 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 .strip_suffix("/_bulk")
                 .map(|p| p.trim_start_matches('/'))
                 .filter(|p| !p.is_empty());
-            match formats::parse_bulk(content_type.as_deref(), url_index, &body) {
-                Ok(items) => {
+            match bulk::parse_bulk(content_type.as_deref(), url_index, body) {
+                Ok(request) => {
+                    let request = Arc::new(request);
                     let answer = {
                         let mut inner = shared.lock();
-                        let reject_rule = inner.faults.bulk_reject.clone();
-                        let mut next_id = inner.next_id;
-                        let answer = formats::apply_bulk(
-                            &mut inner.docs,
-                            &items,
-                            reject_rule.as_ref(),
-                            &mut next_id,
-                        );
-                        inner.next_id = next_id;
+                        let inner = &mut *inner;
+                        let answer = inner
+                            .docs
+                            .apply(&request, inner.faults.bulk_reject.as_ref());
+                        inner.received.push(record(StoredEvents::Bulk(request)));
                         answer
                     };
-                    // Outside the lock, moving the items: concurrent requests only queue for
-                    // the document store.
-                    let events = items.into_iter().map(bulk_value).collect();
-                    shared.lock().received.push(record(events));
-                    respond(200, &answer)
+                    respond_bytes(200, answer.to_json())
                 }
                 Err(r) => reject(&shared, endpoint, r),
             }
         }
     }
-}
-
-/// The item as `BulkItem`'s `Serialize` writes it, without copying the source.
-fn bulk_value(item: BulkItem) -> Value {
-    json!({"action": item.action, "index": item.index, "id": item.id, "source": item.source})
 }
 
 fn reject(shared: &Shared, endpoint: Endpoint, r: Refusal) -> Response<Body> {
