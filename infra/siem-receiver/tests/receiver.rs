@@ -92,6 +92,88 @@ async fn splunk_and_bulk_requests_over_https_with_gzip_are_checked_and_recorded(
 }
 
 #[tokio::test]
+async fn bulk_over_https_answers_per_item_and_records_every_item_with_its_source() {
+    let r = Receiver::start(&tmp("bulk"), ReceiverOptions::default())
+        .await
+        .unwrap();
+    let c = client(&r);
+    r.reject_bulk_items_containing("LOGIN_ERROR", 400);
+    let bulk = concat!(
+        "{\"index\":{\"_id\":\"e1\"}}\n{\"type\":\"LOGIN\",\"n\":1}\n",
+        "{\"index\":{\"_id\":\"e2\"}}\n{\"type\":\"LOGIN_ERROR\"}\n",
+        "{\"create\":{\"_id\":\"e1\"}}\n{\"type\":\"LOGIN\",\"n\":2}\n",
+    );
+    let resp = c
+        .post(format!("{}/audit/_bulk", r.url()))
+        .header("Content-Type", "application/x-ndjson")
+        .header("Content-Encoding", "gzip")
+        .body(gzip(bulk.as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["errors"], true);
+    let statuses: Vec<(String, u64)> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let (action, result) = item.as_object().unwrap().iter().next().unwrap();
+            (action.clone(), result["status"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("index".to_string(), 201),
+            ("index".to_string(), 400),
+            ("create".to_string(), 409)
+        ]
+    );
+    let docs = r.documents();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        docs[&("audit".to_string(), "e1".to_string())],
+        json!({"type": "LOGIN", "n": 1})
+    );
+    let events = r.events(Endpoint::Elasticsearch);
+    assert_eq!(events.len(), 3, "every item is recorded, accepted or not");
+    assert_eq!(
+        events[0],
+        json!({"action": "index", "index": "audit", "id": "e1", "source": {"type": "LOGIN", "n": 1}})
+    );
+    let received = r.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].gzip && received[0].path == "/audit/_bulk");
+    assert_eq!(received[0].events, events);
+    let seen: Value = c
+        .get(format!("{}/_received", r.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["received"][0]["events"][2]["source"]["n"], 2);
+
+    // A malformed request is refused whole and leaves nothing behind.
+    let bad = c
+        .post(format!("{}/_bulk", r.url()))
+        .header("Content-Type", "application/x-ndjson")
+        .body("{\"index\":{\"_index\":\"audit\",\"_id\":\"e9\"}}\n[1]\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "mapper_parsing_exception");
+    assert_eq!(r.documents().len(), 1);
+    assert_eq!(r.rejections().len(), 1);
+}
+
+#[tokio::test]
 async fn injected_failures_answer_with_the_status_and_retry_after_then_stop() {
     let r = Receiver::start(&tmp("faults"), ReceiverOptions::default())
         .await
