@@ -25,8 +25,10 @@ use crate::scan;
 /// Where a record came from (for the dead-letter trail and `batchItemFailures`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    pub stream: String,
-    pub shard: String,
+    /// The stream name; one copy shared by the records of a batch.
+    pub stream: Arc<str>,
+    /// The shard id; one copy shared by the records of a batch.
+    pub shard: Arc<str>,
     pub sequence_number: String,
     /// Kinesis approximate arrival time, epoch milliseconds.
     pub arrival_ms: i64,
@@ -35,9 +37,13 @@ pub struct Source {
 /// The classification of a parsed record, independent of any transform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
-    /// The record's names for `include` / `exclude`; `names[0]` is the kind
-    /// (`user-event`, `admin-event`, `other`), `names[1]` the primary event type.
-    pub names: Vec<String>,
+    /// `user-event`, `admin-event` or `other`.
+    kind: &'static str,
+    /// The primary event type (`LOGIN_ERROR`, `USER:CREATE`, `ldap:bind`, `unknown`).
+    event_type: Cow<'static, str>,
+    /// The third name, a part of `event_type`: the operation of `USER:CREATE`, the service of
+    /// `ldap:bind`.
+    part: Option<(usize, usize)>,
     /// Event time, epoch milliseconds (falls back to the arrival time).
     pub time_ms: i64,
     /// The event's own id, when it has one (`event.id`, or a top-level `id`).
@@ -45,17 +51,104 @@ pub struct Classified {
 }
 
 impl Classified {
+    /// The record's kind: `user-event`, `admin-event` or `other`.
     pub fn kind(&self) -> &str {
-        self.names.first().map(String::as_str).unwrap_or("other")
+        self.kind
     }
 
     /// The primary event type (`LOGIN_ERROR`, `USER:CREATE`, `ldap:bind`, ...).
     pub fn event_type(&self) -> &str {
-        self.names.get(1).map(String::as_str).unwrap_or("unknown")
+        &self.event_type
     }
 
+    /// The record's names for `include` / `exclude`: the kind, the primary event type, and for
+    /// admin events with a resource type the operation, for Foxpass-style records the service.
     pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
-        self.names.iter().map(String::as_str)
+        let part = self
+            .part
+            .and_then(|(start, end)| self.event_type.get(start..end));
+        [Some(self.kind), Some(self.event_type()), part]
+            .into_iter()
+            .flatten()
+    }
+
+    /// A user event of type `ty`.
+    fn user(ty: &str) -> (&'static str, Cow<'static, str>, Option<(usize, usize)>) {
+        (USER_EVENT, known_name(ty), None)
+    }
+
+    /// An admin event: `RESOURCE:OPERATION` and `OPERATION`, or only `OPERATION`.
+    fn admin(
+        resource: Option<&str>,
+        op: &str,
+    ) -> (&'static str, Cow<'static, str>, Option<(usize, usize)>) {
+        match resource {
+            Some(res) => {
+                let ty = format!("{res}:{op}");
+                let part = (res.len() + 1, ty.len());
+                (ADMIN_EVENT, Cow::Owned(ty), Some(part))
+            }
+            None => (ADMIN_EVENT, known_name(op), None),
+        }
+    }
+
+    /// Any other record: `service:method` and `service`, or its type.
+    fn other(
+        service_method: Option<(&str, &str)>,
+        ty: &str,
+    ) -> (&'static str, Cow<'static, str>, Option<(usize, usize)>) {
+        match service_method {
+            Some((service, method)) => (
+                OTHER,
+                Cow::Owned(format!("{service}:{method}")),
+                Some((0, service.len())),
+            ),
+            None => (OTHER, known_name(ty), None),
+        }
+    }
+}
+
+const USER_EVENT: &str = "user-event";
+const ADMIN_EVENT: &str = "admin-event";
+const OTHER: &str = "other";
+
+/// Frequent Keycloak event types and admin operations, sorted (binary search).
+const KNOWN_NAMES: &[&str] = &[
+    "ACTION",
+    "CLIENT_LOGIN",
+    "CLIENT_LOGIN_ERROR",
+    "CODE_TO_TOKEN",
+    "CODE_TO_TOKEN_ERROR",
+    "CREATE",
+    "DELETE",
+    "IDENTITY_PROVIDER_LOGIN",
+    "INTROSPECT_TOKEN",
+    "LOGIN",
+    "LOGIN_ERROR",
+    "LOGOUT",
+    "LOGOUT_ERROR",
+    "REFRESH_TOKEN",
+    "REFRESH_TOKEN_ERROR",
+    "REGISTER",
+    "REGISTER_ERROR",
+    "SEND_RESET_PASSWORD",
+    "TOKEN_EXCHANGE",
+    "UNKNOWN",
+    "UPDATE",
+    "UPDATE_PASSWORD",
+    "UPDATE_PROFILE",
+    "USER_INFO_REQUEST",
+    "unknown",
+];
+
+/// A name without an allocation when it is one of the frequent Keycloak event types or admin
+/// operations.
+fn known_name(name: &str) -> Cow<'static, str> {
+    match KNOWN_NAMES.binary_search(&name) {
+        Ok(i) => KNOWN_NAMES
+            .get(i)
+            .map_or_else(|| Cow::Owned(name.to_string()), |k| Cow::Borrowed(*k)),
+        Err(_) => Cow::Owned(name.to_string()),
     }
 }
 
@@ -142,47 +235,27 @@ fn time_of(v: Option<&Value>) -> Option<i64> {
 pub fn classify(v: &Value, arrival_ms: i64) -> Classified {
     let event = v.get("event").filter(|e| e.is_object());
     let kind = str_at(v, "eventType");
-    let mut names = Vec::with_capacity(3);
-    let (id, time) = match (kind, event) {
-        (Some("user-event"), Some(e)) => {
-            names.push("user-event".to_string());
-            names.push(str_at(e, "type").unwrap_or("UNKNOWN").to_string());
-            (
-                str_at(e, "id"),
-                time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))),
-            )
-        }
-        (Some("admin-event"), Some(e)) => {
-            names.push("admin-event".to_string());
-            let op = str_at(e, "operationType").unwrap_or("UNKNOWN");
-            match str_at(e, "resourceType") {
-                Some(res) => {
-                    names.push(format!("{res}:{op}"));
-                    names.push(op.to_string());
-                }
-                None => names.push(op.to_string()),
-            }
-            (
-                str_at(e, "id"),
-                time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))),
-            )
-        }
+    let ((kind, event_type, part), id, time) = match (kind, event) {
+        (Some("user-event"), Some(e)) => (
+            Classified::user(str_at(e, "type").unwrap_or("UNKNOWN")),
+            str_at(e, "id"),
+            time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))),
+        ),
+        (Some("admin-event"), Some(e)) => (
+            Classified::admin(
+                str_at(e, "resourceType"),
+                str_at(e, "operationType").unwrap_or("UNKNOWN"),
+            ),
+            str_at(e, "id"),
+            time_of(v.get("timestamp")).or_else(|| time_of(e.get("time"))),
+        ),
         _ => {
-            names.push("other".to_string());
-            match (str_at(v, "service"), str_at(v, "method")) {
-                (Some(service), Some(method)) => {
-                    names.push(format!("{service}:{method}"));
-                    names.push(service.to_string());
-                }
-                _ => {
-                    let t = ["type", "eventType", "eventName", "event_type"]
-                        .iter()
-                        .find_map(|k| str_at(v, k))
-                        .unwrap_or("unknown");
-                    names.push(t.to_string());
-                }
-            }
+            let ty = ["type", "eventType", "eventName", "event_type"]
+                .iter()
+                .find_map(|k| str_at(v, k))
+                .unwrap_or("unknown");
             (
+                Classified::other(str_at(v, "service").zip(str_at(v, "method")), ty),
                 str_at(v, "id"),
                 ["timestamp", "time", "@timestamp"]
                     .iter()
@@ -191,7 +264,9 @@ pub fn classify(v: &Value, arrival_ms: i64) -> Classified {
         }
     };
     Classified {
-        names,
+        kind,
+        event_type,
+        part,
         time_ms: time.unwrap_or(arrival_ms),
         id: id
             .filter(|s| !s.is_empty() && s.len() <= 256)
@@ -490,47 +565,27 @@ pub fn parse_classify(data: &[u8], arrival_ms: i64) -> Result<(&str, Classified)
         Some(EventSlot::Object(e)) => Some(e),
         _ => None,
     };
-    let mut names = Vec::with_capacity(3);
-    let (id, time) = match (scalar_str(&t.event_type), event) {
-        (Some("user-event"), Some(e)) => {
-            names.push("user-event".to_string());
-            names.push(scalar_str(&e.ty).unwrap_or("UNKNOWN").to_string());
-            (
-                scalar_str(&e.id),
-                scalar_time(&t.timestamp).or_else(|| scalar_time(&e.time)),
-            )
-        }
-        (Some("admin-event"), Some(e)) => {
-            names.push("admin-event".to_string());
-            let op = scalar_str(&e.operation_type).unwrap_or("UNKNOWN");
-            match scalar_str(&e.resource_type) {
-                Some(res) => {
-                    names.push(format!("{res}:{op}"));
-                    names.push(op.to_string());
-                }
-                None => names.push(op.to_string()),
-            }
-            (
-                scalar_str(&e.id),
-                scalar_time(&t.timestamp).or_else(|| scalar_time(&e.time)),
-            )
-        }
+    let ((kind, event_type, part), id, time) = match (scalar_str(&t.event_type), event) {
+        (Some("user-event"), Some(e)) => (
+            Classified::user(scalar_str(&e.ty).unwrap_or("UNKNOWN")),
+            scalar_str(&e.id),
+            scalar_time(&t.timestamp).or_else(|| scalar_time(&e.time)),
+        ),
+        (Some("admin-event"), Some(e)) => (
+            Classified::admin(
+                scalar_str(&e.resource_type),
+                scalar_str(&e.operation_type).unwrap_or("UNKNOWN"),
+            ),
+            scalar_str(&e.id),
+            scalar_time(&t.timestamp).or_else(|| scalar_time(&e.time)),
+        ),
         _ => {
-            names.push("other".to_string());
-            match (scalar_str(&t.service), scalar_str(&t.method)) {
-                (Some(service), Some(method)) => {
-                    names.push(format!("{service}:{method}"));
-                    names.push(service.to_string());
-                }
-                _ => {
-                    let ty = [&t.ty, &t.event_type, &t.event_name, &t.event_type_snake]
-                        .into_iter()
-                        .find_map(scalar_str)
-                        .unwrap_or("unknown");
-                    names.push(ty.to_string());
-                }
-            }
+            let ty = [&t.ty, &t.event_type, &t.event_name, &t.event_type_snake]
+                .into_iter()
+                .find_map(scalar_str)
+                .unwrap_or("unknown");
             (
+                Classified::other(scalar_str(&t.service).zip(scalar_str(&t.method)), ty),
                 scalar_str(&t.id),
                 [&t.timestamp, &t.time, &t.at_timestamp]
                     .into_iter()
@@ -539,7 +594,9 @@ pub fn parse_classify(data: &[u8], arrival_ms: i64) -> Result<(&str, Classified)
         }
     };
     let class = Classified {
-        names,
+        kind,
+        event_type,
+        part,
         time_ms: time.unwrap_or(arrival_ms),
         id: id
             .filter(|s| !s.is_empty() && s.len() <= 256)
@@ -847,10 +904,38 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn known_event_type_names_are_shared_and_others_are_kept_as_written() {
+        assert!(KNOWN_NAMES.is_sorted());
+        for name in KNOWN_NAMES {
+            assert!(matches!(known_name(name), Cow::Borrowed(n) if n == *name));
+        }
+        assert!(matches!(known_name("unknown"), Cow::Borrowed("unknown")));
+        assert!(
+            matches!(known_name("CUSTOM_REQUIRED_ACTION"), Cow::Owned(ref s) if s == "CUSTOM_REQUIRED_ACTION")
+        );
+        let c = classify(
+            &json!({"eventType":"admin-event","event":{"resourceType":"USER","operationType":"CREATE"}}),
+            0,
+        );
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            ["admin-event", "USER:CREATE", "CREATE"]
+        );
+        let c = classify(
+            &json!({"eventType":"admin-event","event":{"operationType":"DELETE"}}),
+            0,
+        );
+        assert_eq!(c.names().collect::<Vec<_>>(), ["admin-event", "DELETE"]);
+    }
+
+    #[test]
     fn user_event_envelopes_are_named_by_kind_and_type() {
         let v = json!({"timestamp":"2025-02-12T19:27:50.156Z","eventType":"user-event","event":{"id":"e1","time":1739388470156_i64,"type":"LOGIN_ERROR"}});
         let c = classify(&v, 0);
-        assert_eq!(c.names, vec!["user-event", "LOGIN_ERROR"]);
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            vec!["user-event", "LOGIN_ERROR"]
+        );
         assert_eq!(c.time_ms, 1739388470156);
         assert_eq!(c.id.as_deref(), Some("e1"));
     }
@@ -859,7 +944,10 @@ mod tests {
     fn admin_event_envelopes_are_named_by_operation_and_resource() {
         let v = json!({"timestamp":"2025-02-12T19:27:50.156Z","eventType":"admin-event","event":{"id":"a1","operationType":"CREATE","resourceType":"USER"}});
         let c = classify(&v, 0);
-        assert_eq!(c.names, vec!["admin-event", "USER:CREATE", "CREATE"]);
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            vec!["admin-event", "USER:CREATE", "CREATE"]
+        );
         assert_eq!(c.event_type(), "USER:CREATE");
     }
 
@@ -867,7 +955,10 @@ mod tests {
     fn foxpass_records_are_named_service_colon_method() {
         let v = json!({"service":"ldap","method":"bind","message":"ok","timestamp":1739388470,"success":true});
         let c = classify(&v, 5);
-        assert_eq!(c.names, vec!["other", "ldap:bind", "ldap"]);
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            vec!["other", "ldap:bind", "ldap"]
+        );
         assert_eq!(c.time_ms, 1739388470000);
         assert_eq!(c.id, None);
     }
@@ -875,9 +966,12 @@ mod tests {
     #[test]
     fn other_objects_fall_back_to_their_type_field_or_unknown_and_arrival_time() {
         let c = classify(&json!({"eventName":"SessionStart","id":"x"}), 42);
-        assert_eq!(c.names, vec!["other", "SessionStart"]);
+        assert_eq!(c.names().collect::<Vec<_>>(), vec!["other", "SessionStart"]);
         assert_eq!((c.time_ms, c.id.as_deref()), (42, Some("x")));
-        assert_eq!(classify(&json!({"a":1}), 0).names, vec!["other", "unknown"]);
+        assert_eq!(
+            classify(&json!({"a":1}), 0).names().collect::<Vec<_>>(),
+            vec!["other", "unknown"]
+        );
     }
 
     #[test]

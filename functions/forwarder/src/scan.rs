@@ -336,8 +336,12 @@ impl<'t> Locator<'t> {
                     .and_then(|i| rows.get(i).map(|e| (i, e.2)))
             } else {
                 let mut found = None;
+                let want = token.as_bytes();
+                let text = self.text.as_bytes();
                 for (i, &(ks, ke, e)) in rows.iter().enumerate() {
-                    if key_is(self.text, ks, ke, token)? {
+                    // Table keys have no escapes (a table with an escaped key is refused), so
+                    // the key's text between its quotes is the key.
+                    if ke - ks == want.len() + 2 && text.get(ks + 1..ke - 1) == Some(want) {
                         if found.is_some() {
                             return Err(Unsupported); // duplicate key: use the DOM
                         }
