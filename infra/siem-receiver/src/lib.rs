@@ -6,6 +6,8 @@
 //!   `/{index}/_bulk`) and a generic JSON endpoint (`/ingest`); gzip bodies accepted. It records
 //!   what it accepted (in-process API and `GET /_received`) and can fail on demand (a number of
 //!   requests or a while, any status, with `Retry-After`) or go down and come back.
+//!   `_bulk` requests are checked without building a `Value` per document ([`bulk`]): each
+//!   request's body is kept once and its items become `Value`s only when a test inspects them.
 //! - [`Rsyslog`]: a real rsyslogd on loopback with TCP, TLS and UDP inputs that writes what it
 //!   parsed as JSON lines.
 

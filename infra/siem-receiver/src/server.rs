@@ -492,7 +492,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .as_deref()
         .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
     let body = if gzip {
-        let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
+        let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(MAX_BODY));
         if let Err(e) = flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out) {
             return reject(
                 &shared,
