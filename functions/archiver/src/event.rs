@@ -77,7 +77,7 @@ pub struct KinesisRecord<'a> {
     #[serde(borrow, default)]
     pub partition_key: Str<'a>,
     /// Seconds since the epoch, with a fraction (a number, or a string holding one).
-    #[serde(deserialize_with = "arrival_seconds")]
+    #[serde(deserialize_with = "authtrail_core::kinesis::arrival_seconds")]
     pub approximate_arrival_timestamp: f64,
 }
 
@@ -105,31 +105,6 @@ impl EventRecord<'_> {
         let t = self.kinesis.approximate_arrival_timestamp;
         if t.is_finite() { t.floor() as i64 } else { 0 }
     }
-}
-
-fn arrival_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = f64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("seconds since the epoch as a number or a string")
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-            Ok(v)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
-            v.trim()
-                .parse::<f64>()
-                .map_err(|_| E::custom("approximateArrivalTimestamp is not a number"))
-        }
-    }
-    deserializer.deserialize_any(V)
 }
 
 /// Parses a `KinesisEvent` payload, borrowing from it.

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod config;
 pub mod envelope;
+pub mod kinesis;
 pub mod metrics;
 pub mod redact;
 pub mod secret;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use authtrail_core::redact::{RedactionMode, Redactor};
 use authtrail_core::secret::Secret;
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 
 pub mod config;
@@ -214,7 +213,12 @@ pub struct BatchRecord {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchKinesis {
-    pub approximate_arrival_timestamp: aws_lambda_events::encodings::SecondTimestamp,
+    /// `approximateArrivalTimestamp` in epoch milliseconds.
+    #[serde(
+        rename = "approximateArrivalTimestamp",
+        deserialize_with = "authtrail_core::kinesis::arrival_millis"
+    )]
+    pub arrival_ms: i64,
     #[serde(deserialize_with = "base64_data")]
     pub data: Vec<u8>,
     pub sequence_number: String,
@@ -332,48 +336,11 @@ impl KinesisBatch {
                     stream: r.stream.unwrap_or_else(|| unknown_stream.clone()),
                     shard: r.shard.unwrap_or_else(|| unknown_shard.clone()),
                     sequence_number: r.kinesis.sequence_number,
-                    arrival_ms: r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
+                    arrival_ms: r.kinesis.arrival_ms,
                 },
                 data: r.kinesis.data,
             })
             .collect()
-    }
-}
-
-/// Turns the Lambda event's records into input records.
-pub fn input_records(event: KinesisEvent) -> Vec<InputRecord> {
-    event.records.into_iter().map(input_record).collect()
-}
-
-fn input_record(r: KinesisEventRecord) -> InputRecord {
-    input_record_parts(
-        r.event_source_arn.as_deref(),
-        r.event_id.as_deref(),
-        r.kinesis.sequence_number,
-        r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
-        r.kinesis.data.0,
-    )
-}
-
-fn input_record_parts(
-    event_source_arn: Option<&str>,
-    event_id: Option<&str>,
-    sequence_number: String,
-    arrival_ms: i64,
-    data: Vec<u8>,
-) -> InputRecord {
-    InputRecord {
-        source: Source {
-            stream: Arc::from(
-                event_source_arn
-                    .and_then(stream_name)
-                    .unwrap_or(UNKNOWN_STREAM),
-            ),
-            shard: Arc::from(event_id.and_then(shard_id).unwrap_or(UNKNOWN_SHARD)),
-            sequence_number,
-            arrival_ms,
-        },
-        data,
     }
 }
 
@@ -481,17 +448,46 @@ pub fn log_summary(r: &BatchResult, elapsed: Duration, request_id: &str) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use aws_lambda_events::event::kinesis::KinesisEvent;
+
+    /// The records as `aws_lambda_events` reads them (its arrival time, which takes the digits
+    /// after the point as milliseconds whatever their number: `.5` is read as 5 ms).
+    fn input_records(event: KinesisEvent) -> Vec<InputRecord> {
+        event
+            .records
+            .into_iter()
+            .map(|r| InputRecord {
+                source: Source {
+                    stream: Arc::from(
+                        r.event_source_arn
+                            .as_deref()
+                            .and_then(stream_name)
+                            .unwrap_or(UNKNOWN_STREAM),
+                    ),
+                    shard: Arc::from(
+                        r.event_id
+                            .as_deref()
+                            .and_then(shard_id)
+                            .unwrap_or(UNKNOWN_SHARD),
+                    ),
+                    sequence_number: r.kinesis.sequence_number,
+                    arrival_ms: r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
+                },
+                data: r.kinesis.data.0,
+            })
+            .collect()
+    }
 
     #[test]
     fn kinesis_records_carry_stream_shard_sequence_and_arrival_time() {
-        let event: KinesisEvent = serde_json::from_str(
+        let event: KinesisBatch = serde_json::from_str(
             r#"{"Records":[{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"k","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"eyJhIjoxfQ==","approximateArrivalTimestamp":1545084650.987},
             "eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898",
             "eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/x","awsRegion":"us-east-2",
             "eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}]}"#,
         )
         .unwrap();
-        let r = input_records(event);
+        let r = event.into_inputs();
         assert_eq!(&*r[0].source.stream, "lambda-stream");
         assert_eq!(&*r[0].source.shard, "shardId-000000000006");
         assert_eq!(
@@ -511,8 +507,12 @@ mod tests {
             {"kinesis":{"sequenceNumber":"3","data":"bm90IGpzb24=","approximateArrivalTimestamp":1545084650.5},"eventID":"","eventSourceARN":"arn:aws:kinesis:us-east-2:1:stream/s2/consumer/c:1"}]}"#;
         let lean: KinesisBatch = serde_json::from_str(text).unwrap();
         let full: KinesisEvent = serde_json::from_str(text).unwrap();
-        let (a, b) = (lean.into_inputs(), input_records(full));
+        let (a, mut b) = (lean.into_inputs(), input_records(full));
         assert_eq!(a.len(), 3);
+        // `.5` is half a second; aws_lambda_events reads it as 5 ms.
+        assert_eq!(a[2].source.arrival_ms, 1545084650500);
+        assert_eq!(b[2].source.arrival_ms, 1545084650005);
+        b[2].source.arrival_ms = 1545084650500;
         for (x, y) in a.iter().zip(&b) {
             assert_eq!((&x.source, &x.data), (&y.source, &y.data));
         }
