@@ -46,10 +46,12 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 fn skip_string(b: &[u8], mut i: usize) -> Result<usize, Unsupported> {
     i += 1;
     loop {
+        // Jump to the next quote or backslash (SIMD) instead of walking every byte.
+        let rest = b.get(i..).ok_or(Unsupported)?;
+        i += memchr::memchr2(b'"', b'\\', rest).ok_or(Unsupported)?;
         match byte(b, i)? {
             b'"' => return Ok(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
+            _ => i += 2,
         }
     }
 }
@@ -558,6 +560,13 @@ mod tests {
         assert_eq!(at(t, "/a/b/2"), None);
         assert_eq!(at(t, "/d/x"), None);
         assert_eq!(at(t, "/nope"), None);
+        // Escaped backslashes right before a closing quote, and escapes at the end of a string.
+        let t = r#"{"k":"a\\","m":"\\\"q","n":"\"","o":{"p":"]}\\"},"z":1}"#;
+        assert_eq!(at(t, "/m"), Some(r#""\\\"q""#));
+        assert_eq!(at(t, "/n"), Some(r#""\"""#));
+        assert_eq!(at(t, "/o/p"), Some(r#""]}\\""#));
+        assert_eq!(at(t, "/z"), Some("1"));
+        assert_eq!(skip_value(br#""unterminated\""#, 0), Err(Unsupported));
     }
 
     #[test]
