@@ -797,7 +797,7 @@ async fn kinesis_stream_stack_lets_only_the_writer_account_with_the_external_id_
                 ("StreamName", "customer-logs"),
                 ("ShardCount", "2"),
                 ("WriterAccountId", "210987654321"),
-                ("ExternalId", "authtrail-ext-42"),
+                ("ExternalId", "authtrail-ext-42-0123456789abcdef0123"),
             ],
         )
         .await;
@@ -806,7 +806,7 @@ async fn kinesis_stream_stack_lets_only_the_writer_account_with_the_external_id_
         &stack,
         "customer-logs",
         "210987654321",
-        "authtrail-ext-42",
+        "authtrail-ext-42-0123456789abcdef0123",
     )
     .await;
     let shards = aws
@@ -831,7 +831,7 @@ async fn kinesis_stream_stack_defaults_the_writer_to_its_own_account() {
         .create_stack(
             "logs",
             "kinesis-stream.yaml",
-            &[("ExternalId", "own-account-ext")],
+            &[("ExternalId", "own-account-ext-0123456789abcdef0123")],
         )
         .await;
     assert_writer_access(
@@ -839,7 +839,7 @@ async fn kinesis_stream_stack_defaults_the_writer_to_its_own_account() {
         &stack,
         "authtrail-events",
         ACCOUNT_ID,
-        "own-account-ext",
+        "own-account-ext-0123456789abcdef0123",
     )
     .await;
 }
@@ -854,14 +854,14 @@ async fn s3_archive_stack_creates_an_encrypted_bucket_and_an_archiver_batching_a
             "s3-archive.yaml",
             &[
                 ("StreamName", "archive-events"),
-                ("ExternalId", "ext-archive"),
+                ("ExternalId", "ext-archive-0123456789abcdef0123456"),
                 ("BucketName", "customer-archive"),
                 ("ExpirationDays", "365"),
                 ("CodeBucket", CODE_BUCKET),
             ],
         )
         .await;
-    assert_writer_access(&aws, &stack, "archive-events", ACCOUNT_ID, "ext-archive").await;
+    assert_writer_access(&aws, &stack, "archive-events", ACCOUNT_ID, "ext-archive-0123456789abcdef0123456").await;
     assert_eq!(stack.output("BucketName"), "customer-archive");
     assert_encrypted_bucket(&aws, "customer-archive").await;
     assert_archiver(&aws, &stack, "customer-archive").await;
@@ -876,7 +876,7 @@ async fn s3_archive_stack_archives_into_an_existing_bucket_without_creating_one(
             "archive",
             "s3-archive.yaml",
             &[
-                ("ExternalId", "ext-archive"),
+                ("ExternalId", "ext-archive-0123456789abcdef0123456"),
                 ("UseExistingBucket", "true"),
                 ("BucketName", "existing-archive"),
                 ("CodeBucket", CODE_BUCKET),
@@ -996,7 +996,7 @@ async fn pipeline_stack_builds_stream_archive_forwarder_producer_and_writer_role
             "pipeline.yaml",
             &[
                 ("StreamName", "pipeline-events"),
-                ("ExternalId", "ext-pipeline"),
+                ("ExternalId", "ext-pipeline-0123456789abcdef012345"),
                 ("ForwarderConfig", STDOUT_FORWARDER_CONFIG),
                 ("MpasBaseUrl", "http://127.0.0.1:9"),
                 ("MpasRealm", "demo"),
@@ -1005,7 +1005,7 @@ async fn pipeline_stack_builds_stream_archive_forwarder_producer_and_writer_role
             ],
         )
         .await;
-    assert_writer_access(&aws, &stack, "pipeline-events", ACCOUNT_ID, "ext-pipeline").await;
+    assert_writer_access(&aws, &stack, "pipeline-events", ACCOUNT_ID, "ext-pipeline-0123456789abcdef012345").await;
     let stream_arn = stack.output("StreamArn").to_string();
     let key = stack.output("StreamKeyArn").to_string();
     let bucket = stack.output("BucketName").to_string();
@@ -1058,6 +1058,125 @@ async fn pipeline_stack_without_optional_parts_builds_only_stream_and_archive() 
 // ---------------------------------------------------------------------------------------------
 // Templates and code agree
 // ---------------------------------------------------------------------------------------------
+
+/// The parameters of a template, by name.
+fn parameters(t: &Value) -> &serde_json::Map<String, Value> {
+    t["Parameters"].as_object().expect("template has Parameters")
+}
+
+/// Does CloudFormation accept `value` for this parameter (AllowedPattern, MinLength, MaxLength)?
+fn parameter_accepts(p: &Value, value: &str) -> bool {
+    let len = value.chars().count() as u64;
+    if p["MinLength"].as_u64().is_some_and(|min| len < min)
+        || p["MaxLength"].as_u64().is_some_and(|max| len > max)
+    {
+        return false;
+    }
+    match p["AllowedPattern"].as_str() {
+        // CloudFormation matches the whole value against the pattern.
+        Some(pattern) => regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+            .expect("AllowedPattern compiles")
+            .is_match(value),
+        None => true,
+    }
+}
+
+#[test]
+fn credentials_written_into_a_json_secret_refuse_quotes_backslashes_and_control_characters() {
+    let mut checked = 0;
+    for name in TEMPLATES {
+        let t = template_json(name);
+        for (id, secret) in resources_of(&t, "AWS::SecretsManager::Secret") {
+            let Some(sub) = secret["Properties"]["SecretString"]["Fn::Sub"].as_str() else {
+                continue;
+            };
+            if !sub.trim_start().starts_with('{') {
+                continue;
+            }
+            // Every ${Param} written between JSON quotes must not be able to break the JSON.
+            for part in sub.split("${").skip(1) {
+                let param = part.split('}').next().unwrap_or_default();
+                let p = &parameters(&t)[param];
+                for bad in ["pa\"ss", "pa\\ss", "pa\nss", "pa\u{1}ss"] {
+                    assert!(
+                        !parameter_accepts(p, bad),
+                        "{name}: {id} writes {param} into JSON, and {param} accepts {bad:?}"
+                    );
+                }
+                for good in ["", "p@ss w0rd!#$%^&*()'{}[]:;,.<>?/|~`", "pässwört-€"] {
+                    assert!(parameter_accepts(p, good), "{name}: {param} refuses {good:?}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} credential parameters checked");
+}
+
+#[test]
+fn every_external_id_must_be_at_least_32_characters_that_sts_accepts() {
+    let mut checked = 0;
+    for name in TEMPLATES {
+        let t = template_json(name);
+        let Some(p) = parameters(&t).get("ExternalId") else {
+            continue;
+        };
+        let random = "3f6c1a0e9b2d47c8a5e1f0b3c7d9e2a4";
+        assert!(parameter_accepts(p, random), "{name}: refuses a random 32-character id");
+        assert!(parameter_accepts(p, "a-Z_0+=,.@:/9876543210abcdefghij"));
+        assert!(!parameter_accepts(p, &random[..31]), "{name}: accepts 31 characters");
+        assert!(!parameter_accepts(p, "ext"), "{name}: accepts a guessable id");
+        assert!(!parameter_accepts(p, &format!("{random} space")));
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} ExternalId parameters checked");
+}
+
+#[test]
+fn the_forwarder_configuration_parameter_is_never_echoed() {
+    let mut checked = 0;
+    for name in TEMPLATES {
+        let t = template_json(name);
+        if let Some(p) = parameters(&t).get("ForwarderConfig") {
+            assert_eq!(p["NoEcho"], json!(true), "{name}: ForwarderConfig is shown in the console");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "ForwarderConfig in siem-forwarder.yaml and pipeline.yaml");
+}
+
+#[test]
+fn every_metric_that_signals_loss_has_an_alarm_on_the_alarm_topic() {
+    // (template, metric, function) that must be watched.
+    let wanted = [
+        ("mpas-producer.yaml", "CollectionGap", "producer"),
+        ("mpas-producer.yaml", "RunFailed", "producer"),
+        ("siem-forwarder.yaml", "DeadLetters", "forwarder"),
+        ("pipeline.yaml", "CollectionGap", "producer"),
+        ("pipeline.yaml", "RunFailed", "producer"),
+        ("pipeline.yaml", "DeadLetters", "forwarder"),
+    ];
+    for (name, metric, function) in wanted {
+        let t = template_json(name);
+        let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+        let found = alarms.iter().find(|(_, a)| {
+            let p = &a["Properties"];
+            p["Namespace"] == json!("authtrail")
+                && p["MetricName"] == json!(metric)
+                && p["Dimensions"] == json!([{"Name": "Function", "Value": function}])
+        });
+        let Some((id, a)) = found else {
+            panic!("{name}: no alarm on the {metric} metric of the {function}");
+        };
+        let p = &a["Properties"];
+        assert_eq!(p["Threshold"], json!(0), "{name} {id}: alarms on the first one");
+        assert_eq!(p["ComparisonOperator"], json!("GreaterThanThreshold"), "{name} {id}");
+        assert!(
+            p["AlarmActions"].to_string().contains("AlarmTopicArn"),
+            "{name} {id}: not wired to the alarm topic"
+        );
+    }
+}
 
 #[test]
 fn every_environment_variable_a_template_sets_is_one_its_function_reads() {
@@ -1275,7 +1394,7 @@ async fn every_variable_a_function_requires_is_set_by_each_template() {
             "s3-archive.yaml",
             &[
                 ("StreamName", "archive-events"),
-                ("ExternalId", "ext"),
+                ("ExternalId", "ext-0123456789abcdef0123456789abcdef"),
                 ("CodeBucket", CODE_BUCKET),
             ],
         )
