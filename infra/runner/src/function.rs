@@ -172,14 +172,7 @@ impl Invocation {
     /// The error type in AWS's words, for failed invocations (`Unhandled` function errors keep
     /// the type the function reported).
     pub fn error_type(&self) -> Option<&str> {
-        match &self.outcome {
-            Outcome::Response(_) => None,
-            Outcome::FunctionError { error_type, .. } | Outcome::InitError { error_type, .. } => {
-                Some(error_type)
-            }
-            Outcome::Crashed { .. } => Some("Runtime.ExitError"),
-            Outcome::TimedOut { .. } => Some("Sandbox.Timedout"),
-        }
+        self.outcome.error_type()
     }
 }
 
@@ -192,6 +185,20 @@ impl Outcome {
             Outcome::Crashed { .. } => "crashed",
             Outcome::TimedOut { .. } => "timed_out",
             Outcome::InitError { .. } => "init_error",
+        }
+    }
+
+    /// The error type in AWS's words (`None` for a response): the type the function reported
+    /// for function and init errors, `Runtime.ExitError` for a crash, `Sandbox.Timedout` for a
+    /// timeout.
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            Outcome::Response(_) => None,
+            Outcome::FunctionError { error_type, .. } | Outcome::InitError { error_type, .. } => {
+                Some(error_type)
+            }
+            Outcome::Crashed { .. } => Some("Runtime.ExitError"),
+            Outcome::TimedOut { .. } => Some("Sandbox.Timedout"),
         }
     }
 }

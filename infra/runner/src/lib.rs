@@ -6,7 +6,9 @@
 //! - [`KinesisEventSource`]: an event-source mapping reading a Kinesis stream (e.g. moto's) and
 //!   invoking a function with `KinesisEvent` batches, with AWS's batching and failure semantics.
 //! - [`schedule`]: EventBridge scheduled events.
+//! - [`cli`]: the `authtrail-runner` command line.
 
+pub mod cli;
 mod error;
 mod function;
 pub mod kinesis;
