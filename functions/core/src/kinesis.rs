@@ -1,8 +1,34 @@
-//! Kinesis event fields that every function reads the same way.
+//! The one reader of Lambda `KinesisEvent` payloads, used by the archiver and the forwarder.
+//!
+//! Parsing the event is the largest cost of a Kinesis-triggered handler: `aws_lambda_events`'
+//! owned types allocate every string, decode every record into its own `Vec` and keep a
+//! catch-all map per record. This reader borrows the strings from the payload (only strings
+//! with JSON escapes are copied), ignores the members nobody reads, and leaves the base64 data
+//! encoded until the caller decodes it (SIMD) where it wants the bytes. A test holds its
+//! semantics to `aws_lambda_events::event::kinesis::KinesisEvent` (except the arrival time,
+//! whose fraction that crate misreads: `.5` as 5 ms).
+//!
+//! - [`parse`]: the whole event, borrowed ([`KinesisEvent`], [`EventRecord`]).
+//! - [`KinesisRecords`]: the event read straight into the caller's own record type
+//!   ([`FromEventRecord`]), for event types that must own their data (`LambdaEvent<T>`).
+//! - [`EventRecord::stream_name`] gives the stream's name also for an enhanced fan-out
+//!   consumer's `eventSourceARN` (`.../stream/NAME/consumer/CONSUMER:CREATED`).
+//! - [`arrival_seconds`] / [`arrival_millis`]: the `approximateArrivalTimestamp` field.
 
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
+
+mod event;
+mod records;
+#[cfg(test)]
+mod tests;
+
+pub use event::{
+    EventRecord, KinesisEvent, KinesisRecord, Str, UNKNOWN_SHARD, UNKNOWN_STREAM, parse,
+    shard_id_of_event_id, stream_name_of_arn,
+};
+pub use records::{FromEventRecord, KinesisRecords, SharedNames};
 
 /// `approximateArrivalTimestamp` of a Lambda Kinesis record: seconds since the epoch with a
 /// fraction (`1480641523.477`), as a JSON number or a numeric string. Non-finite values are
@@ -46,50 +72,12 @@ pub fn arrival_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64
 /// `1545084650500`).
 pub fn arrival_millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let seconds = arrival_seconds(deserializer)?;
-    let ms = (seconds * 1000.0).round();
-    if ms.abs() < 9.0e15 {
-        Ok(ms as i64)
-    } else {
-        Err(de::Error::custom(
-            "approximateArrivalTimestamp is out of range",
-        ))
-    }
+    seconds_to_millis(seconds)
+        .ok_or_else(|| de::Error::custom("approximateArrivalTimestamp is out of range"))
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    #[derive(serde::Deserialize)]
-    struct T {
-        #[serde(deserialize_with = "arrival_millis")]
-        t: i64,
-    }
-
-    fn ms(json: &str) -> Option<i64> {
-        serde_json::from_str::<T>(&format!(r#"{{"t":{json}}}"#))
-            .ok()
-            .map(|t| t.t)
-    }
-
-    #[test]
-    fn arrival_times_keep_their_fraction_as_milliseconds() {
-        assert_eq!(ms("1545084650.987"), Some(1545084650987));
-        assert_eq!(ms("1545084650.5"), Some(1545084650500));
-        assert_eq!(ms("1545084650.05"), Some(1545084650050));
-        assert_eq!(ms("1739388470.156"), Some(1739388470156));
-        assert_eq!(ms("1545084650"), Some(1545084650000));
-        assert_eq!(ms(r#""1545084650.25""#), Some(1545084650250));
-    }
-
-    #[test]
-    fn arrival_times_that_are_not_finite_numbers_are_refused() {
-        assert_eq!(ms(r#""soon""#), None);
-        assert_eq!(ms(r#""NaN""#), None);
-        assert_eq!(ms(r#""inf""#), None);
-        assert_eq!(ms("1e300"), None);
-        assert_eq!(ms("null"), None);
-        assert_eq!(ms("[1]"), None);
-    }
+/// Seconds as whole milliseconds (rounded), `None` beyond ±9e15 ms (about 285,000 years).
+fn seconds_to_millis(seconds: f64) -> Option<i64> {
+    let ms = (seconds * 1000.0).round();
+    (ms.abs() < 9.0e15).then_some(ms as i64)
 }

@@ -6,6 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::json_pointer::Pointer;
 use crate::secret::Secret;
 
 /// The replacement written by `mask` mode.
@@ -13,13 +14,16 @@ pub const MASK: &str = "<redacted>";
 /// The prefix of a pseudonym written by `hash` mode.
 pub const HASH_PREFIX: &str = "hmac-sha256:";
 
+/// How a redacted value is replaced.
 #[derive(Clone, Debug)]
 pub enum RedactionMode {
+    /// By [`MASK`].
     Mask,
     /// Keyed pseudonyms; the key never appears in Debug output.
     Hash(Secret),
 }
 
+/// A redaction setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedactError {
     #[error(
@@ -35,7 +39,7 @@ pub enum RedactError {
 /// A compiled set of fields to redact.
 #[derive(Clone, Debug)]
 pub struct Redactor {
-    paths: Vec<Vec<String>>,
+    paths: Vec<Pointer>,
     pointers: Vec<String>,
     mode: RedactionMode,
 }
@@ -49,7 +53,7 @@ impl Redactor {
         }
         let mut paths = Vec::with_capacity(fields.len());
         for field in fields {
-            paths.push(parse_pointer(field)?);
+            paths.push(Pointer::parse(field).map_err(|e| pointer_error(field, e))?);
         }
         Ok(Self {
             paths,
@@ -85,7 +89,7 @@ impl Redactor {
     pub fn apply(&self, value: &mut Value) -> usize {
         let mut n = 0;
         for path in &self.paths {
-            if let Some(target) = lookup_mut(value, path) {
+            if let Some(target) = path.get_mut(value) {
                 if target.is_null() {
                     continue;
                 }
@@ -123,39 +127,12 @@ pub fn pseudonym(key: &Secret, text: &str) -> String {
     }
 }
 
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, RedactError> {
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(RedactError::NotAPointer(pointer.to_string()));
-    };
-    rest.split('/')
-        .map(|token| {
-            let mut out = String::with_capacity(token.len());
-            let mut chars = token.chars();
-            while let Some(c) = chars.next() {
-                if c == '~' {
-                    match chars.next() {
-                        Some('0') => out.push('~'),
-                        Some('1') => out.push('/'),
-                        _ => return Err(RedactError::BadEscape(pointer.to_string())),
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            Ok(out)
-        })
-        .collect()
-}
-
-fn lookup_mut<'v>(mut value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
-    for token in path {
-        value = match value {
-            Value::Object(map) => map.get_mut(token)?,
-            Value::Array(items) => items.get_mut(token.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
+/// The redaction error for a field that is not a usable JSON pointer.
+fn pointer_error(field: &str, e: crate::error::Error) -> RedactError {
+    match e {
+        crate::error::Error::NotAPointer(_) => RedactError::NotAPointer(field.to_string()),
+        _ => RedactError::BadEscape(field.to_string()),
     }
-    Some(value)
 }
 
 #[cfg(test)]
