@@ -12,12 +12,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authtrail_forwarder::ForwarderError;
 use authtrail_forwarder::KinesisBatch;
 use authtrail_forwarder::config::{EmitterSettings, ForwarderConfig};
 use authtrail_forwarder::dlq::DeadLetterSink;
 use authtrail_forwarder::emit::BoxFuture;
-use authtrail_forwarder::emit::http::{HttpEmitter, ResolvedAuth};
+use authtrail_forwarder::emit::elasticsearch::ElasticsearchEmitter;
+use authtrail_forwarder::emit::http::HttpEmitter;
+use authtrail_forwarder::emit::splunk_hec::SplunkHecEmitter;
 use authtrail_forwarder::emit::syslog::SyslogEmitter;
+use authtrail_forwarder::emit::transport::ResolvedAuth;
 use authtrail_forwarder::record::{self, Prepared, Transform};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine;
@@ -117,18 +121,10 @@ fn prepare_all(event: &[u8], t: &Transform) -> Vec<Arc<Prepared>> {
         .collect()
 }
 
-fn http_emitter(flavor: authtrail_forwarder::config::HttpFlavor) -> HttpEmitter {
-    HttpEmitter::new(
-        "b",
-        authtrail_forwarder::config::EmitterType::Http,
-        reqwest::Url::parse("https://127.0.0.1/").unwrap(),
-        &[],
-        None,
-        ResolvedAuth::None,
-        false,
-        flavor,
-    )
-    .unwrap()
+/// The validated settings of one emitter (its JSON object).
+fn settings(emitter: Value) -> EmitterSettings {
+    let c = ForwarderConfig::parse(&json!({ "emitters": [emitter] }).to_string()).unwrap();
+    c.emitters[0].settings.clone()
 }
 
 fn measure(label: &str, mut f: impl FnMut() -> usize) {
@@ -152,8 +148,14 @@ fn measure(label: &str, mut f: impl FnMut() -> usize) {
 
 struct NoDlq;
 impl DeadLetterSink for NoDlq {
-    fn put<'a>(&'a self, _key: String, _body: Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Err("the benchmark has no dead-letter bucket".to_string()) })
+    fn put<'a>(&'a self, key: String, _body: Vec<u8>) -> BoxFuture<'a, Result<(), ForwarderError>> {
+        Box::pin(async {
+            Err(ForwarderError::DeadLetterNotWritten {
+                bucket: "none".into(),
+                key,
+                detail: "the benchmark has no dead-letter bucket".into(),
+            })
+        })
     }
 }
 
@@ -174,7 +176,6 @@ fn main() {
 }
 
 fn transform_figures(event: &[u8]) {
-    use authtrail_forwarder::config::{HttpFlavor, HttpFormat};
     println!("-- transform (target 150,000 events/s/core) --");
     let t = transform();
     measure(
@@ -220,24 +221,30 @@ fn transform_figures(event: &[u8]) {
     measure("parse + classify + filter + redact (hash)", || {
         prepare_all(event, &t).len()
     });
-    let ndjson = http_emitter(HttpFlavor::Generic {
-        format: HttpFormat::Ndjson,
-    });
+    let url = "https://127.0.0.1/";
+    let EmitterSettings::Http(c) = settings(json!({"name": "b", "type": "http", "url": url}))
+    else {
+        unreachable!()
+    };
+    let ndjson = HttpEmitter::new("b", &c, &ResolvedAuth::None).unwrap();
     measure("  + format http (NDJSON)", || {
         ndjson.body(&prepare_all(event, &t)).len()
     });
-    let splunk = http_emitter(HttpFlavor::SplunkHec {
-        host: "h".into(),
-        source: "authtrail".into(),
-        sourcetype: "_json".into(),
-        index: None,
-    });
+    let EmitterSettings::SplunkHec(c) =
+        settings(json!({"name": "b", "type": "splunk-hec", "url": url, "token": "t", "host": "h"}))
+    else {
+        unreachable!()
+    };
+    let splunk = SplunkHecEmitter::new("b", &c, &ResolvedAuth::None).unwrap();
     measure("  + format splunk-hec", || {
         splunk.body(&prepare_all(event, &t)).len()
     });
-    let es = http_emitter(HttpFlavor::Elasticsearch {
-        index: "audit".into(),
-    });
+    let EmitterSettings::Elasticsearch(c) =
+        settings(json!({"name": "b", "type": "elasticsearch", "url": url, "index": "audit"}))
+    else {
+        unreachable!()
+    };
+    let es = ElasticsearchEmitter::new("b", &c, &ResolvedAuth::None).unwrap();
     measure("  + format elasticsearch _bulk", || {
         es.body(&prepare_all(event, &t)).len()
     });

@@ -13,12 +13,14 @@ use base64::Engine;
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
+use crate::ForwarderError;
 use crate::emit::BoxFuture;
 use crate::record::Source;
 
 /// Where dead letters go. `put` must be idempotent for the same key.
 pub trait DeadLetterSink: Send + Sync {
-    fn put<'a>(&'a self, key: String, body: Vec<u8>) -> BoxFuture<'a, Result<(), String>>;
+    /// Stores `body` at `key` (overwriting).
+    fn put<'a>(&'a self, key: String, body: Vec<u8>) -> BoxFuture<'a, Result<(), ForwarderError>>;
 }
 
 /// Dead letters in S3.
@@ -28,6 +30,7 @@ pub struct S3DeadLetters {
 }
 
 impl S3DeadLetters {
+    /// Dead letters in `bucket`.
     pub fn new(client: aws_sdk_s3::Client, bucket: &str) -> Self {
         Self {
             client,
@@ -37,7 +40,7 @@ impl S3DeadLetters {
 }
 
 impl DeadLetterSink for S3DeadLetters {
-    fn put<'a>(&'a self, key: String, body: Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
+    fn put<'a>(&'a self, key: String, body: Vec<u8>) -> BoxFuture<'a, Result<(), ForwarderError>> {
         Box::pin(async move {
             self.client
                 .put_object()
@@ -48,12 +51,10 @@ impl DeadLetterSink for S3DeadLetters {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    format!(
-                        "PutObject s3://{}/{key}: {}",
-                        self.bucket,
-                        aws_sdk_s3::error::DisplayErrorContext(e)
-                    )
+                .map_err(|e| ForwarderError::DeadLetterNotWritten {
+                    bucket: self.bucket.clone(),
+                    key: key.clone(),
+                    detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
                 })
         })
     }
@@ -62,14 +63,21 @@ impl DeadLetterSink for S3DeadLetters {
 /// What one dead letter says.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
+    /// The emitter's name (`malformed` for a malformed record).
     pub emitter: &'a str,
+    /// HTTP status or a short word (`timeout`, `too-large`, `malformed`, ...).
     pub status: &'a str,
+    /// The receiver's answer or the error text (truncated).
     pub response: &'a str,
+    /// Why the record was dead-lettered.
     pub reason: &'a str,
+    /// Where the record came from.
     pub source: &'a Source,
+    /// The record's primary event type (`None` for a malformed one).
     pub event_type: Option<&'a str>,
     /// The transformed record, or `None` for a malformed one (then `raw` is kept).
     pub record: Option<&'a Value>,
+    /// The bytes of a malformed record (kept base64-encoded).
     pub raw: Option<&'a [u8]>,
 }
 
@@ -86,6 +94,7 @@ fn key_part(s: &str) -> String {
 }
 
 impl DeadLetter<'_> {
+    /// The object key under `prefix`: the same record and emitter always give the same key.
     pub fn key(&self, prefix: &str) -> String {
         let hour = Utc
             .timestamp_millis_opt(self.source.arrival_ms)
@@ -101,6 +110,7 @@ impl DeadLetter<'_> {
         )
     }
 
+    /// The object's body: pretty-printed JSON.
     pub fn body(&self) -> Vec<u8> {
         let mut v = json!({
             "emitter": self.emitter,

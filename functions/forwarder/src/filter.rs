@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::ForwarderError;
+
 /// Event-type selection of one emitter. A record matches when none of its names is excluded
 /// and, if `include` is not empty, at least one of its names is included. Names are exact and
 /// case-sensitive; a trailing `*` matches by prefix (`LOGIN*`, `ldap:*`).
@@ -20,10 +22,12 @@ fn pattern_matches(pattern: &str, name: &str) -> bool {
 }
 
 impl Selector {
+    /// The selector of `include` (all when empty) and `exclude` (event type names).
     pub fn new(include: Vec<String>, exclude: Vec<String>) -> Self {
         Self { include, exclude }
     }
 
+    /// Whether every record matches.
     pub fn is_all(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
@@ -48,11 +52,12 @@ impl Selector {
 pub struct Pointer(Vec<String>);
 
 impl Pointer {
-    pub fn parse(pointer: &str) -> Result<Self, String> {
+    /// Parses `pointer` (`/a/b~1c`: tokens `a`, `b/c`).
+    pub fn parse(pointer: &str) -> Result<Self, ForwarderError> {
         let Some(rest) = pointer.strip_prefix('/') else {
-            return Err(format!(
-                "{pointer:?} is not a JSON pointer (it must start with '/')"
-            ));
+            return Err(ForwarderError::PointerWithoutSlash {
+                pointer: pointer.to_string(),
+            });
         };
         let mut tokens = Vec::new();
         for token in rest.split('/') {
@@ -65,9 +70,9 @@ impl Pointer {
                             Some('0') => out.push('~'),
                             Some('1') => out.push('/'),
                             _ => {
-                                return Err(format!(
-                                    "{pointer:?} has an invalid escape (only ~0 and ~1)"
-                                ));
+                                return Err(ForwarderError::PointerEscape {
+                                    pointer: pointer.to_string(),
+                                });
                             }
                         }
                     } else {
@@ -87,6 +92,7 @@ impl Pointer {
         &self.0
     }
 
+    /// The value this pointer leads to in `value`.
     pub fn get<'v>(&self, mut value: &'v Value) -> Option<&'v Value> {
         for token in &self.0 {
             value = match value {
@@ -166,7 +172,8 @@ pub struct FieldFilter {
 }
 
 impl FieldFilter {
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
+    /// The filter keeping `include` (all when empty) and removing `exclude` (JSON pointers).
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, ForwarderError> {
         Ok(Self {
             include: include
                 .iter()
@@ -179,6 +186,7 @@ impl FieldFilter {
         })
     }
 
+    /// Whether the filter keeps every field.
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }

@@ -1,25 +1,24 @@
 //! Wiring only: tracing, configuration and clients at cold start, then one `Handler::handle`
-//! per invocation.
+//! per invocation. Failures reach Lambda with the stable `errorType` names of
+//! `ForwarderError::error_type`.
 
 use authtrail_forwarder::{Handler, KinesisBatch};
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let handler = Handler::from_env().await.map_err(|e| {
-        tracing::error!(error = %e, "cold start failed");
+        tracing::error!(error_type = e.error_type(), error = %e, "cold start failed");
         e
     })?;
     let handler = &handler;
     run(service_fn(
         move |event: LambdaEvent<KinesisBatch>| async move {
             let deadline = event.context.deadline;
-            let response: KinesisEventResponse = handler
+            handler
                 .handle(event.payload, deadline, &event.context.request_id)
-                .await?;
-            Ok::<_, Error>(response)
+                .await
         },
     ))
     .await

@@ -1,20 +1,31 @@
 //! Emitters: one delivery attempt of a chunk of prepared records to one destination. Retries,
 //! backoff, quorum and dead-lettering live in [`crate::forward`], so they are tested with fakes.
+//!
+//! Each emitter type is one folder here holding its configuration (the raw serde form of its
+//! own keys, documented key by key, and the `validate` that makes the typed form), its encoder
+//! and its delivery. The HTTP types share [`transport`]. The folders are registered by one line
+//! each in the registry at the end of this file, which makes [`EmitterType`] (the `type`
+//! names) and [`EmitterSettings`] (the typed settings) and dispatches validation and building.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::EmitterType;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::ForwarderError;
+use crate::config::buffering::BufferingLimits;
+use crate::config::emitter::{field_names, raw_settings};
 use crate::record::Prepared;
 
-pub mod firehose;
-pub mod http;
-pub mod stdout;
-pub mod syslog;
-pub mod tls;
+pub mod transport;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
+/// A boxed, sendable future (the object-safe form of the traits' async methods).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why one record was not delivered by one attempt.
@@ -30,6 +41,7 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A failure with `status` and `text` (cut to [`MAX_RESPONSE_TEXT`]).
     pub fn new(status: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
             status: status.into(),
@@ -42,6 +54,7 @@ impl Failure {
 /// Longest response text kept for logs and the dead-letter trail.
 pub const MAX_RESPONSE_TEXT: usize = 1024;
 
+/// `s` cut to at most `max` bytes (on a character boundary) and marked with `...` when cut.
 pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
@@ -57,6 +70,7 @@ pub fn truncate(mut s: String, max: usize) -> String {
 /// The result of one attempt for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The destination took the record.
     Delivered,
     /// Timeouts, connection errors, 429, 5xx: try again later.
     Retryable(Failure),
@@ -72,8 +86,9 @@ pub enum Outcome {
 /// A destination. `emit` makes one attempt for a chunk that already fits the emitter's
 /// `buffering` limits and returns one outcome per record, in order.
 pub trait Emitter: Send + Sync {
+    /// The emitter's configured name.
     fn name(&self) -> &str;
-    fn kind(&self) -> EmitterType;
+    /// One attempt for `batch`: one outcome per record, in order.
     fn emit<'a>(&'a self, batch: &'a [Arc<Prepared>]) -> BoxFuture<'a, Vec<Outcome>>;
     /// Requests this emitter can usefully have in flight at once (syslog: one ordered
     /// connection); `buffering.maxConcurrentRequests` applies below it.
@@ -89,4 +104,117 @@ pub trait Emitter: Send + Sync {
 /// The same outcome for every record of a chunk.
 pub fn all(n: usize, outcome: Outcome) -> Vec<Outcome> {
     vec![outcome; n]
+}
+
+/// What an emitter type's folder provides: its typed settings, made from its raw form by
+/// `validate`, and the emitter they build.
+pub trait EmitterSpec: Sized {
+    /// The raw serde form of the type's own keys: `deny_unknown_fields`, every field optional
+    /// and documented (the documentation of the type's options).
+    type Raw: DeserializeOwned;
+    /// The type's `buffering` defaults and upper bounds.
+    const BUFFERING: BufferingLimits = BufferingLimits::DEFAULT;
+    /// The typed settings; `label` names the emitter in messages (`emitters[3] ("syslog")`).
+    fn validate(label: &str, raw: Self::Raw) -> Result<Self, ForwarderError>;
+    /// The emitter, built once at cold start (secrets read; `sdk` is needed for Secrets
+    /// Manager ARNs and AWS destinations).
+    fn build(
+        &self,
+        name: &str,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> impl Future<Output = Result<Arc<dyn Emitter>, ForwarderError>> + Send;
+}
+
+fn validate_settings<S: EmitterSpec>(
+    label: &str,
+    settings: Map<String, Value>,
+) -> Result<S, ForwarderError> {
+    S::validate(label, raw_settings::<S::Raw>(label, settings)?)
+}
+
+/// Makes [`EmitterType`] and [`EmitterSettings`] from the registry lines below.
+macro_rules! registry {
+    ($($variant:ident => $module:ident::$spec:ident, $name:literal $(| $alias:literal)*;)+) => {
+        $(pub mod $module;)+
+
+        /// An emitter type, as its `type` names it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EmitterType {
+            $(#[doc = concat!("`", $name, "`: [`", stringify!($module), "`].")] $variant,)+
+        }
+
+        impl EmitterType {
+            /// Every type, in registry order.
+            pub const ALL: &'static [EmitterType] = &[$(EmitterType::$variant),+];
+
+            /// The `type` name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EmitterType::$variant => $name,)+
+                }
+            }
+
+            /// The type a `type` value names (aliases included).
+            pub fn parse(name: &str) -> Option<Self> {
+                match name {
+                    $($name $(| $alias)* => Some(EmitterType::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// The keys of the type's own settings.
+            pub fn setting_keys(self) -> &'static [&'static str] {
+                match self {
+                    $(EmitterType::$variant => field_names::<<$module::$spec as EmitterSpec>::Raw>(),)+
+                }
+            }
+
+            /// The type's `buffering` defaults and upper bounds.
+            pub fn buffering_limits(self) -> BufferingLimits {
+                match self {
+                    $(EmitterType::$variant => <$module::$spec as EmitterSpec>::BUFFERING,)+
+                }
+            }
+        }
+
+        /// The validated settings of one emitter, by type.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum EmitterSettings {
+            $(#[doc = concat!("`", $name, "`.")] $variant($module::$spec),)+
+        }
+
+        impl EmitterSettings {
+            /// Validates the type's own keys.
+            pub(crate) fn validate(
+                kind: EmitterType,
+                label: &str,
+                settings: Map<String, Value>,
+            ) -> Result<Self, ForwarderError> {
+                Ok(match kind {
+                    $(EmitterType::$variant => EmitterSettings::$variant(validate_settings(label, settings)?),)+
+                })
+            }
+
+            /// Builds the emitter.
+            pub async fn build(
+                &self,
+                name: &str,
+                sdk: Option<&aws_config::SdkConfig>,
+            ) -> Result<Arc<dyn Emitter>, ForwarderError> {
+                match self {
+                    $(EmitterSettings::$variant(s) => s.build(name, sdk).await,)+
+                }
+            }
+        }
+    };
+}
+
+// The registry: one line per emitter type (variant => folder::settings, `type` names).
+registry! {
+    Http => http::HttpConfig, "http";
+    SplunkHec => splunk_hec::SplunkHecConfig, "splunk-hec";
+    Elasticsearch => elasticsearch::ElasticsearchConfig, "elasticsearch" | "opensearch";
+    Syslog => syslog::SyslogConfig, "syslog";
+    Firehose => firehose::FirehoseConfig, "firehose";
+    Stdout => stdout::StdoutConfig, "stdout";
 }

@@ -1,0 +1,124 @@
+//! `splunk-hec`: Splunk HTTP Event Collector. One HEC event object per record, concatenated:
+//! `{"host", "source", "sourcetype", ["index",] "time": <epoch seconds with milliseconds>,
+//! "event": <record>}`, over the shared [HTTP transport](crate::emit::transport).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use super::transport::{HttpTransport, ResolvedAuth, classify_response};
+use super::{BoxFuture, Emitter, Outcome};
+use crate::ForwarderError;
+use crate::record::Prepared;
+
+mod config;
+
+pub use config::{RawSplunkHec, SplunkHecConfig};
+
+/// A Splunk HEC emitter.
+pub struct SplunkHecEmitter {
+    name: String,
+    transport: HttpTransport,
+    /// `{"host":..,"source":..,"sourcetype":..[,"index":..],"time":`: every event's start.
+    prefix: String,
+}
+
+impl SplunkHecEmitter {
+    /// The emitter `name` for `config`, with its token read.
+    pub fn new(
+        name: &str,
+        config: &SplunkHecConfig,
+        auth: &ResolvedAuth,
+    ) -> Result<Self, ForwarderError> {
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut prefix = format!(
+            "{{\"host\":{},\"source\":{},\"sourcetype\":{}",
+            q(&config.host),
+            q(&config.source),
+            q(&config.sourcetype)
+        );
+        if let Some(i) = &config.index {
+            prefix.push_str(&format!(",\"index\":{}", q(i)));
+        }
+        prefix.push_str(",\"time\":");
+        Ok(Self {
+            name: name.to_string(),
+            transport: HttpTransport::new(name, &config.target, auth, "application/json")?,
+            prefix,
+        })
+    }
+
+    /// The request body (uncompressed) for a chunk.
+    pub fn body(&self, batch: &[Arc<Prepared>]) -> Vec<u8> {
+        let size: usize = batch.iter().map(|p| self.size_hint(p)).sum();
+        let mut out = Vec::with_capacity(size);
+        for p in batch {
+            out.extend_from_slice(self.prefix.as_bytes());
+            let ms = p.class.time_ms;
+            let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
+            out.extend_from_slice(b",\"event\":");
+            out.extend_from_slice(p.json.as_bytes());
+            out.extend_from_slice(b"}\n");
+        }
+        out
+    }
+
+    async fn attempt(&self, batch: &[Arc<Prepared>]) -> Vec<Outcome> {
+        match self.transport.post(self.body(batch), batch.len()).await {
+            Ok(r) => classify_response(r.status, r.retry_after, &r.text, batch.len()),
+            Err(outcomes) => outcomes,
+        }
+    }
+}
+
+impl Emitter for SplunkHecEmitter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn emit<'a>(&'a self, batch: &'a [Arc<Prepared>]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(self.attempt(batch))
+    }
+
+    fn size_hint(&self, p: &Prepared) -> usize {
+        p.json.len() + self.prefix.len() + 28
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::emit::EmitterSettings;
+    use crate::emit::test_support::{E1, E2, prepared, settings};
+    use serde_json::Value;
+
+    #[test]
+    fn splunk_body_has_one_event_object_per_record_with_time_host_source_and_sourcetype() {
+        let EmitterSettings::SplunkHec(c) = settings(
+            r#"{"name":"t","type":"splunk-hec","url":"https://x.example/","token":"tok",
+                "host":"h","source":"s","sourcetype":"_json","index":"main"}"#,
+        ) else {
+            panic!()
+        };
+        let auth = ResolvedAuth::Splunk(authtrail_core::secret::Secret::new("tok"));
+        let e = SplunkHecEmitter::new("t", &c, &auth).unwrap();
+        let body = String::from_utf8(e.body(&[prepared(E1, 0), prepared(E2, 1)])).unwrap();
+        let objs: Vec<Value> = serde_json::Deserializer::from_str(&body)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[0]["time"].as_f64().unwrap(), 1739388470.156);
+        assert_eq!(
+            (
+                objs[0]["host"].as_str(),
+                objs[0]["source"].as_str(),
+                objs[0]["sourcetype"].as_str(),
+                objs[0]["index"].as_str()
+            ),
+            (Some("h"), Some("s"), Some("_json"), Some("main"))
+        );
+        assert_eq!(objs[0]["event"]["event"]["type"], "LOGIN");
+        assert_eq!(objs[1]["time"].as_f64().unwrap(), 1739388471.0);
+    }
+}

@@ -1,0 +1,275 @@
+//! The HTTP transport of the `http`, `splunk-hec` and `elasticsearch` emitters: one
+//! `reqwest::Client` per emitter, built at cold start and reused across warm invocations
+//! (connection pooling), trusting the system roots plus the emitter's `caBundle`; one `POST`
+//! per request (gzip level 1 when configured); and the reading of an answer into outcomes.
+
+use std::io::Write;
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
+
+use super::{Failure, Outcome, all};
+use crate::ForwarderError;
+use crate::config::err;
+
+pub mod auth;
+pub mod config;
+
+pub use auth::{HttpAuth, ResolvedAuth};
+pub use config::HttpTarget;
+
+/// One emitter's HTTP client, endpoint and fixed headers.
+pub struct HttpTransport {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    gzip: bool,
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// `Retry-After`, when given and readable.
+    pub retry_after: Option<Duration>,
+    /// The body as text.
+    pub text: String,
+}
+
+impl HttpTransport {
+    /// The client of emitter `name` for `target`, with `auth` (secrets read) and the bodies'
+    /// `content_type`.
+    pub fn new(
+        name: &str,
+        target: &HttpTarget,
+        auth: &ResolvedAuth,
+        content_type: &'static str,
+    ) -> Result<Self, ForwarderError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("authtrail-forwarder/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &target.ca_bundle {
+            let certs = crate::config::tls::read_pem_bundle(name, path)?;
+            let certs = certs
+                .iter()
+                .map(|c| reqwest::Certificate::from_der(c.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ForwarderError::Tls(format!("emitter {name:?} caBundle: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| ForwarderError::Tls(format!("emitter {name:?}: {e}")))?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &target.headers {
+            let header = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                err(
+                    format!("emitter {name:?} headers"),
+                    format!("{k:?} is not a header name"),
+                )
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                err(
+                    format!("emitter {name:?} headers.{k}"),
+                    "is not a header value",
+                )
+            })?;
+            headers.insert(header, value);
+        }
+        if let Some(value) = auth.header(name)? {
+            headers.insert(AUTHORIZATION, value);
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if target.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        Ok(Self {
+            client,
+            url: target.url.clone(),
+            headers,
+            gzip: target.gzip,
+        })
+    }
+
+    /// One `POST` of `body` (compressed when configured) for `n` records. `Err` is the outcome
+    /// of every record when no answer came (retryable) or the body could not be compressed.
+    pub async fn post(&self, body: Vec<u8>, n: usize) -> Result<Response, Vec<Outcome>> {
+        let body = if self.gzip { gzip(&body, n)? } else { body };
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let status = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "transport"
+                };
+                // reqwest's error text names the URL, never header values.
+                return Err(all(
+                    n,
+                    Outcome::Retryable(Failure::new(status, error_chain(&e))),
+                ));
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = resp.text().await.unwrap_or_default();
+        Ok(Response {
+            status,
+            retry_after,
+            text,
+        })
+    }
+}
+
+/// `body` compressed with gzip level 1; `Err` is a permanent failure of its `n` records.
+fn gzip(body: &[u8], n: usize) -> Result<Vec<u8>, Vec<Outcome>> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    if enc.write_all(body).is_err() {
+        return Err(all(
+            n,
+            Outcome::Permanent(Failure::new("gzip", "could not compress the body")),
+        ));
+    }
+    enc.finish()
+        .map_err(|e| all(n, Outcome::Permanent(Failure::new("gzip", e.to_string()))))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+    Some(Duration::from_millis(delta.max(0) as u64))
+}
+
+/// Whether an HTTP status is worth retrying: timeouts, 429 and 5xx.
+pub fn retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+/// Whether a refusal is about the request's content, so that smaller requests may pass: 400,
+/// 413 (too large) and 422. Other 4xx (401, 403, 404, ...) are about the request itself and
+/// would refuse every part of it.
+pub fn splittable_status(status: u16) -> bool {
+    matches!(status, 400 | 413 | 422)
+}
+
+/// The outcomes of an answer that accepts or refuses a whole request of `n` records: 2xx
+/// delivered, retryable statuses retried (with `Retry-After`), content refusals split, other
+/// refusals permanent.
+pub fn classify_response(
+    status: u16,
+    retry_after: Option<Duration>,
+    text: &str,
+    n: usize,
+) -> Vec<Outcome> {
+    if (200..300).contains(&status) {
+        return all(n, Outcome::Delivered);
+    }
+    let mut failure = Failure::new(status.to_string(), text.to_string());
+    failure.retry_after = retry_after;
+    if retryable_status(status) {
+        all(n, Outcome::Retryable(failure))
+    } else if splittable_status(status) {
+        all(n, Outcome::Rejected(failure))
+    } else {
+        all(n, Outcome::Permanent(failure))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn responses_429_and_5xx_are_retryable_with_retry_after_and_other_4xx_are_permanent() {
+        let o = classify_response(429, Some(Duration::from_secs(3)), "slow down", 2);
+        assert!(
+            matches!(&o[0], Outcome::Retryable(x) if x.retry_after == Some(Duration::from_secs(3)) && x.status == "429")
+        );
+        assert!(matches!(
+            &classify_response(503, None, "", 1)[0],
+            Outcome::Retryable(_)
+        ));
+        assert!(
+            matches!(&classify_response(400, None, "bad", 1)[0], Outcome::Rejected(x) if x.text == "bad")
+        );
+        assert!(matches!(
+            &classify_response(413, None, "", 1)[0],
+            Outcome::Rejected(_)
+        ));
+        assert!(matches!(
+            &classify_response(403, None, "", 1)[0],
+            Outcome::Permanent(_)
+        ));
+        assert_eq!(
+            classify_response(204, None, "", 3),
+            vec![Outcome::Delivered; 3]
+        );
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_a_header_value_is_its_own_error_not_a_tls_one() {
+        let target = HttpTarget {
+            url: reqwest::Url::parse("https://x.example/").unwrap(),
+            headers: vec![],
+            ca_bundle: None,
+            auth: HttpAuth::None,
+            gzip: false,
+        };
+        let auth = ResolvedAuth::Bearer(authtrail_core::secret::Secret::new("a\nb"));
+        let e = HttpTransport::new("w", &target, &auth, "application/json")
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, ForwarderError::SecretNotAHeaderValue { emitter } if emitter == "w"),
+            "{e:?}"
+        );
+        assert!(!e.to_string().contains("a\nb"));
+    }
+}

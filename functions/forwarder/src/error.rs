@@ -1,0 +1,195 @@
+//! The forwarder's one error type, [`ForwarderError`], and what Lambda reports for it.
+//!
+//! Failure kinds are variants, never strings to match on. None of them carries a secret value.
+//! A failed invocation or cold start is reported to Lambda as a [`Diagnostic`] whose
+//! `errorType` is a stable name from [`ForwarderError::error_type`] (documented in the
+//! forwarder README), never a Rust type path: it is what users filter on in CloudWatch.
+
+use lambda_runtime::Diagnostic;
+
+/// Errors of the forwarder.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwarderError {
+    /// A configuration value is wrong; `path` names the key (`emitters[2] ("syslog").port`).
+    #[error("invalid configuration: {path}: {message}")]
+    Config {
+        /// The key path of the offending value.
+        path: String,
+        /// What is wrong with it (never the value of a secret).
+        message: String,
+    },
+    /// An environment variable is missing or malformed.
+    #[error(transparent)]
+    Env(#[from] authtrail_core::config::ConfigError),
+    /// A secret could not be read from Secrets Manager.
+    #[error(transparent)]
+    Secret(#[from] authtrail_core::secret::SecretError),
+    /// A secret's value cannot be sent in an HTTP header (it holds a line break or another
+    /// byte that headers do not allow).
+    #[error("emitter {emitter:?}: a secret is not a valid HTTP header value")]
+    SecretNotAHeaderValue {
+        /// The emitter whose secret it is.
+        emitter: String,
+    },
+    /// The TLS or HTTP client of an emitter could not be set up.
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    /// A JSON pointer that does not start with `/`.
+    #[error("{pointer:?} is not a JSON pointer (it must start with '/')")]
+    PointerWithoutSlash {
+        /// The pointer as written.
+        pointer: String,
+    },
+    /// A JSON pointer with a `~` not followed by `0` or `1`.
+    #[error("{pointer:?} has an invalid escape (only ~0 and ~1)")]
+    PointerEscape {
+        /// The pointer as written.
+        pointer: String,
+    },
+    /// A record's data is not UTF-8.
+    #[error("record is not UTF-8: {0}")]
+    RecordNotUtf8(#[source] std::str::Utf8Error),
+    /// A record's data is not JSON.
+    #[error("record is not JSON: {0}")]
+    RecordNotJson(#[source] serde_json::Error),
+    /// A record's data is JSON but not an object.
+    #[error("record is JSON but not an object")]
+    RecordNotAnObject,
+    /// A transformed record could not be written back as JSON.
+    #[error("record could not be serialized: {0}")]
+    RecordNotSerializable(#[source] serde_json::Error),
+    /// A dead letter could not be stored.
+    #[error("PutObject s3://{bucket}/{key}: {detail}")]
+    DeadLetterNotWritten {
+        /// The dead-letter bucket.
+        bucket: String,
+        /// The dead letter's key.
+        key: String,
+        /// The store's answer.
+        detail: String,
+    },
+    /// A record without a sequence number failed: Lambda cannot be told which one.
+    #[error("record without a sequence number cannot be reported as a batch item failure")]
+    NoSequenceNumber,
+}
+
+impl ForwarderError {
+    /// The stable `errorType` Lambda reports for this error (see the README).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ForwarderError::Config { .. }
+            | ForwarderError::Env(_)
+            | ForwarderError::PointerWithoutSlash { .. }
+            | ForwarderError::PointerEscape { .. } => "InvalidConfiguration",
+            ForwarderError::Secret(_) => "SecretUnavailable",
+            ForwarderError::SecretNotAHeaderValue { .. } => "InvalidSecretValue",
+            ForwarderError::Tls(_) => "TlsSetupFailed",
+            ForwarderError::RecordNotUtf8(_)
+            | ForwarderError::RecordNotJson(_)
+            | ForwarderError::RecordNotAnObject
+            | ForwarderError::RecordNotSerializable(_) => "MalformedRecord",
+            ForwarderError::DeadLetterNotWritten { .. } => "DeadLetterWriteFailed",
+            ForwarderError::NoSequenceNumber => "InvalidEvent",
+        }
+    }
+}
+
+impl From<ForwarderError> for Diagnostic {
+    fn from(e: ForwarderError) -> Self {
+        Diagnostic {
+            error_type: e.error_type().to_string(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn diagnostic(e: ForwarderError) -> Diagnostic {
+        Diagnostic::from(e)
+    }
+
+    #[test]
+    fn every_error_reaches_lambda_with_its_stable_error_type_and_its_message() {
+        let json_error = || serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let bytes = vec![0xff_u8];
+        let utf8_error = std::str::from_utf8(&bytes).unwrap_err();
+        let cases = [
+            (
+                ForwarderError::Config {
+                    path: "emitters[0] (\"s\").port".into(),
+                    message: "must be 1..=65535 (got 0)".into(),
+                },
+                "InvalidConfiguration",
+            ),
+            (
+                ForwarderError::Env(authtrail_core::config::ConfigError::missing(
+                    "DLQ_BUCKET",
+                    "a bucket name",
+                )),
+                "InvalidConfiguration",
+            ),
+            (
+                ForwarderError::PointerWithoutSlash {
+                    pointer: "a".into(),
+                },
+                "InvalidConfiguration",
+            ),
+            (
+                ForwarderError::PointerEscape {
+                    pointer: "/a~2".into(),
+                },
+                "InvalidConfiguration",
+            ),
+            (
+                ForwarderError::SecretNotAHeaderValue {
+                    emitter: "w".into(),
+                },
+                "InvalidSecretValue",
+            ),
+            (ForwarderError::Tls("no provider".into()), "TlsSetupFailed"),
+            (ForwarderError::RecordNotUtf8(utf8_error), "MalformedRecord"),
+            (
+                ForwarderError::RecordNotJson(json_error()),
+                "MalformedRecord",
+            ),
+            (ForwarderError::RecordNotAnObject, "MalformedRecord"),
+            (
+                ForwarderError::RecordNotSerializable(json_error()),
+                "MalformedRecord",
+            ),
+            (
+                ForwarderError::DeadLetterNotWritten {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                    detail: "AccessDenied".into(),
+                },
+                "DeadLetterWriteFailed",
+            ),
+            (ForwarderError::NoSequenceNumber, "InvalidEvent"),
+        ];
+        for (e, error_type) in cases {
+            let message = e.to_string();
+            let d = diagnostic(e);
+            assert_eq!(d.error_type, error_type, "{message}");
+            assert_eq!(d.error_message, message);
+            assert!(!d.error_type.contains("::"), "{}", d.error_type);
+        }
+    }
+
+    #[test]
+    fn a_secret_error_is_reported_as_secret_unavailable() {
+        let e = authtrail_core::secret::secret_field(
+            "arn:aws:secretsmanager:eu-west-1:1:secret:s",
+            &authtrail_core::secret::Secret::new("{\"other\":\"hunter2\"}"),
+            "token",
+        )
+        .unwrap_err();
+        let d = diagnostic(ForwarderError::Secret(e));
+        assert_eq!(d.error_type, "SecretUnavailable");
+        assert!(!d.error_message.contains("hunter2"), "{}", d.error_message);
+    }
+}

@@ -1,0 +1,319 @@
+//! Step 2: deliver to every emitter concurrently. Each attempt sends an emitter's pending
+//! records in chunks cut to its `buffering`, up to `buffering.maxConcurrentRequests` requests in
+//! flight; a request the receiver refused as a whole ([`Outcome::Rejected`]) is split in two and
+//! both halves sent again, down to single records, so one bad record does not take its
+//! neighbours to the dead-letter trail. Retryable failures are retried after a backoff (or the
+//! receiver's `Retry-After`), up to `retry.maxAttempts`, never past the retry deadline.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::prepare::PreparedBatch;
+use super::{EmitterStats, Forwarder, Status};
+use crate::config::{Buffering, RetryPolicy};
+use crate::emit::{Emitter, Failure, Outcome, all};
+use crate::record::Prepared;
+
+/// The delay before retry `attempt` (1-based): exponential, capped, with equal jitter (a
+/// uniform delay in `[d/2, d]`).
+pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let d = exp.min(policy.max_backoff);
+    let ms = d.as_millis() as u64;
+    if ms < 2 {
+        return d;
+    }
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}
+
+/// Delivers the batch to every emitter at once: per slot, per record, where it stands, and per
+/// slot what the emitter did.
+pub(super) async fn deliver_all(
+    fwd: &Forwarder,
+    batch: &PreparedBatch,
+    retry_deadline: Instant,
+) -> (Vec<Vec<Status>>, Vec<EmitterStats>) {
+    let n = batch.classes.len();
+    let mut statuses: Vec<Vec<Status>> = vec![vec![Status::Skipped; n]; fwd.slots.len()];
+    let mut stats: Vec<EmitterStats> = vec![EmitterStats::default(); fwd.slots.len()];
+    let mut tasks = JoinSet::new();
+    for (k, slot) in fwd.slots.iter().enumerate() {
+        let Some(records) = batch.prepared.get(slot.profile).cloned() else {
+            continue;
+        };
+        let selected: Vec<usize> = (0..n)
+            .filter(|&i| {
+                records[i].is_some()
+                    && batch.classes[i]
+                        .as_ref()
+                        .is_some_and(|c| slot.selector.matches(c.names()))
+            })
+            .collect();
+        stats[k].skipped = n - batch.malformed.len() - selected.len();
+        // Until the task reports, a selected record is not taken (a failed task must not
+        // count as delivery).
+        for &i in &selected {
+            statuses[k][i] =
+                Status::Pending(Failure::new("internal", "emitter task did not report"));
+        }
+        let delivery = Delivery {
+            emitter: slot.emitter.clone(),
+            buffering: slot.buffering,
+            timeout: slot.timeout,
+            records,
+            retry: fwd.retry,
+            retry_deadline,
+        };
+        tasks.spawn(async move { (k, delivery.run(selected).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((k, (results, s))) => {
+                let skipped = stats[k].skipped;
+                stats[k] = EmitterStats { skipped, ..s };
+                for (i, st) in results {
+                    statuses[k][i] = st;
+                }
+            }
+            Err(e) => {
+                // A panicking emitter task: its records stay un-taken (Pending), so they are
+                // retried rather than lost.
+                tracing::error!(error = %e, "emitter task failed");
+            }
+        }
+    }
+    (statuses, stats)
+}
+
+/// One emitter's delivery of its selected records within one invocation.
+struct Delivery {
+    emitter: Arc<dyn Emitter>,
+    buffering: Buffering,
+    timeout: Duration,
+    /// Per record: the record as this emitter's transform made it.
+    records: Arc<Vec<Option<Arc<Prepared>>>>,
+    retry: RetryPolicy,
+    retry_deadline: Instant,
+}
+
+/// What one attempt (one round of requests) left to do.
+#[derive(Default)]
+struct Round {
+    /// Records that failed with a retryable failure (or found no time left), with why.
+    failed: Vec<(usize, Failure)>,
+    /// The longest `Retry-After` a receiver asked for.
+    retry_after: Option<Duration>,
+}
+
+impl Delivery {
+    /// Attempts until every record is delivered or refused for good, the attempts are used up,
+    /// or the next one would end past the retry deadline.
+    async fn run(self, selected: Vec<usize>) -> (Vec<(usize, Status)>, EmitterStats) {
+        let started = Instant::now();
+        let mut stats = EmitterStats::default();
+        let mut results = Vec::with_capacity(selected.len());
+        let mut pending = selected;
+        let mut attempt_no = 0u32;
+        while !pending.is_empty() {
+            attempt_no += 1;
+            let Round {
+                mut failed,
+                retry_after,
+            } = self.round(&pending, &mut stats, &mut results).await;
+            // Batch order for the next attempt (requests finish in any order).
+            failed.sort_by_key(|(i, _)| *i);
+            let Some((_, first)) = failed.first() else {
+                break;
+            };
+            let name = self.emitter.name();
+            let wait = backoff(&self.retry, attempt_no).max(retry_after.unwrap_or_default());
+            if attempt_no >= self.retry.max_attempts || Instant::now() + wait >= self.retry_deadline
+            {
+                tracing::warn!(emitter = name, records = failed.len(), attempts = attempt_no, status = %first.status, response = %first.text, "delivery not completed in this invocation");
+                results.extend(failed.into_iter().map(|(i, f)| (i, Status::Pending(f))));
+                break;
+            }
+            tracing::warn!(emitter = name, records = failed.len(), attempt = attempt_no, wait_ms = wait.as_millis() as u64, status = %first.status, response = %first.text, "delivery failed; retrying");
+            stats.retried += failed.len();
+            tokio::time::sleep(wait).await;
+            pending = failed.into_iter().map(|(i, _)| i).collect();
+        }
+        stats.latency_ms = started.elapsed().as_millis() as u64;
+        (results, stats)
+    }
+
+    /// One attempt: the `pending` records in chunks, up to the concurrency limit in flight;
+    /// final outcomes go to `results`.
+    async fn round(
+        &self,
+        pending: &[usize],
+        stats: &mut EmitterStats,
+        results: &mut Vec<(usize, Status)>,
+    ) -> Round {
+        let limit = self
+            .buffering
+            .max_concurrent_requests
+            .min(self.emitter.max_concurrent_requests())
+            .max(1);
+        let mut round = Round::default();
+        let mut queue: VecDeque<Vec<Arc<Prepared>>> = chunks(
+            self.emitter.as_ref(),
+            &self.records,
+            pending,
+            self.buffering,
+        )
+        .into();
+        let mut running = JoinSet::new();
+        let mut in_flight: Vec<(tokio::task::Id, Vec<usize>)> = Vec::new();
+        loop {
+            while running.len() < limit {
+                let Some(batch) = queue.pop_front() else {
+                    break;
+                };
+                let now = Instant::now();
+                if now >= self.retry_deadline {
+                    let f = Failure::new("deadline", "no time left before the invocation deadline");
+                    round
+                        .failed
+                        .extend(batch.iter().map(|p| (p.index, f.clone())));
+                    continue;
+                }
+                stats.requests += 1;
+                let indices = batch.iter().map(|p| p.index).collect();
+                let budget = self.timeout.min(self.retry_deadline - now);
+                let handle = running.spawn(attempt(self.emitter.clone(), batch, budget));
+                in_flight.push((handle.id(), indices));
+            }
+            let Some(joined) = running.join_next_with_id().await else {
+                break;
+            };
+            match joined {
+                Ok((id, (batch, outcomes))) => {
+                    in_flight.retain(|(x, _)| *x != id);
+                    self.settle(batch, outcomes, &mut queue, &mut round, stats, results);
+                }
+                Err(e) => {
+                    // A panicking emitter: its records failed this attempt (retryable).
+                    tracing::error!(emitter = self.emitter.name(), error = %e, "emitter request task failed");
+                    let f = Failure::new("internal", "emitter request task failed");
+                    if let Some(pos) = in_flight.iter().position(|(x, _)| *x == e.id()) {
+                        let (_, indices) = in_flight.swap_remove(pos);
+                        round
+                            .failed
+                            .extend(indices.into_iter().map(|i| (i, f.clone())));
+                    }
+                }
+            }
+        }
+        round
+    }
+
+    /// Takes one request's outcomes: a request refused as a whole is split and its halves
+    /// queued again; otherwise each record's outcome is recorded.
+    fn settle(
+        &self,
+        batch: Vec<Arc<Prepared>>,
+        outcomes: Vec<Outcome>,
+        queue: &mut VecDeque<Vec<Arc<Prepared>>>,
+        round: &mut Round,
+        stats: &mut EmitterStats,
+        results: &mut Vec<(usize, Status)>,
+    ) {
+        if batch.len() > 1 && outcomes.iter().all(|o| matches!(o, Outcome::Rejected(_))) {
+            let first = outcomes.first().and_then(|o| match o {
+                Outcome::Rejected(f) => Some(f),
+                _ => None,
+            });
+            tracing::info!(
+                emitter = self.emitter.name(),
+                records = batch.len(),
+                status = first.map(|f| f.status.as_str()),
+                "request refused as a whole; splitting it to find the records it refuses"
+            );
+            let mut left = batch;
+            let right = left.split_off(left.len() / 2);
+            queue.push_front(right);
+            queue.push_front(left);
+            return;
+        }
+        for (p, o) in batch.iter().zip(outcomes) {
+            match o {
+                Outcome::Delivered => {
+                    stats.delivered += 1;
+                    results.push((p.index, Status::Delivered));
+                }
+                Outcome::Permanent(f) | Outcome::Rejected(f) => {
+                    results.push((p.index, Status::Permanent(f)))
+                }
+                Outcome::Retryable(f) => {
+                    if let Some(ra) = f.retry_after {
+                        round.retry_after = Some(round.retry_after.map_or(ra, |x| x.max(ra)));
+                    }
+                    round.failed.push((p.index, f));
+                }
+            }
+        }
+    }
+}
+
+/// Splits `pending` into chunks that respect the emitter's `buffering` limits (a record larger
+/// than `maxSize` travels alone).
+fn chunks(
+    emitter: &dyn Emitter,
+    records: &[Option<Arc<Prepared>>],
+    pending: &[usize],
+    b: Buffering,
+) -> Vec<Vec<Arc<Prepared>>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Arc<Prepared>> = Vec::new();
+    let mut size = 0usize;
+    for &i in pending {
+        let Some(p) = records.get(i).and_then(Option::as_ref) else {
+            continue;
+        };
+        let s = emitter.size_hint(p);
+        if !cur.is_empty() && (cur.len() >= b.max_batched_events || size + s > b.max_size) {
+            out.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+        size += s;
+        cur.push(p.clone());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// One request's outcomes, as the delivery sees them (timeouts and miscounts already mapped).
+async fn attempt(
+    emitter: Arc<dyn Emitter>,
+    batch: Vec<Arc<Prepared>>,
+    budget: Duration,
+) -> (Vec<Arc<Prepared>>, Vec<Outcome>) {
+    let outcomes = match tokio::time::timeout(budget, emitter.emit(&batch)).await {
+        Ok(o) if o.len() == batch.len() => o,
+        Ok(o) => all(
+            batch.len(),
+            Outcome::Retryable(Failure::new(
+                "internal",
+                format!("{} outcomes for {} records", o.len(), batch.len()),
+            )),
+        ),
+        Err(_) => all(
+            batch.len(),
+            Outcome::Retryable(Failure::new(
+                "timeout",
+                format!("no answer within {} ms", budget.as_millis()),
+            )),
+        ),
+    };
+    (batch, outcomes)
+}

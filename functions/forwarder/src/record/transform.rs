@@ -1,0 +1,256 @@
+//! The transform every record goes through before it leaves the function: the field filter,
+//! then redaction. Mostly done on the record's text ([`super::splice`]); the
+//! `serde_json::Value` path defines the behaviour and takes the cases the text path does not
+//! handle.
+
+use std::sync::Arc;
+
+use authtrail_core::redact::Redactor;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::splice::{self, TextRedaction};
+use super::{Classified, Prepared, parse};
+use crate::ForwarderError;
+use crate::filter::FieldFilter;
+
+/// Field filter then redaction: what every record goes through before it leaves the function.
+#[derive(Debug, Clone)]
+pub struct Transform {
+    /// The field filter (`filterPolicies.field`).
+    pub filter: FieldFilter,
+    /// The redaction, keyed.
+    pub redactor: Option<Redactor>,
+    /// `redactor` compiled for the text path.
+    text: Option<TextRedaction>,
+}
+
+impl Transform {
+    /// The transform of `filter` then `redactor`.
+    pub fn new(filter: FieldFilter, redactor: Option<Redactor>) -> Self {
+        let text = redactor.as_ref().and_then(TextRedaction::compile);
+        Self {
+            filter,
+            redactor,
+            text,
+        }
+    }
+
+    /// The transform that changes nothing.
+    pub fn identity() -> Self {
+        Self::new(FieldFilter::default(), None)
+    }
+
+    /// Whether the transform changes nothing.
+    pub fn is_identity(&self) -> bool {
+        self.filter.is_empty() && self.redactor.as_ref().is_none_or(Redactor::is_empty)
+    }
+
+    /// The transform on a `serde_json::Value` (the reference behaviour).
+    pub fn apply(&self, value: &mut Value) {
+        self.filter.apply(value);
+        if let Some(r) = &self.redactor {
+            r.apply(value);
+        }
+    }
+
+    /// Transforms a record into a [`Prepared`] one. `raw` is the record's original text, a
+    /// JSON object (validated by [`super::parse_classify`]).
+    ///
+    /// - When the transform changes nothing and the text is one line, it is forwarded as it
+    ///   came (key order kept, no re-serialization).
+    /// - Else, when the text is one line and the transform has no `includeIf`, removed fields
+    ///   are cut out of the text and redacted values spliced into it (the rest stays as it
+    ///   came): the same JSON value as the `serde_json::Value` path gives, without building it.
+    /// - Else (multi-line text, `includeIf`, duplicate keys on a pointer's path, array elements
+    ///   removed, overlapping redactions) the record is parsed into a `serde_json::Value`,
+    ///   transformed and re-serialized as compact JSON.
+    pub fn prepare(
+        &self,
+        index: usize,
+        class: Arc<Classified>,
+        raw: &str,
+    ) -> Result<Prepared, ForwarderError> {
+        let raw = raw.trim_end_matches(['\n', '\r']);
+        // Byte searches (memchr) rather than a char-set pattern: this runs on every record.
+        let one_line = !raw.as_bytes().contains(&b'\n') && !raw.as_bytes().contains(&b'\r');
+        let json = if self.is_identity() && one_line {
+            raw.to_string()
+        } else if let Some(json) = one_line.then(|| self.splice(raw)).flatten() {
+            json
+        } else {
+            let mut value = parse(raw.as_bytes())?;
+            self.apply(&mut value);
+            serde_json::to_string(&value).map_err(ForwarderError::RecordNotSerializable)?
+        };
+        let doc_id = match &class.id {
+            Some(id) => id.clone(),
+            None => hex::encode(Sha256::digest(json.as_bytes())),
+        };
+        Ok(Prepared {
+            index,
+            class,
+            json,
+            doc_id,
+        })
+    }
+
+    /// The text path of [`Transform::prepare`]; `None` means "use the `Value` path".
+    fn splice(&self, raw: &str) -> Option<String> {
+        if !self.filter.include().is_empty() {
+            return None;
+        }
+        let redaction = match &self.redactor {
+            Some(r) if !r.is_empty() => Some(self.text.as_ref()?),
+            _ => None,
+        };
+        splice::splice(&self.filter, raw, redaction)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::record::fixtures::RECORDS;
+    use crate::record::parse_classify;
+    use authtrail_core::redact::RedactionMode;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn transform(exclude: &[&str], redact: &[&str], mode: RedactionMode) -> Transform {
+        Transform::new(
+            FieldFilter::new(&[], &s(exclude)).unwrap(),
+            Some(Redactor::new(&s(redact), mode).unwrap()),
+        )
+    }
+
+    fn prepared(t: &Transform, raw: &str) -> Prepared {
+        let (text, class) = parse_classify(raw.as_bytes(), 0).unwrap();
+        t.prepare(0, Arc::new(class), text).unwrap()
+    }
+
+    /// What the `serde_json::Value` path gives (the reference behaviour).
+    fn reference(t: &Transform, raw: &str) -> Value {
+        let mut v = parse(raw.as_bytes()).unwrap();
+        t.apply(&mut v);
+        v
+    }
+
+    #[test]
+    fn prepare_filters_then_redacts_and_derives_a_stable_document_id() {
+        let t = transform(
+            &["/event/details/code_id"],
+            &["/event/ipAddress"],
+            RedactionMode::Mask,
+        );
+        let raw = r#"{"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"10.1.2.3","details":{"code_id":"c"}}}"#;
+        let p = prepared(&t, raw);
+        assert_eq!(
+            p.json,
+            r#"{"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"<redacted>","details":{}}}"#
+        );
+        assert_eq!(p.index, 0);
+        // No event id: the id is a hash of the transformed record, the same on re-delivery.
+        assert_eq!(p.doc_id, prepared(&t, raw).doc_id);
+        assert_eq!(p.doc_id.len(), 64);
+    }
+
+    #[test]
+    fn identity_transform_forwards_the_original_text_unless_it_spans_lines() {
+        let raw = "{\"z\":1,\"a\":2}\n";
+        let p = prepared(&Transform::identity(), raw);
+        assert_eq!(p.json, "{\"z\":1,\"a\":2}");
+        let pretty = "{\n \"z\": 1,\n \"a\": 2\n}";
+        let p = prepared(&Transform::identity(), pretty);
+        assert_eq!(p.json, "{\"z\":1,\"a\":2}");
+    }
+
+    #[test]
+    fn the_text_transform_gives_the_same_json_value_as_the_value_path() {
+        let key = authtrail_core::secret::Secret::new("k");
+        let transforms = [
+            transform(
+                &["/event/details/code_id"],
+                &["/event/ipAddress", "/event/details/username"],
+                RedactionMode::Hash(key.clone()),
+            ),
+            transform(
+                &["/event/details/code_id", "/event/details/username"],
+                &["/event/details/a~1b", "/event/details/t~0x"],
+                RedactionMode::Mask,
+            ),
+            transform(
+                &["/event/details"],
+                &[
+                    "/event/details/username",
+                    "/event/ipAddress",
+                    "/list/0/ipAddress",
+                ],
+                RedactionMode::Hash(key.clone()),
+            ),
+            transform(
+                &["/event/details/code_id", "/event/ipAddress", "/x/0"],
+                &[],
+                RedactionMode::Mask,
+            ),
+            transform(
+                &[],
+                &["/event", "/event/ipAddress"],
+                RedactionMode::Hash(key.clone()),
+            ),
+            transform(
+                &["/event/details/code_id"],
+                &["/event/details"],
+                RedactionMode::Hash(key),
+            ),
+        ];
+        for (k, t) in transforms.iter().enumerate() {
+            for raw in RECORDS {
+                let p = prepared(t, raw);
+                assert_eq!(
+                    serde_json::from_str::<Value>(&p.json).unwrap(),
+                    reference(t, raw),
+                    "transform {k} on {raw}"
+                );
+                assert!(!p.json.contains('\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn the_text_transform_keeps_the_original_text_around_the_changes() {
+        let t = transform(
+            &["/event/details/code_id"],
+            &["/event/details/username"],
+            RedactionMode::Mask,
+        );
+        let p = prepared(
+            &t,
+            r#"{"event":{"details":{"username":"a\"b","code_id":"c"}, "n": 1.50}}"#,
+        );
+        assert_eq!(
+            p.json,
+            r#"{"event":{"details":{"username":"<redacted>"}, "n": 1.50}}"#
+        );
+        let p = prepared(&t, r#"{"event":{"details":{"code_id":"c"}}}"#);
+        assert_eq!(p.json, r#"{"event":{"details":{}}}"#);
+    }
+
+    #[test]
+    fn hash_redaction_on_text_matches_the_core_pseudonym_for_escaped_and_non_string_values() {
+        let key = authtrail_core::secret::Secret::new("secret-key");
+        let t = transform(&[], &["/a", "/b", "/c"], RedactionMode::Hash(key.clone()));
+        let p = prepared(&t, r#"{"a":"al\u0069ce\n","b":{"x": 1,"y":[true]},"c":10}"#);
+        let v = p.value().unwrap();
+        assert_eq!(v["a"], authtrail_core::redact::pseudonym(&key, "alice\n"));
+        assert_eq!(
+            v["b"],
+            authtrail_core::redact::pseudonym(&key, r#"{"x":1,"y":[true]}"#)
+        );
+        assert_eq!(v["c"], authtrail_core::redact::pseudonym(&key, "10"));
+        assert!(!p.json.contains("al\\u0069ce"));
+    }
+}
