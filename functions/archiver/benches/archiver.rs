@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use authtrail_archiver::batch;
 use authtrail_archiver::config::{Compression, DEFAULT_GZIP_LEVEL};
-use authtrail_archiver::event;
 use base64::Engine;
 
 struct Counting;
@@ -154,7 +153,7 @@ fn payload(n: Option<usize>, size: usize) -> (Vec<u8>, usize, usize) {
 
 /// The handler's CPU path: payload bytes to finished archive body.
 fn archive_once(payload: &[u8], compression: Compression) -> usize {
-    let ev = event::parse(payload).unwrap();
+    let ev = authtrail_core::kinesis::parse(payload).unwrap();
     let mut out = 0;
     for group in batch::group_by_shard(&ev.records) {
         let b = batch::build(group).unwrap();

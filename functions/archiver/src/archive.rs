@@ -23,7 +23,8 @@ use std::cmp::Ordering;
 use std::time::Instant;
 
 use authtrail_core::metrics::Emf;
-use authtrail_core::seqnum;
+use authtrail_core::s3key::{escape_part, hourly_key, utc_from_epoch_seconds};
+use authtrail_core::{kinesis, seqnum};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,6 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{self, Sequenced, ShardBatch};
 use crate::config::Config;
 use crate::error::ArchiveError;
-use crate::event;
 use crate::store::{Metadata, ObjectStore, PutOutcome};
 
 /// Metadata names (`x-amz-meta-*`) on archive and error objects.
@@ -104,14 +104,6 @@ fn min_seq<'s>(seqs: impl IntoIterator<Item = Option<&'s String>>) -> Option<Str
         .cloned()
 }
 
-/// `YYYY/MM/DD/HH` of an epoch second, UTC.
-pub fn hour_path(epoch_seconds: i64) -> String {
-    chrono::DateTime::from_timestamp(epoch_seconds, 0)
-        .unwrap_or_default()
-        .format("%Y/%m/%d/%H")
-        .to_string()
-}
-
 impl<S: ObjectStore> Archiver<S> {
     pub fn new(store: S, config: Config) -> Self {
         Self { store, config }
@@ -125,28 +117,37 @@ impl<S: ObjectStore> Archiver<S> {
         &self.store
     }
 
-    /// The archive key of an object whose first record is `seq` (Contract 2).
+    /// The archive key of an object whose first record is `seq` and arrived at `arrival`
+    /// (epoch seconds), Contract 2: `{prefix}{yyyy}/{MM}/{dd}/{HH}/{stream}-{shard}-{seq}.jsonl.gz`.
+    /// The parts are escaped ([`escape_part`]), which leaves real names as they are.
     pub fn archive_key(&self, stream: &str, shard: &str, seq: &str, arrival: i64) -> String {
-        format!(
-            "{}{}/{stream}-{shard}-{seq}.{}",
-            self.config.prefix,
-            hour_path(arrival),
-            self.config.compression.extension()
+        let extension = format!(".{}", self.config.compression.extension());
+        hourly_key(
+            &self.config.prefix,
+            utc_from_epoch_seconds(arrival),
+            &[stream, shard, seq],
+            &extension,
         )
     }
 
     /// The key of an error object whose first poison record is `seq`.
     pub fn error_key(&self, stream: &str, shard: &str, seq: &str, arrival: i64) -> String {
-        format!(
-            "{}{}/{stream}-{shard}-{seq}.jsonl",
-            self.config.error_prefix,
-            hour_path(arrival)
+        hourly_key(
+            &self.config.error_prefix,
+            utc_from_epoch_seconds(arrival),
+            &[stream, shard, seq],
+            ".jsonl",
         )
     }
 
     /// The key of a shard's high-water mark object.
     pub fn state_key(&self, stream: &str, shard: &str) -> String {
-        format!("{}{stream}-{shard}.json", self.config.state_prefix)
+        format!(
+            "{}{}-{}.json",
+            self.config.state_prefix,
+            escape_part(stream),
+            escape_part(shard)
+        )
     }
 
     /// Handles one invocation: the raw `KinesisEvent` JSON in, the partial-batch response out,
@@ -204,7 +205,7 @@ impl<S: ObjectStore> Archiver<S> {
         &self,
         payload: &[u8],
     ) -> Result<(KinesisEventResponse, Summary), ArchiveError> {
-        let event = event::parse(payload).map_err(|e| ArchiveError::BadEvent(e.to_string()))?;
+        let event = kinesis::parse(payload)?;
         let mut response = KinesisEventResponse::default();
         let mut summary = Summary::default();
         for group in batch::group_by_shard(&event.records) {
@@ -429,9 +430,10 @@ impl<S: ObjectStore> Archiver<S> {
     ) -> Result<(String, Bytes, &'static str), ArchiveError> {
         match sink {
             Sink::Raw => {
-                let first = batch.goods.get(range.start).ok_or_else(|| {
-                    ArchiveError::BadEvent("empty archive object requested".into())
-                })?;
+                let first = batch
+                    .goods
+                    .get(range.start)
+                    .ok_or(ArchiveError::EmptyObject)?;
                 Ok((
                     self.archive_key(&batch.stream, &batch.shard, &first.seq, first.arrival),
                     batch::archive_body(batch, range, self.config.compression)?,
@@ -442,7 +444,7 @@ impl<S: ObjectStore> Archiver<S> {
                 let first = batch
                     .poison
                     .get(range.start)
-                    .ok_or_else(|| ArchiveError::BadEvent("empty error object requested".into()))?;
+                    .ok_or(ArchiveError::EmptyObject)?;
                 Ok((
                     self.error_key(&batch.stream, &batch.shard, &first.seq, first.arrival),
                     batch::error_body(batch, range)?,

@@ -7,15 +7,13 @@ use std::cmp::Ordering;
 use std::io::Write;
 use std::ops::Range;
 
+use authtrail_core::kinesis::EventRecord;
 use authtrail_core::seqnum;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::config::Compression;
 use crate::error::ArchiveError;
-use crate::event::EventRecord;
 
 /// A record that goes to the archive: its bytes are `body[range]` (newline included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,9 +97,7 @@ pub fn build<'a>(mut records: Vec<&EventRecord<'a>>) -> Result<ShardBatch<'a>, A
     for r in &records {
         let seq = r.kinesis.sequence_number.as_str();
         if !seqnum::is_valid(seq) {
-            return Err(ArchiveError::BadEvent(format!(
-                "record has an invalid sequence number {seq:?}"
-            )));
+            return Err(ArchiveError::InvalidSequenceNumber(seq.to_string()));
         }
     }
     let sorted = records.windows(2).all(|w| {
@@ -134,12 +130,12 @@ pub fn build<'a>(mut records: Vec<&EventRecord<'a>>) -> Result<ShardBatch<'a>, A
         all_seqs.push(seq.clone());
         let arrival = r.arrival_epoch_seconds();
         let start = body.len();
-        let verdict = match STANDARD.decode_vec(k.data.as_str(), &mut body) {
+        let verdict = match r.decode_data_into(&mut body) {
             Ok(()) => {
                 bytes_in += body.len() - start;
                 check_record(&body[start..])
             }
-            Err(e) => Err(format!("data is not valid base64: {e}")),
+            Err(_) => Err("data is not valid base64".to_string()),
         };
         match verdict {
             Ok(()) => {

@@ -1,17 +1,26 @@
-//! The archiver's error type.
+//! The archiver's error type, and the stable `errorType` name Lambda reports for each kind
+//! (the names are documented in the README; users filter on them in CloudWatch).
 
 use authtrail_core::config::ConfigError;
+use lambda_runtime::Diagnostic;
 
 use crate::store::StoreError;
 
 /// Everything that can go wrong in the archiver. No variant carries record data.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// A configuration variable is missing or invalid (cold start).
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The payload is not a Kinesis event Lambda would send (the whole batch is retried).
-    #[error("invalid Kinesis event: {0}")]
-    BadEvent(String),
+    #[error(transparent)]
+    InvalidEvent(#[from] authtrail_core::Error),
+    /// A record's sequence number is not 1 to 128 decimal digits.
+    #[error("invalid Kinesis event: record has an invalid sequence number {0:?}")]
+    InvalidSequenceNumber(String),
+    /// The handler asked for an object of no records (a bug; never stored).
+    #[error("internal error: an object without records was requested")]
+    EmptyObject,
     #[error("compressing the archive object failed: {0}")]
     Compress(std::io::Error),
     #[error("encoding an error object failed: {0}")]
@@ -25,4 +34,100 @@ pub enum ArchiveError {
         key: String,
         problem: String,
     },
+}
+
+impl ArchiveError {
+    /// The stable `errorType` name of this error (see the README's "Errors" section).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ArchiveError::Config(_) => "InvalidConfiguration",
+            ArchiveError::InvalidEvent(_) | ArchiveError::InvalidSequenceNumber(_) => {
+                "InvalidEvent"
+            }
+            ArchiveError::EmptyObject => "InternalError",
+            ArchiveError::Compress(_) => "CompressionFailed",
+            ArchiveError::Encode(_) => "EncodingFailed",
+            ArchiveError::Store(e) if e.operation == "PutObject" => "ArchiveWriteFailed",
+            ArchiveError::Store(_) => "ArchiveReadFailed",
+            ArchiveError::ForeignObject { .. } => "ForeignObject",
+        }
+    }
+}
+
+impl From<ArchiveError> for Diagnostic {
+    fn from(e: ArchiveError) -> Self {
+        Diagnostic {
+            error_type: e.error_type().to_string(),
+            error_message: authtrail_core::error_chain(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(operation: &'static str) -> ArchiveError {
+        ArchiveError::Store(StoreError {
+            operation,
+            bucket: "b".into(),
+            key: "raw/k".into(),
+            message: "SlowDown: reduce your request rate".into(),
+        })
+    }
+
+    #[test]
+    fn every_error_kind_maps_to_its_documented_error_type() {
+        let bad_json = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+        let cases: Vec<(ArchiveError, &str)> = vec![
+            (
+                ConfigError::missing("ARCHIVE_BUCKET", "set").into(),
+                "InvalidConfiguration",
+            ),
+            (
+                authtrail_core::kinesis::parse(b"not json")
+                    .unwrap_err()
+                    .into(),
+                "InvalidEvent",
+            ),
+            (
+                ArchiveError::InvalidSequenceNumber("12a".into()),
+                "InvalidEvent",
+            ),
+            (ArchiveError::EmptyObject, "InternalError"),
+            (
+                ArchiveError::Compress(std::io::Error::other("disk")),
+                "CompressionFailed",
+            ),
+            (ArchiveError::Encode(bad_json), "EncodingFailed"),
+            (store("PutObject"), "ArchiveWriteFailed"),
+            (store("GetObject"), "ArchiveReadFailed"),
+            (store("HeadObject"), "ArchiveReadFailed"),
+            (
+                ArchiveError::ForeignObject {
+                    bucket: "b".into(),
+                    key: "raw/k".into(),
+                    problem: "has no valid metadata".into(),
+                },
+                "ForeignObject",
+            ),
+        ];
+        for (e, name) in cases {
+            let message = e.to_string();
+            let d = Diagnostic::from(e);
+            assert_eq!(d.error_type, name, "{message}");
+            assert!(d.error_message.starts_with(&message), "{}", d.error_message);
+            assert!(!d.error_type.contains("::"), "no Rust type paths");
+        }
+    }
+
+    #[test]
+    fn an_invalid_event_says_so_in_the_message() {
+        let e: ArchiveError = authtrail_core::kinesis::parse(br#"{"Records":[{"foo":1}]}"#)
+            .unwrap_err()
+            .into();
+        let d = Diagnostic::from(e);
+        assert_eq!(d.error_type, "InvalidEvent");
+        assert!(d.error_message.starts_with("invalid Kinesis event: "));
+    }
 }

@@ -5,7 +5,6 @@ pub mod archive;
 pub mod batch;
 pub mod config;
 pub mod error;
-pub mod event;
 pub mod store;
 
 pub use archive::{Archiver, META_COUNT, META_FIRST, META_LAST, ShardState, Summary};

@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use authtrail_archiver::{Archiver, Config, S3Store};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn};
 use serde_json::value::RawValue;
 
 #[tokio::main]
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
             archiver
                 .handle(payload, &event.context.request_id)
                 .await
-                .map_err(Error::from)
+                .map_err(Diagnostic::from)
         }
     }))
     .await

@@ -87,7 +87,7 @@ impl S3Store {
                     err.message().unwrap_or("no message")
                 )
             }
-            other => aws_smithy_display(other),
+            other => authtrail_core::error_chain(other),
         };
         StoreError {
             operation,
@@ -96,18 +96,6 @@ impl S3Store {
             message,
         }
     }
-}
-
-/// The error and its sources on one line (the SDK's Display alone says only "dispatch failure").
-fn aws_smithy_display(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
@@ -185,7 +173,7 @@ impl ObjectStore for S3Store {
                     operation: "GetObject",
                     bucket: self.bucket.clone(),
                     key: key.to_string(),
-                    message: aws_smithy_display(&e),
+                    message: authtrail_core::error_chain(&e),
                 }),
             },
             Err(e) if e.code() == Some("NoSuchKey") || status_of(&e) == Some(404) => Ok(None),

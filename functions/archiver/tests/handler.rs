@@ -22,6 +22,14 @@ fn event(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn event_at(records: &[(u64, Vec<u8>)], arrival: f64) -> Vec<u8> {
+    event_from(
+        records,
+        arrival,
+        "arn:aws:kinesis:us-east-1:123456789012:stream/audit",
+    )
+}
+
+fn event_from(records: &[(u64, Vec<u8>)], arrival: f64, source_arn: &str) -> Vec<u8> {
     let recs: Vec<Value> = records
         .iter()
         .map(|(seq, data)| {
@@ -39,7 +47,7 @@ fn event_at(records: &[(u64, Vec<u8>)], arrival: f64) -> Vec<u8> {
                 "eventName": "aws:kinesis:record",
                 "invokeIdentityArn": "arn:aws:iam::123456789012:role/archiver",
                 "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/audit",
+                "eventSourceARN": source_arn,
             })
         })
         .collect();
@@ -217,6 +225,47 @@ async fn key_hour_comes_from_the_first_records_arrival_time_in_utc() {
             "raw/2025/02/12/23/audit-{SHARD}-{}.jsonl",
             seq_str(1)
         )]
+    );
+}
+
+#[tokio::test]
+async fn an_enhanced_fan_out_consumer_arn_gives_the_stream_name_in_the_archive_key() {
+    let a = archiver(Compression::Gzip { level: 1 });
+    let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/audit/consumer/archiver:1739388470";
+    let mut recs = goods(1..4);
+    recs[1].1 = b"not json".to_vec();
+    a.process(&event_from(&recs, T0, arn)).await.unwrap();
+    let mut keys: Vec<String> = a.store().objects().into_keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            format!("errors/2025/02/12/19/audit-{SHARD}-{}.jsonl", seq_str(2)),
+            format!("raw/2025/02/12/19/audit-{SHARD}-{}.jsonl.gz", seq_str(1)),
+        ]
+    );
+    let err = &a.store().objects()[&keys[0]];
+    let line: Value =
+        serde_json::from_slice(err.body.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["stream"], "audit");
+}
+
+#[tokio::test]
+async fn names_that_are_not_key_safe_are_escaped_in_the_keys() {
+    let a = archiver(Compression::None);
+    let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/a b%";
+    a.process(&event_from(&goods(1..2), T0, arn)).await.unwrap();
+    let keys: Vec<String> = a.store().objects().into_keys().collect();
+    assert_eq!(
+        keys,
+        vec![format!(
+            "raw/2025/02/12/19/a%20b%25-{SHARD}-{}.jsonl",
+            seq_str(1)
+        )]
+    );
+    assert_eq!(
+        a.state_key("a b%", SHARD),
+        format!("archiver-state/a%20b%25-{SHARD}.json")
     );
 }
 
@@ -401,6 +450,30 @@ async fn payload_that_is_not_a_kinesis_event_is_rejected() {
     let a = archiver(Compression::None);
     assert!(a.process(b"{\"Records\":[{\"foo\":1}]}").await.is_err());
     assert!(a.process(b"not json").await.is_err());
+}
+
+#[tokio::test]
+async fn a_rejected_payload_reports_the_invalid_event_error_type_to_lambda() {
+    let a = archiver(Compression::None);
+    for payload in [&b"not json"[..], br#"{"Records":[{"foo":1}]}"#] {
+        let e = a.handle(payload, "req-1").await.unwrap_err();
+        let d = lambda_runtime::Diagnostic::from(e);
+        assert_eq!(d.error_type, "InvalidEvent");
+        assert!(
+            d.error_message.starts_with("invalid Kinesis event"),
+            "{}",
+            d.error_message
+        );
+    }
+    let mut recs = event(&goods(1..2));
+    let text = String::from_utf8(recs.clone()).unwrap();
+    recs = text.replace(&seq_str(1), "12a").into_bytes();
+    let e = a.handle(&recs, "req-2").await.unwrap_err();
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(e).error_type,
+        "InvalidEvent"
+    );
+    assert!(a.store().objects().is_empty());
 }
 
 #[tokio::test]
