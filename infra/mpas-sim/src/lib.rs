@@ -11,7 +11,10 @@
 //! expire); [`Sim::freeze_clock`] stops it, so a test sees exactly the events it generated and
 //! nothing moves until it says so. [`Sim::commit_pending`] makes every pending event visible
 //! at once.
+//!
+//! The `mpas-sim` binary's command line is [`cli`].
 
+pub mod cli;
 mod config;
 mod control;
 mod error;
