@@ -1,4 +1,7 @@
-//! The cursor and lease, kept in one S3 object and written only with conditional requests.
+//! The checkpoint: the cursor of each kind and the lease, kept in one S3 object and written
+//! only with conditional requests; its loading and saving during a run ([`load`],
+//! [`HeldCheckpoint::save`]) and the stores that keep it ([`S3CheckpointStore`],
+//! [`MemoryCheckpointStore`]).
 //!
 //! ```json
 //! {"version":1,"lease":{"owner":"<uuid>","expiresAt":1739388470156},
@@ -13,7 +16,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
+use authtrail_core::envelope::{EventKind, format_timestamp};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{CheckpointStoreError, ProducerError};
+use crate::lease::Lease;
 
 /// Server flavour remembered in the cursor (the seen keys are ids or hashes accordingly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,19 +30,14 @@ pub enum ApiMode {
     Legacy,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Lease {
-    pub owner: String,
-    /// Epoch ms; a lease past this time is free to take over.
-    pub expires_at: i64,
-}
-
+/// Where the pull of one kind stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindCursor {
+    /// The server flavour the cursor was written for.
     pub mode: ApiMode,
     /// Epoch ms up to which every visible event was written.
     pub time: i64,
+    /// Dedupe keys of the events written inside the settle window, with their times.
     #[serde(default)]
     pub seen: HashMap<String, i64>,
 }
@@ -47,18 +49,47 @@ impl KindCursor {
     }
 }
 
+/// The checkpoint document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
+    /// Format version (1).
     pub version: u32,
+    /// The invocation running now, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// The user events' cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<KindCursor>,
+    /// The admin events' cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<KindCursor>,
+    /// When the document was last saved (ISO-8601).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+}
+
+impl Checkpoint {
+    /// The cursor of one kind.
+    pub fn cursor(&self, kind: EventKind) -> Option<&KindCursor> {
+        match kind {
+            EventKind::User => self.user.as_ref(),
+            EventKind::Admin => self.admin.as_ref(),
+        }
+    }
+
+    /// Replaces the cursor of one kind.
+    pub fn set_cursor(&mut self, kind: EventKind, cursor: KindCursor) {
+        match kind {
+            EventKind::User => self.user = Some(cursor),
+            EventKind::Admin => self.admin = Some(cursor),
+        }
+    }
+
+    /// The document as JSON bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ProducerError> {
+        serde_json::to_vec(self).map_err(ProducerError::CheckpointEncode)
+    }
 }
 
 impl Default for Checkpoint {
@@ -82,25 +113,97 @@ pub enum Condition {
     IfNoneMatch,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The condition failed: someone else wrote the object (412 PreconditionFailed, or 409).
-    #[error("the checkpoint object changed under us (conditional write failed)")]
-    Conflict,
-    #[error("checkpoint store error: {0}")]
-    Other(String),
-}
-
 /// Where the checkpoint object lives.
 pub trait CheckpointStore: Send + Sync {
     /// The object's bytes and ETag, or `None` when it does not exist.
-    fn load(&self) -> impl Future<Output = Result<Option<(Vec<u8>, String)>, StoreError>> + Send;
+    fn load(
+        &self,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, String)>, CheckpointStoreError>> + Send;
     /// Writes the object if `condition` holds; returns the new ETag.
     fn save(
         &self,
         body: Vec<u8>,
         condition: Condition,
-    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+    ) -> impl Future<Output = Result<String, CheckpointStoreError>> + Send;
+}
+
+/// Reads and parses the checkpoint object: the document and its ETag, or an empty document
+/// and no ETag when the object does not exist yet. An object that is not a checkpoint document
+/// is an error (it is never overwritten).
+pub async fn load<C: CheckpointStore>(
+    store: &C,
+) -> Result<(Checkpoint, Option<String>), ProducerError> {
+    match store.load().await? {
+        None => Ok((Checkpoint::default(), None)),
+        Some((body, etag)) => {
+            let cp: Checkpoint =
+                serde_json::from_slice(&body).map_err(|e| ProducerError::CorruptCheckpoint {
+                    line: e.line(),
+                    column: e.column(),
+                })?;
+            Ok((cp, Some(etag)))
+        }
+    }
+}
+
+/// The checkpoint as a run holds it: the document as last saved and the ETag that the next
+/// save must still find (every save is conditional on it).
+#[derive(Debug)]
+pub struct HeldCheckpoint {
+    /// The document as last saved (cursors move here once their pages were committed).
+    pub doc: Checkpoint,
+    /// ETag of the object as last saved.
+    pub etag: String,
+}
+
+/// Serializes a checkpoint with one kind's cursor substituted, without cloning the seen set.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckpointView<'a> {
+    version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<&'a Lease>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a KindCursor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin: Option<&'a KindCursor>,
+    updated_at: String,
+}
+
+impl HeldCheckpoint {
+    /// Saves the document, with `cursor`'s kind replaced by it when given, on condition that
+    /// the object is unchanged since the last save. Someone else's change is
+    /// [`ProducerError::LeaseLost`].
+    pub async fn save<C: CheckpointStore>(
+        &mut self,
+        store: &C,
+        cursor: Option<(EventKind, &KindCursor)>,
+    ) -> Result<(), ProducerError> {
+        let (user, admin) = match cursor {
+            Some((EventKind::User, c)) => (Some(c), self.doc.admin.as_ref()),
+            Some((EventKind::Admin, c)) => (self.doc.user.as_ref(), Some(c)),
+            None => (self.doc.user.as_ref(), self.doc.admin.as_ref()),
+        };
+        let view = CheckpointView {
+            version: 1,
+            lease: self.doc.lease.as_ref(),
+            user,
+            admin,
+            updated_at: format_timestamp(crate::pull::now_ms()),
+        };
+        let body = serde_json::to_vec(&view).map_err(ProducerError::CheckpointEncode)?;
+        match store
+            .save(body, Condition::IfMatch(self.etag.clone()))
+            .await
+        {
+            Ok(etag) => {
+                self.etag = etag;
+                Ok(())
+            }
+            Err(CheckpointStoreError::Conflict) => Err(ProducerError::LeaseLost),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// The checkpoint in S3 (`If-Match` / `If-None-Match: *` conditional writes).
@@ -111,12 +214,17 @@ pub struct S3CheckpointStore {
 }
 
 impl S3CheckpointStore {
+    /// The object `s3://{bucket}/{key}`.
     pub fn new(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> Self {
         Self {
             client,
             bucket: bucket.to_string(),
             key: key.to_string(),
         }
+    }
+
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
     }
 }
 
@@ -135,7 +243,7 @@ where
 }
 
 impl CheckpointStore for S3CheckpointStore {
-    async fn load(&self) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+    async fn load(&self) -> Result<Option<(Vec<u8>, String)>, CheckpointStoreError> {
         let out = self
             .client
             .get_object()
@@ -150,7 +258,10 @@ impl CheckpointStore for S3CheckpointStore {
                     .body
                     .collect()
                     .await
-                    .map_err(|e| StoreError::Other(format!("reading checkpoint body: {e}")))?;
+                    .map_err(|e| CheckpointStoreError::Read {
+                        location: self.location(),
+                        detail: format!("body: {e}"),
+                    })?;
                 Ok(Some((body.into_bytes().to_vec(), etag)))
             }
             Err(err) => {
@@ -160,17 +271,19 @@ impl CheckpointStore for S3CheckpointStore {
                 {
                     return Ok(None);
                 }
-                Err(StoreError::Other(format!(
-                    "reading s3://{}/{}: {}",
-                    self.bucket,
-                    self.key,
-                    aws_sdk_s3::error::DisplayErrorContext(&err)
-                )))
+                Err(CheckpointStoreError::Read {
+                    location: self.location(),
+                    detail: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+                })
             }
         }
     }
 
-    async fn save(&self, body: Vec<u8>, condition: Condition) -> Result<String, StoreError> {
+    async fn save(
+        &self,
+        body: Vec<u8>,
+        condition: Condition,
+    ) -> Result<String, CheckpointStoreError> {
         let mut req = self
             .client
             .put_object()
@@ -184,13 +297,11 @@ impl CheckpointStore for S3CheckpointStore {
         };
         match req.send().await {
             Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
-            Err(err) if is_conflict(&err) => Err(StoreError::Conflict),
-            Err(err) => Err(StoreError::Other(format!(
-                "writing s3://{}/{}: {}",
-                self.bucket,
-                self.key,
-                aws_sdk_s3::error::DisplayErrorContext(&err)
-            ))),
+            Err(err) if is_conflict(&err) => Err(CheckpointStoreError::Conflict),
+            Err(err) => Err(CheckpointStoreError::Write {
+                location: self.location(),
+                detail: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+            }),
         }
     }
 }
@@ -228,26 +339,33 @@ impl MemoryCheckpointStore {
 }
 
 impl CheckpointStore for MemoryCheckpointStore {
-    async fn load(&self) -> Result<Option<(Vec<u8>, String)>, StoreError> {
-        let guard = self
-            .inner
-            .lock()
-            .map_err(|_| StoreError::Other("poisoned".into()))?;
+    async fn load(&self) -> Result<Option<(Vec<u8>, String)>, CheckpointStoreError> {
+        let guard = self.inner.lock().map_err(|_| CheckpointStoreError::Read {
+            location: "memory".into(),
+            detail: "poisoned".into(),
+        })?;
         Ok(guard.as_ref().map(|(b, v)| (b.clone(), format!("\"{v}\""))))
     }
 
-    async fn save(&self, body: Vec<u8>, condition: Condition) -> Result<String, StoreError> {
-        let mut guard = self
-            .inner
-            .lock()
-            .map_err(|_| StoreError::Other("poisoned".into()))?;
+    async fn save(
+        &self,
+        body: Vec<u8>,
+        condition: Condition,
+    ) -> Result<String, CheckpointStoreError> {
+        let mut guard = self.inner.lock().map_err(|_| CheckpointStoreError::Write {
+            location: "memory".into(),
+            detail: "poisoned".into(),
+        })?;
         let limit = self.conflict_after_saves.lock().ok().and_then(|g| *g);
         if limit.is_some_and(|n| self.saves.load(std::sync::atomic::Ordering::SeqCst) >= n) {
-            return Err(StoreError::Conflict);
+            return Err(CheckpointStoreError::Conflict);
         }
         let crash = self.crash_after_saves.lock().ok().and_then(|g| *g);
         if crash.is_some_and(|n| self.saves.load(std::sync::atomic::Ordering::SeqCst) >= n) {
-            return Err(StoreError::Other("simulated crash before the write".into()));
+            return Err(CheckpointStoreError::Write {
+                location: "memory".into(),
+                detail: "simulated crash before the write".into(),
+            });
         }
         let current = guard.as_ref().map(|(_, v)| format!("\"{v}\""));
         let ok = match (&condition, &current) {
@@ -256,7 +374,7 @@ impl CheckpointStore for MemoryCheckpointStore {
             _ => false,
         };
         if !ok {
-            return Err(StoreError::Conflict);
+            return Err(CheckpointStoreError::Conflict);
         }
         let version = guard.as_ref().map_or(1, |(_, v)| v + 1);
         *guard = Some((body, version));
@@ -312,7 +430,7 @@ mod tests {
         let e1 = s.save(b"1".to_vec(), Condition::IfNoneMatch).await.unwrap();
         assert!(matches!(
             s.save(b"2".to_vec(), Condition::IfNoneMatch).await,
-            Err(StoreError::Conflict)
+            Err(CheckpointStoreError::Conflict)
         ));
         let e2 = s
             .save(b"2".to_vec(), Condition::IfMatch(e1.clone()))
@@ -320,7 +438,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             s.save(b"3".to_vec(), Condition::IfMatch(e1)).await,
-            Err(StoreError::Conflict)
+            Err(CheckpointStoreError::Conflict)
         ));
         assert_eq!(s.load().await.unwrap().unwrap(), (b"2".to_vec(), e2));
     }

@@ -3,14 +3,20 @@
 //!
 //! `main.rs` only wires; the logic lives here behind three capabilities so unit tests run
 //! against in-memory fakes: [`mpas::EventSource`], [`sink::RecordSink`],
-//! [`checkpoint::CheckpointStore`].
+//! [`checkpoint::CheckpointStore`]. Where things are: [`pull`] (the algorithm, with its modern
+//! and legacy variants), [`lease`], [`checkpoint`], [`sink`] (one file per sink), [`record`]
+//! (the envelope), [`summary`] (the run summary), [`error`] (every failure and its
+//! `errorType`).
 
 pub mod checkpoint;
 pub mod config;
+pub mod error;
+pub mod lease;
 pub mod mpas;
 pub mod pull;
 pub mod record;
 pub mod sink;
+pub mod summary;
 
 use authtrail_core::config::ConfigError;
 use authtrail_core::redact::{RedactionMode, Redactor};
@@ -18,58 +24,14 @@ use authtrail_core::secret::{Secret, fetch_secret_string};
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 
+pub use crate::error::ProducerError;
+
 use crate::checkpoint::S3CheckpointStore;
 use crate::config::{Credentials, RedactionSetting, Settings, SinkTarget};
 use crate::mpas::HttpEventSource;
-use crate::pull::{Producer, PullSettings, RunSummary};
-use crate::sink::{
-    EntryResult, FirehoseSink, KinesisSink, RecordSink, SinkError, SinkLimits, SinkRecord,
-};
-
-/// The producer's errors. None of them carries a credential.
-#[derive(Debug, thiserror::Error)]
-pub enum ProducerError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("initialisation failed: {0}")]
-    Init(String),
-    #[error(transparent)]
-    Source(#[from] mpas::SourceError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error(transparent)]
-    Store(#[from] checkpoint::StoreError),
-    #[error("garbage MPAS response: {0}")]
-    BadEvent(String),
-    #[error("checkpoint object unusable: {0}")]
-    CorruptCheckpoint(String),
-    #[error(
-        "lost the lease: another invocation changed the checkpoint mid-run; stopping without advancing the cursor"
-    )]
-    LeaseLost,
-}
-
-/// Either sink, chosen by configuration.
-pub enum AnySink {
-    Kinesis(KinesisSink),
-    Firehose(FirehoseSink),
-}
-
-impl RecordSink for AnySink {
-    fn limits(&self) -> SinkLimits {
-        match self {
-            AnySink::Kinesis(k) => k.limits(),
-            AnySink::Firehose(f) => f.limits(),
-        }
-    }
-
-    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
-        match self {
-            AnySink::Kinesis(k) => k.put_batch(records).await,
-            AnySink::Firehose(f) => f.put_batch(records).await,
-        }
-    }
-}
+use crate::pull::{Producer, PullSettings};
+use crate::sink::{AnySink, FirehoseSink, KinesisSink, RecordSink};
+use crate::summary::RunSummary;
 
 /// The producer as deployed: HTTPS to MPAS, Kinesis or Firehose, S3 checkpoint.
 pub type LambdaProducer = Producer<HttpEventSource, AnySink, S3CheckpointStore>;
@@ -109,9 +71,7 @@ pub async fn init(
 ) -> Result<LambdaProducer, ProducerError> {
     let credentials = match &settings.credentials {
         Credentials::SecretArn(arn) => {
-            let secret = fetch_secret_string(sdk, arn)
-                .await
-                .map_err(|e| ProducerError::Init(e.to_string()))?;
+            let secret = fetch_secret_string(sdk, arn).await?;
             config::credentials_from_secret_json(arn, &secret)?
         }
         other => other.clone(),
@@ -119,11 +79,7 @@ pub async fn init(
     let hash_key = match &settings.redaction {
         RedactionSetting::Mask => None,
         RedactionSetting::HashKey(k) => Some(k.clone()),
-        RedactionSetting::HashKeySecretArn(arn) => Some(
-            fetch_secret_string(sdk, arn)
-                .await
-                .map_err(|e| ProducerError::Init(e.to_string()))?,
-        ),
+        RedactionSetting::HashKeySecretArn(arn) => Some(fetch_secret_string(sdk, arn).await?),
     };
     let (redact_user, redact_admin) = build_redactors(settings, hash_key)?;
     let ca = match &settings.ca_bundle {
@@ -170,6 +126,8 @@ pub async fn init(
 
 /// The Lambda handler: any payload (an EventBridge scheduled event, or `{}` from a manual
 /// invoke) runs one pull. Logs the summary line, prints the EMF metrics, returns the summary.
+/// A failure is logged with its `errorType` and counted (`RunFailed`); Lambda reports it as the
+/// error's [`lambda_runtime::Diagnostic`].
 pub async fn handle<S, K, C>(
     producer: &Producer<S, K, C>,
     event: LambdaEvent<Value>,
@@ -193,16 +151,14 @@ where
             Ok(summary)
         }
         Err(e) => {
-            tracing::error!(request_id, error = %e, "producer run failed; the cursor stays at the last checkpoint");
-            authtrail_core::metrics::Emf::new("authtrail")
-                .dimension("Function", "producer")
-                .count("RunFailed", 1)
-                .property("RequestId", request_id.as_str())
-                .emit();
+            tracing::error!(
+                request_id,
+                error_type = e.error_type().as_str(),
+                error = %e,
+                "producer run failed; the cursor stays at the last checkpoint"
+            );
+            RunSummary::failure_emf(&request_id).emit();
             Err(e)
         }
     }
 }
-
-#[cfg(test)]
-mod pull_tests;

@@ -16,11 +16,14 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::config::Credentials;
+use crate::error::SourceError;
 
 /// A date filter value: epoch milliseconds (modern servers) or a whole UTC day (legacy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DateParam {
+    /// Epoch milliseconds (Keycloak 26.2+).
     EpochMs(i64),
+    /// A whole UTC day, `yyyy-MM-dd`.
     Day(NaiveDate),
 }
 
@@ -36,36 +39,40 @@ impl DateParam {
 /// One page request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageQuery {
+    /// `dateFrom` (inclusive).
     pub date_from: Option<DateParam>,
+    /// `dateTo` (inclusive).
     pub date_to: Option<DateParam>,
+    /// `first`: 0-based offset.
     pub first: u32,
+    /// `max`: page size.
     pub max: u32,
     /// `Some(true)` sends `direction=asc`; `None` sends no direction (legacy servers).
     pub ascending: Option<bool>,
 }
 
-/// Why a page could not be fetched (after the client's own retries).
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// 400: the server rejected the query (a legacy server rejects epoch dates).
-    #[error("MPAS rejected the query with HTTP 400: {0}")]
-    BadRequest(String),
-    #[error("MPAS authentication failed: {0}")]
-    Auth(String),
-    #[error("MPAS answered HTTP {status} after {attempts} attempts")]
-    Status { status: u16, attempts: u32 },
-    #[error(
-        "MPAS returned a body that is not a JSON array of events after {attempts} attempts: {detail}"
-    )]
-    Garbage { detail: String, attempts: u32 },
-    #[error("MPAS request failed after {attempts} attempts: {detail}")]
-    Transport { detail: String, attempts: u32 },
-    #[error("MPAS client set-up failed: {0}")]
-    Setup(String),
+impl PageQuery {
+    /// The query string parameters.
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut params: Vec<(&str, String)> = Vec::with_capacity(5);
+        if let Some(d) = self.date_from {
+            params.push(("dateFrom", d.render()));
+        }
+        if let Some(d) = self.date_to {
+            params.push(("dateTo", d.render()));
+        }
+        params.push(("first", self.first.to_string()));
+        params.push(("max", self.max.to_string()));
+        if let Some(asc) = self.ascending {
+            params.push(("direction", if asc { "asc" } else { "desc" }.to_string()));
+        }
+        params
+    }
 }
 
 /// Fetches pages of events of one kind.
 pub trait EventSource: Send + Sync {
+    /// One page of events of `kind` (after the client's own retries).
     fn fetch_page(
         &self,
         kind: EventKind,
@@ -76,6 +83,12 @@ pub trait EventSource: Send + Sync {
 struct CachedToken {
     value: Secret,
     renew_at: Instant,
+}
+
+/// One request's outcome: done, or worth another attempt after at least `wait`.
+enum Attempt<T, F> {
+    Done(T),
+    Retry { wait: Duration, failure: F },
 }
 
 /// The HTTPS client for MPAS.
@@ -105,9 +118,7 @@ impl HttpEventSource {
         ca_bundle_pem: Option<&[u8]>,
     ) -> Result<Self, SourceError> {
         if matches!(credentials, Credentials::SecretArn(_)) {
-            return Err(SourceError::Setup(
-                "credentials from a secret must be resolved before building the client".into(),
-            ));
+            return Err(SourceError::UnresolvedCredentials);
         }
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
@@ -115,12 +126,12 @@ impl HttpEventSource {
             .user_agent(concat!("authtrail-producer/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_bundle_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| SourceError::Setup(format!("MPAS_CA_BUNDLE is not PEM: {e}")))?;
+                .map_err(|e| SourceError::CaBundle(e.to_string()))?;
             builder = builder.tls_certs_merge(certs);
         }
         let http = builder
             .build()
-            .map_err(|e| SourceError::Setup(e.to_string()))?;
+            .map_err(|e| SourceError::Client(e.to_string()))?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -146,11 +157,8 @@ impl HttpEventSource {
         Ok(value)
     }
 
-    async fn request_token(&self) -> Result<CachedToken, SourceError> {
-        let url = format!(
-            "{}/realms/{}/protocol/openid-connect/token",
-            self.base_url, self.realm
-        );
+    /// The token request's form fields for the configured grant.
+    fn token_form(&self) -> Result<Vec<(&str, &str)>, SourceError> {
         let mut form: Vec<(&str, &str)> = Vec::new();
         match &self.credentials {
             Credentials::ClientCredentials {
@@ -175,67 +183,61 @@ impl HttpEventSource {
                 form.push(("username", username));
                 form.push(("password", password.expose()));
             }
-            Credentials::SecretArn(_) => {
-                return Err(SourceError::Setup("unresolved credentials".into()));
-            }
+            Credentials::SecretArn(_) => return Err(SourceError::UnresolvedCredentials),
         }
+        Ok(form)
+    }
+
+    async fn request_token(&self) -> Result<CachedToken, SourceError> {
+        let url = format!(
+            "{}/realms/{}/protocol/openid-connect/token",
+            self.base_url, self.realm
+        );
+        let form = self.token_form()?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let started = Instant::now();
-            let result = self.http.post(&url).form(&form).send().await;
-            let retry_wait = match result {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status.is_success() {
-                        let body = resp.bytes().await.map_err(|e| SourceError::Transport {
-                            detail: describe(e),
-                            attempts: attempt,
-                        });
-                        match body.map(|b| serde_json::from_slice::<Value>(&b)) {
-                            Ok(Ok(v)) => {
-                                if let Some(token) = v.get("access_token").and_then(Value::as_str) {
-                                    let lifetime = Duration::from_secs(
-                                        v.get("expires_in").and_then(Value::as_u64).unwrap_or(60),
-                                    );
-                                    // Renew 30 s early, or at half-life for very short tokens.
-                                    let margin = TOKEN_RENEW_MARGIN.min(lifetime / 2);
-                                    return Ok(CachedToken {
-                                        value: Secret::new(token.to_string()),
-                                        renew_at: started + lifetime - margin,
-                                    });
-                                }
-                                None
-                            }
-                            _ => None,
-                        }
-                        .unwrap_or(Duration::ZERO)
-                    } else if status.as_u16() == 401 || status.as_u16() == 400 {
-                        // Keycloak's error body names the problem; it never echoes credentials.
-                        let text = resp.text().await.unwrap_or_default();
-                        return Err(SourceError::Auth(format!(
-                            "token endpoint answered HTTP {}: {}",
-                            status.as_u16(),
-                            error_summary(&text)
-                        )));
-                    } else if is_retryable(status.as_u16()) {
-                        retry_after(&resp).unwrap_or(Duration::ZERO)
-                    } else {
-                        return Err(SourceError::Auth(format!(
-                            "token endpoint answered HTTP {}",
-                            status.as_u16()
-                        )));
-                    }
-                }
-                Err(_) => Duration::ZERO,
+            let retry_wait = match self.token_attempt(&url, &form).await? {
+                Attempt::Done(token) => return Ok(token),
+                Attempt::Retry { wait, failure: () } => wait,
             };
             if attempt > self.max_retries {
-                return Err(SourceError::Auth(format!(
-                    "no token after {attempt} attempts"
-                )));
+                return Err(SourceError::TokenUnavailable { attempts: attempt });
             }
             tokio::time::sleep(backoff(attempt, retry_wait)).await;
         }
+    }
+
+    /// One token request: a token, a retryable failure, or the credentials refused.
+    async fn token_attempt(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Attempt<CachedToken, ()>, SourceError> {
+        let retry = |wait| Ok(Attempt::Retry { wait, failure: () });
+        let started = Instant::now();
+        let Ok(resp) = self.http.post(url).form(form).send().await else {
+            return retry(Duration::ZERO);
+        };
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return match read_token(resp, started).await {
+                Some(token) => Ok(Attempt::Done(token)),
+                None => retry(Duration::ZERO),
+            };
+        }
+        if status == 401 || status == 400 {
+            // Keycloak's error body names the problem; it never echoes credentials.
+            let text = resp.text().await.unwrap_or_default();
+            return Err(SourceError::TokenRejected {
+                status,
+                reason: error_summary(&text),
+            });
+        }
+        if is_retryable(status) {
+            return retry(retry_after(&resp).unwrap_or(Duration::ZERO));
+        }
+        Err(SourceError::TokenStatus { status })
     }
 
     fn events_url(&self, kind: EventKind) -> String {
@@ -245,6 +247,20 @@ impl HttpEventSource {
         };
         format!("{}/admin/realms/{}/{}", self.base_url, self.realm, path)
     }
+}
+
+/// The token of a successful token response (`None`: no usable token in the body), due for
+/// renewal 30 s before it expires, or at half-life for very short tokens.
+async fn read_token(resp: reqwest::Response, started: Instant) -> Option<CachedToken> {
+    let body = resp.bytes().await.ok()?;
+    let v = serde_json::from_slice::<Value>(&body).ok()?;
+    let token = v.get("access_token").and_then(Value::as_str)?;
+    let lifetime = Duration::from_secs(v.get("expires_in").and_then(Value::as_u64).unwrap_or(60));
+    let margin = TOKEN_RENEW_MARGIN.min(lifetime / 2);
+    Some(CachedToken {
+        value: Secret::new(token.to_string()),
+        renew_at: started + lifetime - margin,
+    })
 }
 
 fn is_retryable(status: u16) -> bool {
@@ -295,6 +311,59 @@ fn error_summary(text: &str) -> String {
     text.chars().take(120).collect()
 }
 
+/// Reads an events answer that is not a 401 to renew for: the events, a failure worth
+/// retrying (5xx, 429, truncated or garbage body), or one that is not (400, 401/403, others).
+async fn read_page(
+    resp: reqwest::Response,
+    attempt: u32,
+) -> Result<Attempt<Vec<Value>, SourceError>, SourceError> {
+    let status = resp.status().as_u16();
+    if status == 401 || status == 403 {
+        return Err(SourceError::Forbidden { status });
+    }
+    if status == 400 {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(SourceError::BadRequest(error_summary(&text)));
+    }
+    if resp.status().is_success() {
+        let failure = match resp.bytes().await {
+            Ok(body) => match serde_json::from_slice::<Vec<Value>>(&body) {
+                Ok(events) => return Ok(Attempt::Done(events)),
+                Err(e) => SourceError::Garbage {
+                    detail: format!(
+                        "{} bytes, parse error at line {} column {}",
+                        body.len(),
+                        e.line(),
+                        e.column()
+                    ),
+                    attempts: attempt,
+                },
+            },
+            Err(e) => SourceError::Transport {
+                detail: describe(e),
+                attempts: attempt,
+            },
+        };
+        return Ok(Attempt::Retry {
+            wait: Duration::ZERO,
+            failure,
+        });
+    }
+    if is_retryable(status) {
+        return Ok(Attempt::Retry {
+            wait: retry_after(&resp).unwrap_or(Duration::ZERO),
+            failure: SourceError::Status {
+                status,
+                attempts: attempt,
+            },
+        });
+    }
+    Err(SourceError::Status {
+        status,
+        attempts: attempt,
+    })
+}
+
 impl EventSource for HttpEventSource {
     async fn fetch_page(
         &self,
@@ -302,18 +371,7 @@ impl EventSource for HttpEventSource {
         query: &PageQuery,
     ) -> Result<Vec<Value>, SourceError> {
         let url = self.events_url(kind);
-        let mut params: Vec<(&str, String)> = Vec::with_capacity(5);
-        if let Some(d) = query.date_from {
-            params.push(("dateFrom", d.render()));
-        }
-        if let Some(d) = query.date_to {
-            params.push(("dateTo", d.render()));
-        }
-        params.push(("first", query.first.to_string()));
-        params.push(("max", query.max.to_string()));
-        if let Some(asc) = query.ascending {
-            params.push(("direction", if asc { "asc" } else { "desc" }.to_string()));
-        }
+        let params = query.params();
         let mut attempt = 0u32;
         let mut renewed = false;
         let mut force_renew = false;
@@ -328,73 +386,27 @@ impl EventSource for HttpEventSource {
                 .bearer_auth(token.expose())
                 .send()
                 .await;
-            let (wait, failure) = match result {
-                Err(e) => (
-                    Duration::ZERO,
-                    SourceError::Transport {
+            let outcome = match result {
+                Err(e) => Attempt::Retry {
+                    wait: Duration::ZERO,
+                    failure: SourceError::Transport {
                         detail: describe(e),
                         attempts: attempt,
                     },
-                ),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if status == 401 && !renewed {
-                        // The token expired or was revoked mid-pull: renew once and retry.
-                        tracing::info!(kind = kind.as_str(), "MPAS answered 401; renewing token");
-                        renewed = true;
-                        force_renew = true;
-                        attempt -= 1;
-                        continue;
-                    }
-                    if status == 401 || status == 403 {
-                        return Err(SourceError::Auth(format!(
-                            "events endpoint answered HTTP {status} (the client needs the view-events role)"
-                        )));
-                    }
-                    if status == 400 {
-                        let text = resp.text().await.unwrap_or_default();
-                        return Err(SourceError::BadRequest(error_summary(&text)));
-                    }
-                    if resp.status().is_success() {
-                        match resp.bytes().await {
-                            Ok(body) => match serde_json::from_slice::<Vec<Value>>(&body) {
-                                Ok(events) => return Ok(events),
-                                Err(e) => (
-                                    Duration::ZERO,
-                                    SourceError::Garbage {
-                                        detail: format!(
-                                            "{} bytes, parse error at line {} column {}",
-                                            body.len(),
-                                            e.line(),
-                                            e.column()
-                                        ),
-                                        attempts: attempt,
-                                    },
-                                ),
-                            },
-                            Err(e) => (
-                                Duration::ZERO,
-                                SourceError::Transport {
-                                    detail: describe(e),
-                                    attempts: attempt,
-                                },
-                            ),
-                        }
-                    } else if is_retryable(status) {
-                        (
-                            retry_after(&resp).unwrap_or(Duration::ZERO),
-                            SourceError::Status {
-                                status,
-                                attempts: attempt,
-                            },
-                        )
-                    } else {
-                        return Err(SourceError::Status {
-                            status,
-                            attempts: attempt,
-                        });
-                    }
+                },
+                Ok(resp) if resp.status().as_u16() == 401 && !renewed => {
+                    // The token expired or was revoked mid-pull: renew once and retry.
+                    tracing::info!(kind = kind.as_str(), "MPAS answered 401; renewing token");
+                    renewed = true;
+                    force_renew = true;
+                    attempt -= 1;
+                    continue;
                 }
+                Ok(resp) => read_page(resp, attempt).await?,
+            };
+            let (wait, failure) = match outcome {
+                Attempt::Done(events) => return Ok(events),
+                Attempt::Retry { wait, failure } => (wait, failure),
             };
             if attempt > self.max_retries {
                 return Err(failure);

@@ -96,95 +96,138 @@ fn json_len(v: &Value) -> usize {
     serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
 }
 
+/// Fields that identify an event: small, and never replaced by a marker.
+const PROTECTED: &[&str] = &[
+    "id",
+    "time",
+    "type",
+    "realmId",
+    "clientId",
+    "userId",
+    "sessionId",
+    "operationType",
+    "resourceType",
+    "error",
+];
+
+/// Fields kept by the last resort, when only protected fields are left and still too big.
+const STUB_FIELDS: &[&str] = &[
+    "id",
+    "time",
+    "type",
+    "operationType",
+    "resourceType",
+    "realmId",
+];
+
+/// One value that may be replaced by a marker: `parent` (`details`) or the event itself holds
+/// it under `key`; `len` is its JSON size.
+struct Step {
+    parent: Option<&'static str>,
+    key: String,
+    len: usize,
+}
+
+/// The values to replace, in order: `representation`, `details` values (largest first), the
+/// other unprotected fields (largest first).
+fn truncation_steps(event: &Value) -> Vec<Step> {
+    let mut steps: Vec<Step> = Vec::new();
+    let Some(obj) = event.as_object() else {
+        return steps;
+    };
+    if let Some(v) = obj.get("representation") {
+        steps.push(Step {
+            parent: None,
+            key: "representation".into(),
+            len: json_len(v),
+        });
+    }
+    if let Some(details) = obj.get("details").and_then(Value::as_object) {
+        let mut d: Vec<_> = details
+            .iter()
+            .map(|(k, v)| Step {
+                parent: Some("details"),
+                key: k.clone(),
+                len: json_len(v),
+            })
+            .collect();
+        d.sort_by_key(|s| std::cmp::Reverse(s.len));
+        steps.extend(d);
+    }
+    let mut rest: Vec<_> = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "representation" && !PROTECTED.contains(&k.as_str()))
+        .map(|(k, v)| Step {
+            parent: None,
+            key: k.clone(),
+            len: json_len(v),
+        })
+        .collect();
+    rest.sort_by_key(|s| std::cmp::Reverse(s.len));
+    steps.extend(rest);
+    steps
+}
+
+/// Replaces the step's value with `"<truncated: N bytes>"` (N: its original size).
+fn replace_with_marker(event: &mut Value, step: &Step) {
+    let slot = match (step.parent, event.as_object_mut()) {
+        (Some(p), Some(obj)) => obj
+            .get_mut(p)
+            .and_then(Value::as_object_mut)
+            .and_then(|d| d.get_mut(step.key.as_str())),
+        (None, Some(obj)) => obj.get_mut(step.key.as_str()),
+        _ => None,
+    };
+    if let Some(slot) = slot {
+        let original = match &*slot {
+            Value::String(s) => s.len(),
+            other => json_len(other),
+        };
+        *slot = marker(original);
+    }
+}
+
+/// The last resort: the event's identity fields (those under 1 KiB) and `truncatedEvent` with
+/// the original size.
+fn identity_stub(event: &Value, size: usize) -> Value {
+    let mut stub = Map::new();
+    if let Some(obj) = event.as_object() {
+        for &k in STUB_FIELDS {
+            if let Some(v) = obj.get(k)
+                && json_len(v) < 1024
+            {
+                stub.insert(k.into(), v.clone());
+            }
+        }
+    }
+    stub.insert("truncatedEvent".into(), marker(size));
+    Value::Object(stub)
+}
+
 fn truncate_to_fit(
     timestamp: &str,
     kind: EventKind,
     event: &mut Value,
-    mut size: usize,
+    size: usize,
     max_bytes: usize,
 ) -> Vec<u8> {
-    const PROTECTED: &[&str] = &[
-        "id",
-        "time",
-        "type",
-        "realmId",
-        "clientId",
-        "userId",
-        "sessionId",
-        "operationType",
-        "resourceType",
-        "error",
-    ];
-    // Candidates in order: representation, details values (largest first), other fields.
-    let mut steps: Vec<(Option<String>, String, usize)> = Vec::new();
-    if let Some(obj) = event.as_object() {
-        if let Some(v) = obj.get("representation") {
-            steps.push((None, "representation".into(), json_len(v)));
-        }
-        if let Some(details) = obj.get("details").and_then(Value::as_object) {
-            let mut d: Vec<_> = details
-                .iter()
-                .map(|(k, v)| (Some("details".to_string()), k.clone(), json_len(v)))
-                .collect();
-            d.sort_by_key(|b| std::cmp::Reverse(b.2));
-            steps.extend(d);
-        }
-        let mut rest: Vec<_> = obj
-            .iter()
-            .filter(|(k, _)| k.as_str() != "representation" && !PROTECTED.contains(&k.as_str()))
-            .map(|(k, v)| (None, k.clone(), json_len(v)))
-            .collect();
-        rest.sort_by_key(|b| std::cmp::Reverse(b.2));
-        steps.extend(rest);
-    }
+    let steps = truncation_steps(event);
     let mut data = render(timestamp, kind, event, true);
-    size = size.max(data.len());
-    for (parent, key, len) in steps {
+    let size = size.max(data.len());
+    for step in steps {
         if data.len() <= max_bytes {
             break;
         }
-        if len < 32 {
+        if step.len < 32 {
             continue;
         }
-        let slot = match (&parent, event.as_object_mut()) {
-            (Some(p), Some(obj)) => obj
-                .get_mut(p.as_str())
-                .and_then(Value::as_object_mut)
-                .and_then(|d| d.get_mut(key.as_str())),
-            (None, Some(obj)) => obj.get_mut(key.as_str()),
-            _ => None,
-        };
-        if let Some(slot) = slot {
-            let original = match &*slot {
-                Value::String(s) => s.len(),
-                other => json_len(other),
-            };
-            *slot = marker(original);
-        }
+        replace_with_marker(event, &step);
         data = render(timestamp, kind, event, true);
     }
     if data.len() > max_bytes {
         // Only protected fields are left and they are still too big (absurd values): keep the
         // identity of the event and say how big it was.
-        let mut stub = Map::new();
-        if let Some(obj) = event.as_object() {
-            for k in [
-                "id",
-                "time",
-                "type",
-                "operationType",
-                "resourceType",
-                "realmId",
-            ] {
-                if let Some(v) = obj.get(k)
-                    && json_len(v) < 1024
-                {
-                    stub.insert(k.into(), v.clone());
-                }
-            }
-        }
-        stub.insert("truncatedEvent".into(), marker(size));
-        *event = Value::Object(stub);
+        *event = identity_stub(event, size);
         data = render(timestamp, kind, event, true);
     }
     data

@@ -1,21 +1,31 @@
-//! Record sinks: Kinesis PutRecords and Firehose PutRecordBatch, behind [`RecordSink`].
+//! Record sinks behind [`RecordSink`]: Kinesis PutRecords ([`kinesis`]), Firehose
+//! PutRecordBatch ([`firehose`]) and an in-memory sink for tests and benchmarks ([`memory`]);
+//! [`AnySink`] is the one chosen by configuration.
 //!
 //! [`put_all`] splits records into calls within the API limits and resends only the entries
 //! that failed (per-entry `ErrorCode`, throttling included) with exponential backoff and full
 //! jitter until every record was accepted, the attempts run out or the deadline nears.
+
+pub mod firehose;
+pub mod kinesis;
+pub mod memory;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
-use aws_sdk_kinesis::primitives::Blob;
 use rand::Rng;
+
+use crate::error::SinkError;
+pub use firehose::{FIREHOSE_LIMITS, FirehoseSink};
+pub use kinesis::{KINESIS_LIMITS, KinesisSink};
+pub use memory::MemorySink;
 
 /// One record to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkRecord {
+    /// The record's bytes (one envelope line).
     pub data: Vec<u8>,
     /// Kinesis partition key (ignored by Firehose).
     pub partition_key: String,
@@ -24,38 +34,33 @@ pub struct SinkRecord {
 /// The per-entry outcome of one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryResult {
+    /// The entry was written.
     Accepted,
-    Failed { code: String, message: String },
+    /// The entry was refused (throttling, internal failure) and can be resent.
+    Failed {
+        /// The entry's `ErrorCode`.
+        code: String,
+        /// The entry's `ErrorMessage`.
+        message: String,
+    },
 }
 
 /// The limits of one sink's API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SinkLimits {
+    /// Records per call.
     pub max_records_per_call: usize,
+    /// Bytes per call.
     pub max_bytes_per_call: usize,
+    /// Bytes per record.
     pub max_bytes_per_record: usize,
     /// Whether the partition key counts towards the record and call sizes (Kinesis).
     pub counts_partition_key: bool,
 }
 
-/// Kinesis PutRecords: 500 records, 5 MiB per call, 1 MiB per record including the key.
-pub const KINESIS_LIMITS: SinkLimits = SinkLimits {
-    max_records_per_call: 500,
-    max_bytes_per_call: 5 * 1024 * 1024,
-    max_bytes_per_record: 1024 * 1024,
-    counts_partition_key: true,
-};
-
-/// Firehose PutRecordBatch: 500 records, 4 MiB per call, 1,000 KiB per record.
-pub const FIREHOSE_LIMITS: SinkLimits = SinkLimits {
-    max_records_per_call: 500,
-    max_bytes_per_call: 4 * 1024 * 1024,
-    max_bytes_per_record: 1000 * 1024,
-    counts_partition_key: false,
-};
-
 impl SinkLimits {
-    fn size_of(&self, r: &SinkRecord) -> usize {
+    /// The size a record counts for against these limits.
+    pub fn size_of(&self, r: &SinkRecord) -> usize {
         r.data.len()
             + if self.counts_partition_key {
                 r.partition_key.len()
@@ -65,42 +70,49 @@ impl SinkLimits {
     }
 }
 
-/// A call that failed as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Worth retrying (throttling, 5xx, transport).
-    #[error("sink call failed (retryable): {0}")]
-    Retryable(String),
-    /// Not worth retrying (missing stream, access denied, validation).
-    #[error("sink call failed: {0}")]
-    Fatal(String),
-    #[error(
-        "{failed} of {total} records were still not accepted after {attempts} attempts (last error: {last})"
-    )]
-    Exhausted {
-        failed: usize,
-        total: usize,
-        attempts: u32,
-        last: String,
-    },
-    #[error("a record of {size} bytes exceeds the sink's limit of {limit} bytes")]
-    RecordTooLarge { size: usize, limit: usize },
-}
-
 /// Writes a batch that is within the limits; returns one result per record, in order.
 pub trait RecordSink: Send + Sync {
+    /// The limits of the sink's API.
     fn limits(&self) -> SinkLimits;
+    /// One call with `records` (within [`RecordSink::limits`]).
     fn put_batch(
         &self,
         records: &[SinkRecord],
     ) -> impl Future<Output = Result<Vec<EntryResult>, SinkError>> + Send;
 }
 
-/// Retry policy of [`put_all`].
+/// Either deployed sink, chosen by configuration.
+pub enum AnySink {
+    /// `KINESIS_STREAM_NAME`.
+    Kinesis(KinesisSink),
+    /// `FIREHOSE_DELIVERY_STREAM`.
+    Firehose(FirehoseSink),
+}
+
+impl RecordSink for AnySink {
+    fn limits(&self) -> SinkLimits {
+        match self {
+            AnySink::Kinesis(k) => k.limits(),
+            AnySink::Firehose(f) => f.limits(),
+        }
+    }
+
+    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
+        match self {
+            AnySink::Kinesis(k) => k.put_batch(records).await,
+            AnySink::Firehose(f) => f.put_batch(records).await,
+        }
+    }
+}
+
+/// How [`put_all`] writes: retries, their backoff, the deadline and concurrency.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub struct PutPolicy {
+    /// Attempts per record (the first included).
     pub max_attempts: u32,
+    /// Base of the exponential backoff between attempts.
     pub base_backoff: Duration,
+    /// Cap of the backoff.
     pub max_backoff: Duration,
     /// Give up (with an error) rather than sleep past this instant.
     pub deadline: Option<Instant>,
@@ -111,7 +123,9 @@ pub struct RetryPolicy {
 /// What [`put_all`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PutStats {
+    /// Records written.
     pub records: usize,
+    /// Calls made.
     pub calls: usize,
     /// Entries resent after a per-entry or whole-call failure.
     pub retried_entries: usize,
@@ -121,9 +135,56 @@ pub struct PutStats {
 pub async fn put_all<K: RecordSink>(
     sink: &K,
     records: &[SinkRecord],
-    policy: RetryPolicy,
+    policy: PutPolicy,
 ) -> Result<PutStats, SinkError> {
     let limits = sink.limits();
+    check_record_sizes(records, &limits)?;
+    let mut stats = PutStats {
+        records: records.len(),
+        ..PutStats::default()
+    };
+    let mut pending: Vec<usize> = (0..records.len()).collect();
+    let mut attempt = 0u32;
+    while !pending.is_empty() {
+        attempt += 1;
+        let round = send_round(
+            sink,
+            records,
+            &pending,
+            &limits,
+            policy.max_in_flight,
+            &mut stats,
+        )
+        .await?;
+        if round.failed.is_empty() {
+            break;
+        }
+        stats.retried_entries += round.failed.len();
+        let wait = jittered(policy.base_backoff, policy.max_backoff, attempt);
+        let out_of_time = policy.deadline.is_some_and(|d| Instant::now() + wait >= d);
+        if attempt >= policy.max_attempts || out_of_time {
+            return Err(SinkError::Exhausted {
+                failed: round.failed.len(),
+                total: records.len(),
+                attempts: attempt,
+                last: round.last_error,
+            });
+        }
+        tracing::warn!(
+            failed = round.failed.len(),
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            last_error = %round.last_error,
+            "sink rejected entries; resending only those"
+        );
+        tokio::time::sleep(wait).await;
+        pending = round.failed;
+    }
+    Ok(stats)
+}
+
+/// Refuses the whole batch, before any call, if one record is over the per-record limit.
+fn check_record_sizes(records: &[SinkRecord], limits: &SinkLimits) -> Result<(), SinkError> {
     for r in records {
         let size = limits.size_of(r);
         if size > limits.max_bytes_per_record {
@@ -133,75 +194,73 @@ pub async fn put_all<K: RecordSink>(
             });
         }
     }
-    let mut stats = PutStats {
-        records: records.len(),
-        ..PutStats::default()
-    };
-    let mut pending: Vec<usize> = (0..records.len()).collect();
-    let mut attempt = 0u32;
-    while !pending.is_empty() {
-        attempt += 1;
-        let mut failed: Vec<usize> = Vec::new();
-        let mut last_error = String::new();
-        let chunks = split(&pending, records, &limits);
-        for group in chunks.chunks(policy.max_in_flight.max(1)) {
-            let calls = group.iter().map(|chunk| {
-                let batch: Vec<SinkRecord> = chunk.iter().map(|&i| records[i].clone()).collect();
-                async move {
-                    let result = sink.put_batch(&batch).await;
-                    (batch.len(), result)
+    Ok(())
+}
+
+/// The entries of one round that were not accepted, and the last reason given.
+#[derive(Default)]
+struct Round {
+    failed: Vec<usize>,
+    last_error: String,
+}
+
+impl Round {
+    /// Takes in the outcome of the call that sent `chunk` (indices of `sent` records).
+    fn absorb(
+        &mut self,
+        chunk: &[usize],
+        sent: usize,
+        outcome: Result<Vec<EntryResult>, SinkError>,
+    ) -> Result<(), SinkError> {
+        match outcome {
+            Ok(results) if results.len() == sent => {
+                for (idx, result) in chunk.iter().zip(results) {
+                    if let EntryResult::Failed { code, message } = result {
+                        self.last_error = format!("{code}: {message}");
+                        self.failed.push(*idx);
+                    }
                 }
-            });
-            stats.calls += group.len();
-            for (chunk, (sent, outcome)) in group.iter().zip(join_all(calls.collect()).await) {
-                match outcome {
-                    Ok(results) if results.len() == sent => {
-                        for (idx, result) in chunk.iter().zip(results) {
-                            if let EntryResult::Failed { code, message } = result {
-                                last_error = format!("{code}: {message}");
-                                failed.push(*idx);
-                            }
-                        }
-                    }
-                    Ok(results) => {
-                        return Err(SinkError::Fatal(format!(
-                            "sink answered {} results for {sent} records",
-                            results.len(),
-                        )));
-                    }
-                    Err(SinkError::Retryable(e)) => {
-                        last_error = e;
-                        failed.extend(chunk.iter().copied());
-                    }
-                    Err(e) => return Err(e),
-                }
+                Ok(())
             }
+            Ok(results) => Err(SinkError::ResultCount {
+                answered: results.len(),
+                sent,
+            }),
+            Err(SinkError::Retryable(e)) => {
+                self.last_error = e;
+                self.failed.extend(chunk.iter().copied());
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        if failed.is_empty() {
-            break;
-        }
-        stats.retried_entries += failed.len();
-        let wait = jittered(policy.base_backoff, policy.max_backoff, attempt);
-        let out_of_time = policy.deadline.is_some_and(|d| Instant::now() + wait >= d);
-        if attempt >= policy.max_attempts || out_of_time {
-            return Err(SinkError::Exhausted {
-                failed: failed.len(),
-                total: records.len(),
-                attempts: attempt,
-                last: last_error,
-            });
-        }
-        tracing::warn!(
-            failed = failed.len(),
-            attempt,
-            wait_ms = wait.as_millis() as u64,
-            last_error = %last_error,
-            "sink rejected entries; resending only those"
-        );
-        tokio::time::sleep(wait).await;
-        pending = failed;
     }
-    Ok(stats)
+}
+
+/// Sends every `pending` record once, in calls within the limits, `max_in_flight` at a time.
+async fn send_round<K: RecordSink>(
+    sink: &K,
+    records: &[SinkRecord],
+    pending: &[usize],
+    limits: &SinkLimits,
+    max_in_flight: usize,
+    stats: &mut PutStats,
+) -> Result<Round, SinkError> {
+    let mut round = Round::default();
+    let chunks = split(pending, records, limits);
+    for group in chunks.chunks(max_in_flight.max(1)) {
+        let calls = group.iter().map(|chunk| {
+            let batch: Vec<SinkRecord> = chunk.iter().map(|&i| records[i].clone()).collect();
+            async move {
+                let result = sink.put_batch(&batch).await;
+                (batch.len(), result)
+            }
+        });
+        stats.calls += group.len();
+        for (chunk, (sent, outcome)) in group.iter().zip(join_all(calls.collect()).await) {
+            round.absorb(chunk, sent, outcome)?;
+        }
+    }
+    Ok(round)
 }
 
 /// Runs the futures concurrently (on this task) and returns their outputs in order.
@@ -260,6 +319,15 @@ fn split(pending: &[usize], records: &[SinkRecord], limits: &SinkLimits) -> Vec<
     out
 }
 
+/// A whole call that failed: fatal for error codes that no retry fixes, retryable otherwise.
+fn call_error(code: Option<&str>, text: String) -> SinkError {
+    if is_fatal_code(code) {
+        SinkError::Fatal(text)
+    } else {
+        SinkError::Retryable(text)
+    }
+}
+
 /// Error codes that no retry will fix.
 fn is_fatal_code(code: Option<&str>) -> bool {
     matches!(
@@ -278,192 +346,6 @@ fn is_fatal_code(code: Option<&str>) -> bool {
     )
 }
 
-/// Kinesis PutRecords to a stream named by name or ARN.
-pub struct KinesisSink {
-    client: aws_sdk_kinesis::Client,
-    stream: String,
-}
-
-impl KinesisSink {
-    pub fn new(client: aws_sdk_kinesis::Client, stream_name_or_arn: &str) -> Self {
-        Self {
-            client,
-            stream: stream_name_or_arn.to_string(),
-        }
-    }
-}
-
-impl RecordSink for KinesisSink {
-    fn limits(&self) -> SinkLimits {
-        KINESIS_LIMITS
-    }
-
-    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
-        let mut req = self.client.put_records();
-        req = if self.stream.starts_with("arn:") {
-            req.stream_arn(&self.stream)
-        } else {
-            req.stream_name(&self.stream)
-        };
-        for r in records {
-            let entry = aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
-                .data(Blob::new(r.data.clone()))
-                .partition_key(&r.partition_key)
-                .build()
-                .map_err(|e| SinkError::Fatal(e.to_string()))?;
-            req = req.records(entry);
-        }
-        match req.send().await {
-            Ok(out) => Ok(out
-                .records()
-                .iter()
-                .map(|e| match e.error_code() {
-                    None => EntryResult::Accepted,
-                    Some(code) => EntryResult::Failed {
-                        code: code.to_string(),
-                        message: e.error_message().unwrap_or_default().to_string(),
-                    },
-                })
-                .collect()),
-            Err(err) => {
-                let code = err.code().map(str::to_string);
-                let text = aws_sdk_kinesis::error::DisplayErrorContext(&err).to_string();
-                if is_fatal_code(code.as_deref()) {
-                    Err(SinkError::Fatal(text))
-                } else {
-                    Err(SinkError::Retryable(text))
-                }
-            }
-        }
-    }
-}
-
-/// Firehose PutRecordBatch to a delivery stream.
-pub struct FirehoseSink {
-    client: aws_sdk_firehose::Client,
-    stream: String,
-}
-
-impl FirehoseSink {
-    pub fn new(client: aws_sdk_firehose::Client, delivery_stream: &str) -> Self {
-        Self {
-            client,
-            stream: delivery_stream.to_string(),
-        }
-    }
-}
-
-impl RecordSink for FirehoseSink {
-    fn limits(&self) -> SinkLimits {
-        FIREHOSE_LIMITS
-    }
-
-    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
-        let mut req = self
-            .client
-            .put_record_batch()
-            .delivery_stream_name(&self.stream);
-        for r in records {
-            let rec = aws_sdk_firehose::types::Record::builder()
-                .data(aws_sdk_firehose::primitives::Blob::new(r.data.clone()))
-                .build()
-                .map_err(|e| SinkError::Fatal(e.to_string()))?;
-            req = req.records(rec);
-        }
-        match req.send().await {
-            Ok(out) => Ok(out
-                .request_responses()
-                .iter()
-                .map(|e| match e.error_code() {
-                    None => EntryResult::Accepted,
-                    Some(code) => EntryResult::Failed {
-                        code: code.to_string(),
-                        message: e.error_message().unwrap_or_default().to_string(),
-                    },
-                })
-                .collect()),
-            Err(err) => {
-                let code =
-                    aws_sdk_firehose::error::ProvideErrorMetadata::code(&err).map(str::to_string);
-                let text = aws_sdk_firehose::error::DisplayErrorContext(&err).to_string();
-                if is_fatal_code(code.as_deref()) {
-                    Err(SinkError::Fatal(text))
-                } else {
-                    Err(SinkError::Retryable(text))
-                }
-            }
-        }
-    }
-}
-
-/// In-memory sink for tests and benchmarks: accepts everything except the failures it is told
-/// to inject (`fail_first_n_entries` per-entry failures, `fail_calls` whole-call throttles).
-#[derive(Default)]
-pub struct MemorySink {
-    pub accepted: std::sync::Mutex<Vec<Vec<u8>>>,
-    /// Every entry at an odd position fails with ProvisionedThroughputExceededException while
-    /// this counter is above zero (decremented per failed entry).
-    pub fail_entries: std::sync::atomic::AtomicUsize,
-    /// Whole calls that fail with a retryable throttling error.
-    pub fail_calls: std::sync::atomic::AtomicUsize,
-    /// Largest call seen (records, bytes).
-    pub largest_call: std::sync::Mutex<(usize, usize)>,
-    pub limits: Option<SinkLimits>,
-}
-
-impl RecordSink for MemorySink {
-    fn limits(&self) -> SinkLimits {
-        self.limits.unwrap_or(KINESIS_LIMITS)
-    }
-
-    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
-        use std::sync::atomic::Ordering;
-        let limits = self.limits();
-        let bytes: usize = records.iter().map(|r| limits.size_of(r)).sum();
-        if records.len() > limits.max_records_per_call || bytes > limits.max_bytes_per_call {
-            return Err(SinkError::Fatal(format!(
-                "call of {} records / {bytes} bytes is over the limits",
-                records.len()
-            )));
-        }
-        if let Ok(mut largest) = self.largest_call.lock() {
-            largest.0 = largest.0.max(records.len());
-            largest.1 = largest.1.max(bytes);
-        }
-        if self
-            .fail_calls
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(SinkError::Retryable(
-                "ProvisionedThroughputExceededException: Rate exceeded for stream".into(),
-            ));
-        }
-        let mut out = Vec::with_capacity(records.len());
-        let mut accepted = self
-            .accepted
-            .lock()
-            .map_err(|_| SinkError::Fatal("poisoned".into()))?;
-        for (i, r) in records.iter().enumerate() {
-            let fail = i % 2 == 1
-                && self
-                    .fail_entries
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-            if fail {
-                out.push(EntryResult::Failed {
-                    code: "ProvisionedThroughputExceededException".into(),
-                    message: "Rate exceeded for shard".into(),
-                });
-            } else {
-                accepted.push(r.data.clone());
-                out.push(EntryResult::Accepted);
-            }
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -479,8 +361,8 @@ mod tests {
         }
     }
 
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
+    fn policy() -> PutPolicy {
+        PutPolicy {
             max_attempts: 10,
             base_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),

@@ -14,11 +14,12 @@ use chrono::{DateTime, NaiveDate};
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
-use crate::ProducerError;
-use crate::checkpoint::{ApiMode, Checkpoint, Lease, MemoryCheckpointStore};
+use super::{Producer, PullSettings, now_ms};
+use crate::checkpoint::{ApiMode, Checkpoint, MemoryCheckpointStore};
 use crate::config::{ApiModeSetting, StartFrom};
-use crate::mpas::{DateParam, EventSource, PageQuery, SourceError};
-use crate::pull::{Producer, PullSettings, now_ms};
+use crate::error::{ProducerError, SourceError};
+use crate::lease::Lease;
+use crate::mpas::{DateParam, EventSource, PageQuery};
 use crate::sink::MemorySink;
 
 struct FakeEvent {

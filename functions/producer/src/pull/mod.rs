@@ -1,0 +1,371 @@
+//! The pull algorithm (Contract 3): lease, incremental pull per kind, put, checkpoint.
+//!
+//! Per run and kind, with a FIXED `dateTo = now - lag`:
+//! - **modern** servers (Keycloak 26.2+, [`modern`]): `direction=asc`,
+//!   `dateFrom = cursor.time - settle`, keyset paging by time (the next page starts at the last
+//!   page's last millisecond, so rows at the boundary millisecond are re-read and deduped by
+//!   id); a page that is entirely one millisecond is re-read with a larger `max` until the
+//!   millisecond fits.
+//! - **legacy** servers (no `id`, day-only filters, newest first, [`legacy`]): the whole days
+//!   around the window are read newest first with offset paging; each next page starts at the
+//!   first row of the previous page's last (oldest) millisecond, so a tie group whose order
+//!   changes between requests is always read whole; events are deduped by a content hash, and
+//!   the cursor's time moves only when the window was read to its end.
+//!
+//! After every page, the page's new records are written to the sink (all accepted, failed
+//! entries resent) and only then is the checkpoint saved, with `If-Match`, so a crash can repeat
+//! at most the one page that was accepted but not yet checkpointed. The lease is in
+//! [`crate::lease`], the checkpoint document and its saves in [`crate::checkpoint`], the run
+//! summary in [`crate::summary`].
+
+mod legacy;
+mod modern;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authtrail_core::envelope::EventKind;
+use authtrail_core::redact::Redactor;
+use serde_json::Value;
+
+use crate::checkpoint::{ApiMode, CheckpointStore, HeldCheckpoint};
+use crate::config::{ApiModeSetting, Settings, StartFrom};
+use crate::error::ProducerError;
+use crate::lease;
+use crate::mpas::EventSource;
+use crate::record::build_record;
+use crate::sink::{PutPolicy, RecordSink, SinkRecord, put_all};
+use crate::summary::RunSummary;
+
+/// Largest `max` used to read one crowded millisecond whole.
+const MAX_WIDENED_PAGE: u32 = 100_000;
+/// PutRecords / PutRecordBatch calls of one page sent at the same time.
+pub const PUT_CALLS_IN_FLIGHT: usize = 4;
+/// Length of the random partition key (hex characters).
+const PARTITION_KEY_LEN: usize = 32;
+
+/// The knobs of the pull algorithm (a subset of [`Settings`]).
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// Pull user events (`MPAS_USER_EVENTS`).
+    pub user_events: bool,
+    /// Pull admin events (`MPAS_ADMIN_EVENTS`).
+    pub admin_events: bool,
+    /// `max` per request (`MPAS_PAGE_SIZE`).
+    pub page_size: u32,
+    /// Re-read window (`MPAS_SETTLE_WINDOW_SECS`).
+    pub settle_window: Duration,
+    /// Each run reads up to `now - lag` (`MPAS_QUERY_LAG_MS`).
+    pub query_lag: Duration,
+    /// Where the first run without a cursor starts (`MPAS_START_FROM`).
+    pub start_from: StartFrom,
+    /// Server flavour, or detection (`MPAS_API_MODE`).
+    pub api_mode: ApiModeSetting,
+    /// Stop paging this long before the deadline (`DEADLINE_RESERVE_MS`).
+    pub deadline_reserve: Duration,
+    /// Attempts per chunk of failed entries (`SINK_MAX_ATTEMPTS`).
+    pub sink_max_attempts: u32,
+    /// Base of the sink's backoff (`SINK_BASE_BACKOFF_MS`).
+    pub sink_base_backoff: Duration,
+}
+
+impl From<&Settings> for PullSettings {
+    fn from(s: &Settings) -> Self {
+        Self {
+            user_events: s.user_events,
+            admin_events: s.admin_events,
+            page_size: s.page_size,
+            settle_window: s.settle_window,
+            query_lag: s.query_lag,
+            start_from: s.start_from,
+            api_mode: s.api_mode,
+            deadline_reserve: s.deadline_reserve,
+            sink_max_attempts: s.sink_max_attempts,
+            sink_base_backoff: s.sink_base_backoff,
+        }
+    }
+}
+
+/// The producer: the pull algorithm over its three capabilities.
+pub struct Producer<S, K, C> {
+    settings: PullSettings,
+    source: S,
+    sink: K,
+    store: C,
+    redact_user: Redactor,
+    redact_admin: Redactor,
+    /// Server flavour detected on this warm instance (auto mode).
+    detected: std::sync::Mutex<Option<ApiMode>>,
+}
+
+/// The state of one run: the checkpoint as held under the lease, and the deadline.
+struct RunCtx {
+    held: HeldCheckpoint,
+    deadline_ms: i64,
+}
+
+/// How a kind's pull ended.
+enum Flow {
+    /// Read as far as this run goes (`complete`: up to `dateTo`).
+    Done { complete: bool },
+    /// The server answered like a pre-26.2 one: read it in legacy mode.
+    SwitchToLegacy,
+}
+
+/// An event of a page with the fields the algorithm needs.
+struct ParsedEvent {
+    time: i64,
+    id: Option<String>,
+    raw: Value,
+}
+
+/// Now, in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Epoch milliseconds as ISO-8601 (for logs, the summary and errors).
+pub(crate) fn iso(ms: i64) -> String {
+    authtrail_core::envelope::format_timestamp(ms)
+}
+
+fn random_partition_key() -> String {
+    let a: u128 = rand::random();
+    let mut s = format!("{a:032x}");
+    s.truncate(PARTITION_KEY_LEN);
+    s
+}
+
+fn parse_page(kind: EventKind, page: Vec<Value>) -> Result<Vec<ParsedEvent>, ProducerError> {
+    page.into_iter()
+        .map(|raw| {
+            let time = raw
+                .get("time")
+                .and_then(Value::as_i64)
+                .ok_or(ProducerError::EventWithoutTime { kind })?;
+            let id = raw
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            Ok(ParsedEvent { time, id, raw })
+        })
+        .collect()
+}
+
+/// The next, larger `max` to read a page that is one single millisecond (`at`) whole.
+fn widened(max: u32, at: i64) -> Result<u32, ProducerError> {
+    if max >= MAX_WIDENED_PAGE {
+        return Err(ProducerError::CrowdedMillisecond {
+            limit: MAX_WIDENED_PAGE,
+            at: iso(at),
+        });
+    }
+    Ok(max.saturating_mul(4).min(MAX_WIDENED_PAGE))
+}
+
+impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
+    /// A producer over its capabilities, with the redactors of both kinds.
+    pub fn new(
+        settings: PullSettings,
+        source: S,
+        sink: K,
+        store: C,
+        redact_user: Redactor,
+        redact_admin: Redactor,
+    ) -> Self {
+        Self {
+            settings,
+            source,
+            sink,
+            store,
+            redact_user,
+            redact_admin,
+            detected: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The sink.
+    pub fn sink(&self) -> &K {
+        &self.sink
+    }
+
+    /// The checkpoint store.
+    pub fn store(&self) -> &C {
+        &self.store
+    }
+
+    /// The event source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    fn time_left(&self, deadline_ms: i64) -> bool {
+        now_ms() + self.settings.deadline_reserve.as_millis() as i64 <= deadline_ms
+    }
+
+    /// One scheduled run: take the lease, pull every enabled kind, release the lease.
+    pub async fn run(&self, deadline_ms: i64) -> Result<RunSummary, ProducerError> {
+        let mut summary = RunSummary::default();
+        let Some(held) = lease::acquire(&self.store, deadline_ms, &mut summary).await? else {
+            return Ok(summary);
+        };
+        let mut ctx = RunCtx {
+            held: held.checkpoint,
+            deadline_ms,
+        };
+        if let Err(e) = self.pull_all(&mut ctx, &mut summary).await {
+            lease::release_after_error(&self.store, &held.owner).await;
+            return Err(e);
+        }
+        lease::release(&self.store, &mut ctx.held).await?;
+        summary.checkpoint_saves += 1;
+        summary.record_cursors(
+            &ctx.held.doc,
+            self.settings.user_events,
+            self.settings.admin_events,
+            now_ms(),
+        );
+        Ok(summary)
+    }
+
+    async fn pull_all(
+        &self,
+        ctx: &mut RunCtx,
+        summary: &mut RunSummary,
+    ) -> Result<(), ProducerError> {
+        let mut complete = true;
+        for (kind, enabled) in [
+            (EventKind::User, self.settings.user_events),
+            (EventKind::Admin, self.settings.admin_events),
+        ] {
+            if !enabled {
+                continue;
+            }
+            complete &= self.pull_kind(kind, ctx, summary).await?;
+        }
+        summary.complete = complete;
+        Ok(())
+    }
+
+    fn mode_for(&self, ctx: &RunCtx, kind: EventKind) -> Option<ApiMode> {
+        match self.settings.api_mode {
+            ApiModeSetting::Modern => return Some(ApiMode::Modern),
+            ApiModeSetting::Legacy => return Some(ApiMode::Legacy),
+            ApiModeSetting::Auto => {}
+        }
+        if let Some(c) = ctx.held.doc.cursor(kind) {
+            return Some(c.mode);
+        }
+        self.detected.lock().ok().and_then(|g| *g)
+    }
+
+    /// Returns whether the kind was read to this run's end.
+    async fn pull_kind(
+        &self,
+        kind: EventKind,
+        ctx: &mut RunCtx,
+        summary: &mut RunSummary,
+    ) -> Result<bool, ProducerError> {
+        let mode = self.mode_for(ctx, kind);
+        if mode != Some(ApiMode::Legacy) {
+            match self.pull_modern(kind, ctx, summary, mode.is_none()).await? {
+                Flow::Done { complete } => return Ok(complete),
+                Flow::SwitchToLegacy => {
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        "MPAS server has no event ids / epoch filters (Keycloak < 26.2): using legacy mode with content-hash dedupe"
+                    );
+                    if let Ok(mut g) = self.detected.lock() {
+                        *g = Some(ApiMode::Legacy);
+                    }
+                }
+            }
+        }
+        self.pull_legacy(kind, ctx, summary).await
+    }
+
+    /// This run's fixed `dateTo`: now minus the query lag.
+    fn date_to(&self) -> i64 {
+        now_ms() - self.settings.query_lag.as_millis() as i64
+    }
+
+    fn settle_ms(&self) -> i64 {
+        self.settings.settle_window.as_millis() as i64
+    }
+
+    fn redactor(&self, kind: EventKind) -> &Redactor {
+        match kind {
+            EventKind::User => &self.redact_user,
+            EventKind::Admin => &self.redact_admin,
+        }
+    }
+
+    fn max_data_bytes(&self) -> usize {
+        let limits = self.sink.limits();
+        limits.max_bytes_per_record
+            - if limits.counts_partition_key {
+                PARTITION_KEY_LEN
+            } else {
+                0
+            }
+    }
+
+    fn to_record(&self, kind: EventKind, raw: Value, summary: &mut RunSummary) -> SinkRecord {
+        let built = build_record(kind, raw, self.redactor(kind), self.max_data_bytes());
+        if built.truncated {
+            summary.truncated += 1;
+            tracing::warn!(
+                kind = kind.as_str(),
+                "event too large for one record: written truncated with markers (see README)"
+            );
+        }
+        SinkRecord {
+            data: built.data,
+            partition_key: random_partition_key(),
+        }
+    }
+
+    async fn put(
+        &self,
+        ctx: &RunCtx,
+        records: &[SinkRecord],
+        summary: &mut RunSummary,
+    ) -> Result<(), ProducerError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let remaining = (ctx.deadline_ms - now_ms()).max(0) as u64;
+        let reserve = (self.settings.deadline_reserve.as_millis() as u64) / 2;
+        let policy = PutPolicy {
+            max_attempts: self.settings.sink_max_attempts,
+            base_backoff: self.settings.sink_base_backoff,
+            max_backoff: Duration::from_secs(5),
+            deadline: Some(
+                Instant::now() + Duration::from_millis(remaining.saturating_sub(reserve)),
+            ),
+            max_in_flight: PUT_CALLS_IN_FLIGHT,
+        };
+        let stats = put_all(&self.sink, records, policy).await?;
+        summary.put += stats.records as u64;
+        summary.retried_entries += stats.retried_entries as u64;
+        Ok(())
+    }
+
+    /// Saves the checkpoint with `cursor` as `kind`'s cursor and counts the save.
+    async fn save_cursor(
+        &self,
+        ctx: &mut RunCtx,
+        kind: EventKind,
+        cursor: &crate::checkpoint::KindCursor,
+        summary: &mut RunSummary,
+    ) -> Result<(), ProducerError> {
+        ctx.held.save(&self.store, Some((kind, cursor))).await?;
+        summary.checkpoint_saves += 1;
+        Ok(())
+    }
+}
