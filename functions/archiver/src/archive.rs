@@ -76,6 +76,17 @@ enum Sink {
     Errors,
 }
 
+/// What writing one object of a sink did.
+#[derive(Debug)]
+enum Written {
+    /// The object was created; it holds the items up to `last`.
+    Created { size: usize, last: String },
+    /// An object was already under `key`; it holds the sink's items up to `through`.
+    AlreadyStored { key: String, through: String },
+    /// An object was under `key` when writing but not when reading its metadata.
+    Vanished { key: String },
+}
+
 #[derive(Debug, Default)]
 struct SinkResult {
     /// Sequence number of the first item this invocation handled (after the high-water mark).
@@ -336,81 +347,39 @@ impl<S: ObjectStore> Archiver<S> {
         };
         // A vanished object (deleted, or a non-atomic emulator) is retried a few times.
         let mut vanished = 0;
-        while let Some(item) = items.get(i) {
-            let last = match items.last() {
-                Some(l) => l,
-                None => break,
-            };
-            let (key, body, content_type) = match self.object_for(sink, batch, i..n) {
-                Ok(o) => o,
-                Err(e) => {
-                    result.error = Some(e);
-                    break;
-                }
-            };
-            let mut metadata = Metadata::new();
-            metadata.insert(META_FIRST.into(), item.seq().to_string());
-            metadata.insert(META_LAST.into(), last.seq().to_string());
-            metadata.insert(META_COUNT.into(), (n - i).to_string());
-            let size = body.len();
-            match self
-                .store
-                .put_if_absent(&key, body, content_type, &metadata)
-                .await
-            {
-                Ok(PutOutcome::Created) => {
+        while i < n {
+            match self.write_from(sink, batch, items, i).await {
+                Ok(Written::Created { size, last }) => {
                     result.objects += 1;
                     result.bytes_out += size;
-                    result.stored_through = max_seq(result.stored_through.take(), last.seq());
+                    result.stored_through = max_seq(result.stored_through.take(), &last);
                     i = n;
                 }
-                Ok(PutOutcome::AlreadyExists) => match self.store.head_metadata(&key).await {
-                    Ok(Some(meta)) => {
-                        let stored_last = match meta.get(META_LAST) {
-                            Some(l)
-                                if seqnum::is_valid(l)
-                                    && seqnum::compare(l, item.seq()) != Ordering::Less =>
-                            {
-                                l.clone()
-                            }
-                            _ => {
-                                result.error = Some(ArchiveError::ForeignObject {
-                                    bucket: self.config.bucket.clone(),
-                                    key,
-                                    problem: format!("has no valid {META_LAST} metadata"),
-                                });
-                                break;
-                            }
-                        };
-                        let j = i + items[i..].partition_point(|it| {
-                            seqnum::compare(it.seq(), &stored_last) != Ordering::Greater
-                        });
-                        tracing::info!(
-                            key,
-                            stored_last,
-                            skipped = j - i,
-                            "object already stored: skipping what it holds"
-                        );
-                        result.already_stored += j - i;
-                        result.stored_through = max_seq(result.stored_through.take(), &stored_last);
-                        i = j;
-                    }
-                    Ok(None) if vanished < 3 => vanished += 1,
-                    Ok(None) => {
-                        result.error = Some(ArchiveError::ForeignObject {
-                            bucket: self.config.bucket.clone(),
-                            key,
-                            problem: "keeps vanishing between the write and the read".into(),
-                        });
-                        break;
-                    }
-                    Err(e) => {
-                        result.error = Some(e.into());
-                        break;
-                    }
-                },
+                Ok(Written::AlreadyStored { key, through }) => {
+                    let j = i + items[i..].partition_point(|it| {
+                        seqnum::compare(it.seq(), &through) != Ordering::Greater
+                    });
+                    tracing::info!(
+                        key,
+                        stored_last = through,
+                        skipped = j - i,
+                        "object already stored: skipping what it holds"
+                    );
+                    result.already_stored += j - i;
+                    result.stored_through = max_seq(result.stored_through.take(), &through);
+                    i = j;
+                }
+                Ok(Written::Vanished { .. }) if vanished < 3 => vanished += 1,
+                Ok(Written::Vanished { key }) => {
+                    result.error = Some(ArchiveError::ForeignObject {
+                        bucket: self.config.bucket.clone(),
+                        key,
+                        problem: "keeps vanishing between the write and the read".into(),
+                    });
+                    break;
+                }
                 Err(e) => {
-                    result.error = Some(e.into());
+                    result.error = Some(e);
                     break;
                 }
             }
@@ -419,6 +388,58 @@ impl<S: ObjectStore> Archiver<S> {
             result.first_unstored = items.get(i).map(|it| it.seq().to_string());
         }
         result
+    }
+
+    /// Writes the object holding items `i..` of `sink` unless an object exists under its key
+    /// (`If-None-Match: *`), and says what happened.
+    async fn write_from<T: Sequenced>(
+        &self,
+        sink: Sink,
+        batch: &ShardBatch<'_>,
+        items: &[T],
+        i: usize,
+    ) -> Result<Written, ArchiveError> {
+        let (Some(item), Some(last)) = (items.get(i), items.last()) else {
+            return Err(ArchiveError::EmptyObject);
+        };
+        let (key, body, content_type) = self.object_for(sink, batch, i..items.len())?;
+        let mut metadata = Metadata::new();
+        metadata.insert(META_FIRST.into(), item.seq().to_string());
+        metadata.insert(META_LAST.into(), last.seq().to_string());
+        metadata.insert(META_COUNT.into(), (items.len() - i).to_string());
+        let size = body.len();
+        match self
+            .store
+            .put_if_absent(&key, body, content_type, &metadata)
+            .await?
+        {
+            PutOutcome::Created => Ok(Written::Created {
+                size,
+                last: last.seq().to_string(),
+            }),
+            PutOutcome::AlreadyExists => self.already_stored(key, item.seq()).await,
+        }
+    }
+
+    /// What the object already under `key` holds, from its metadata: up to which sequence
+    /// number (at least `first`, the first item it was meant for) it stores the sink's items.
+    async fn already_stored(&self, key: String, first: &str) -> Result<Written, ArchiveError> {
+        let Some(meta) = self.store.head_metadata(&key).await? else {
+            return Ok(Written::Vanished { key });
+        };
+        match meta.get(META_LAST) {
+            Some(l) if seqnum::is_valid(l) && seqnum::compare(l, first) != Ordering::Less => {
+                Ok(Written::AlreadyStored {
+                    through: l.clone(),
+                    key,
+                })
+            }
+            _ => Err(ArchiveError::ForeignObject {
+                bucket: self.config.bucket.clone(),
+                key,
+                problem: format!("has no valid {META_LAST} metadata"),
+            }),
+        }
     }
 
     /// Key, body and content type of the object holding items `range` of `sink`.
