@@ -10,6 +10,8 @@
 //! SHA-256 of the event with the redacted fields removed (`{eventType}#{hex}`), so an unredacted
 //! ledger entry and its redacted archive copy get the same key. Records that are not authtrail
 //! envelopes (other producers' JSON) are counted as `foreign` and not matched.
+//!
+//! The `authtrail-check` binary's command line is [`cli`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Read};
@@ -18,7 +20,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub mod cli;
+mod error;
 pub mod sources;
+
+pub use error::CheckError;
 
 /// The fields (JSON pointers into the Keycloak event) left out of the content hash: the
 /// documented default redactions of both event kinds, plus `id`.
@@ -29,14 +35,6 @@ pub const DEFAULT_HASH_IGNORE: &[&str] = &[
     "/authDetails/ipAddress",
     "/representation",
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    #[error("{source_name}: {detail}")]
-    Read { source_name: String, detail: String },
-    #[error("invalid argument: {0}")]
-    Arg(String),
-}
 
 /// How event identities are computed.
 #[derive(Debug, Clone)]
