@@ -110,7 +110,7 @@ fn prepare_all(event: &[u8], t: &Transform) -> Vec<Arc<Prepared>> {
     // The function's own path: the lean Kinesis event, the borrowed record parse, the text
     // transform.
     let parsed: KinesisBatch = serde_json::from_slice(event).unwrap();
-    let inputs = parsed.into_inputs();
+    let inputs = parsed.records;
     inputs
         .iter()
         .enumerate()
@@ -187,11 +187,11 @@ fn transform_figures(event: &[u8]) {
     );
     measure("event parse only (KinesisBatch + base64)", || {
         let parsed: KinesisBatch = serde_json::from_slice(event).unwrap();
-        parsed.into_inputs().len()
+        parsed.records.len()
     });
     let inputs = serde_json::from_slice::<KinesisBatch>(event)
         .unwrap()
-        .into_inputs();
+        .records;
     measure("  (step) record parse + classify only", || {
         inputs
             .iter()
@@ -290,7 +290,7 @@ fn delivery_figures(event: &[u8]) {
         let receiver = siem_receiver::Receiver::start(&dir, siem_receiver::ReceiverOptions::default()).await.unwrap();
         let url = receiver.url();
         let ca = receiver.ca_path().display().to_string();
-        let inputs = serde_json::from_slice::<KinesisBatch>(event).unwrap().into_inputs();
+        let inputs = serde_json::from_slice::<KinesisBatch>(event).unwrap().records;
         // A TCP syslog collector that reads and discards (the emitter's one ordered connection).
         let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let syslog_port = collector.local_addr().unwrap().port();

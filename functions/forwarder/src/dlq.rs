@@ -1,7 +1,9 @@
 //! The dead-letter trail: one S3 object per record and emitter that could not be delivered
 //! (`{DLQ_PREFIX}YYYY/MM/DD/HH/{stream}-{shardId}-{sequenceNumber}-{emitter}.json`, hour of the
-//! record's arrival). The same record and emitter always map to the same key, so a Lambda retry
-//! overwrites rather than duplicates. Malformed records use the emitter name `malformed`.
+//! record's arrival; bytes of the parts outside `[A-Za-z0-9._-]` written `%XX` by
+//! [`authtrail_core::s3key`]). The same record and emitter always map to the same key, so a
+//! Lambda retry overwrites rather than duplicates. Malformed records use the emitter name
+//! `malformed`.
 //!
 //! Each object holds the emitter, the status, the receiver's answer (truncated), the reason and
 //! the record **as the emitter would have received it** (filtered and redacted: the dead-letter
@@ -81,32 +83,23 @@ pub struct DeadLetter<'a> {
     pub raw: Option<&'a [u8]>,
 }
 
-fn key_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 impl DeadLetter<'_> {
     /// The object key under `prefix`: the same record and emitter always give the same key.
     pub fn key(&self, prefix: &str) -> String {
-        let hour = Utc
+        let arrival = Utc
             .timestamp_millis_opt(self.source.arrival_ms)
             .single()
-            .unwrap_or_else(Utc::now)
-            .format("%Y/%m/%d/%H");
-        format!(
-            "{prefix}{hour}/{}-{}-{}-{}.json",
-            key_part(&self.source.stream),
-            key_part(&self.source.shard),
-            key_part(&self.source.sequence_number),
-            key_part(self.emitter)
+            .unwrap_or_else(Utc::now);
+        authtrail_core::s3key::hourly_key(
+            prefix,
+            arrival,
+            &[
+                &self.source.stream,
+                &self.source.shard,
+                &self.source.sequence_number,
+                self.emitter,
+            ],
+            ".json",
         )
     }
 

@@ -34,18 +34,10 @@ pub enum ForwarderError {
     /// The TLS or HTTP client of an emitter could not be set up.
     #[error("TLS set-up failed: {0}")]
     Tls(String),
-    /// A JSON pointer that does not start with `/`.
-    #[error("{pointer:?} is not a JSON pointer (it must start with '/')")]
-    PointerWithoutSlash {
-        /// The pointer as written.
-        pointer: String,
-    },
-    /// A JSON pointer with a `~` not followed by `0` or `1`.
-    #[error("{pointer:?} has an invalid escape (only ~0 and ~1)")]
-    PointerEscape {
-        /// The pointer as written.
-        pointer: String,
-    },
+    /// A failure of a core mechanism: an invalid JSON pointer, an invalid Kinesis event, a
+    /// failed batch write.
+    #[error(transparent)]
+    Core(#[from] authtrail_core::Error),
     /// A record's data is not UTF-8.
     #[error("record is not UTF-8: {0}")]
     RecordNotUtf8(#[source] std::str::Utf8Error),
@@ -77,10 +69,8 @@ impl ForwarderError {
     /// The stable `errorType` Lambda reports for this error (see the README).
     pub fn error_type(&self) -> &'static str {
         match self {
-            ForwarderError::Config { .. }
-            | ForwarderError::Env(_)
-            | ForwarderError::PointerWithoutSlash { .. }
-            | ForwarderError::PointerEscape { .. } => "InvalidConfiguration",
+            ForwarderError::Config { .. } | ForwarderError::Env(_) => "InvalidConfiguration",
+            ForwarderError::Core(e) => core_error_type(e),
             ForwarderError::Secret(_) => "SecretUnavailable",
             ForwarderError::SecretNotAHeaderValue { .. } => "InvalidSecretValue",
             ForwarderError::Tls(_) => "TlsSetupFailed",
@@ -91,6 +81,22 @@ impl ForwarderError {
             ForwarderError::DeadLetterNotWritten { .. } => "DeadLetterWriteFailed",
             ForwarderError::NoSequenceNumber => "InvalidEvent",
         }
+    }
+}
+
+/// The `errorType` of a core failure.
+fn core_error_type(e: &authtrail_core::Error) -> &'static str {
+    use authtrail_core::Error;
+    match e {
+        Error::NotAPointer(_) | Error::BadPointerEscape(_) => "InvalidConfiguration",
+        Error::InvalidKinesisEvent(_)
+        | Error::InvalidRecordData { .. }
+        | Error::ArrivalOutOfRange { .. } => "InvalidEvent",
+        Error::Retryable { .. }
+        | Error::Fatal { .. }
+        | Error::Exhausted { .. }
+        | Error::RecordTooLarge { .. }
+        | Error::ResultCountMismatch { .. } => "DeliveryFailed",
     }
 }
 
@@ -133,16 +139,25 @@ mod tests {
                 "InvalidConfiguration",
             ),
             (
-                ForwarderError::PointerWithoutSlash {
-                    pointer: "a".into(),
-                },
+                ForwarderError::Core(authtrail_core::Error::NotAPointer("a".into())),
                 "InvalidConfiguration",
             ),
             (
-                ForwarderError::PointerEscape {
-                    pointer: "/a~2".into(),
-                },
+                ForwarderError::Core(authtrail_core::Error::BadPointerEscape("/a~2".into())),
                 "InvalidConfiguration",
+            ),
+            (
+                ForwarderError::Core(authtrail_core::Error::InvalidRecordData {
+                    sequence_number: "1".into(),
+                }),
+                "InvalidEvent",
+            ),
+            (
+                ForwarderError::Core(authtrail_core::Error::Fatal {
+                    code: "ResourceNotFoundException".into(),
+                    message: "no such stream".into(),
+                }),
+                "DeliveryFailed",
             ),
             (
                 ForwarderError::SecretNotAHeaderValue {

@@ -1,5 +1,6 @@
 //! Filters: per-emitter event selection by type (`include` / `exclude`) and field filter
-//! policies (`filterPolicies.field.includeIf` / `excludeIf`, JSON pointers; exclude wins).
+//! policies (`filterPolicies.field.includeIf` / `excludeIf`, JSON pointers as core parses them;
+//! exclude wins).
 
 use serde_json::{Map, Value};
 
@@ -47,119 +48,31 @@ impl Selector {
     }
 }
 
-/// A parsed RFC 6901 pointer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pointer(Vec<String>);
+pub use authtrail_core::json_pointer::Pointer;
 
-impl Pointer {
-    /// Parses `pointer` (`/a/b~1c`: tokens `a`, `b/c`).
-    pub fn parse(pointer: &str) -> Result<Self, ForwarderError> {
-        let Some(rest) = pointer.strip_prefix('/') else {
-            return Err(ForwarderError::PointerWithoutSlash {
-                pointer: pointer.to_string(),
-            });
-        };
-        let mut tokens = Vec::new();
-        for token in rest.split('/') {
-            if token.contains('~') {
-                let mut out = String::with_capacity(token.len());
-                let mut chars = token.chars();
-                while let Some(c) = chars.next() {
-                    if c == '~' {
-                        match chars.next() {
-                            Some('0') => out.push('~'),
-                            Some('1') => out.push('/'),
-                            _ => {
-                                return Err(ForwarderError::PointerEscape {
-                                    pointer: pointer.to_string(),
-                                });
-                            }
-                        }
-                    } else {
-                        out.push(c);
-                    }
-                }
-                tokens.push(out);
-            } else {
-                tokens.push(token.to_string());
-            }
+/// Copies the value at `pointer` from `src` into `dst`, creating the objects on the way. A
+/// pointer that passes through an array keeps that whole array.
+fn copy_into(pointer: &Pointer, src: &Value, dst: &mut Map<String, Value>) {
+    let tokens = pointer.tokens();
+    let mut s = src;
+    let mut d = dst;
+    for (i, token) in tokens.iter().enumerate() {
+        let Value::Object(map) = s else { return };
+        let Some(child) = map.get(token) else { return };
+        let last = i + 1 == tokens.len();
+        if last || !child.is_object() {
+            d.insert(token.clone(), child.clone());
+            return;
         }
-        Ok(Self(tokens))
-    }
-
-    /// The unescaped reference tokens.
-    pub fn tokens(&self) -> &[String] {
-        &self.0
-    }
-
-    /// The value this pointer leads to in `value`.
-    pub fn get<'v>(&self, mut value: &'v Value) -> Option<&'v Value> {
-        for token in &self.0 {
-            value = match value {
-                Value::Object(map) => map.get(token)?,
-                Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
+        let entry = d
+            .entry(token.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            return;
         }
-        Some(value)
-    }
-
-    fn remove(&self, value: &mut Value) -> bool {
-        let Some((last, parents)) = self.0.split_last() else {
-            return false;
-        };
-        let mut cur = value;
-        for token in parents {
-            cur = match cur {
-                Value::Object(map) => match map.get_mut(token) {
-                    Some(v) => v,
-                    None => return false,
-                },
-                Value::Array(items) => {
-                    match token.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                        Some(v) => v,
-                        None => return false,
-                    }
-                }
-                _ => return false,
-            };
-        }
-        match cur {
-            Value::Object(map) => map.remove(last).is_some(),
-            Value::Array(items) => match last.parse::<usize>() {
-                Ok(i) if i < items.len() => {
-                    items.remove(i);
-                    true
-                }
-                _ => false,
-            },
-            _ => false,
-        }
-    }
-
-    /// Copies the value at this pointer from `src` into `dst`, creating the objects on the way.
-    /// A pointer that passes through an array keeps that whole array.
-    fn copy_into(&self, src: &Value, dst: &mut Map<String, Value>) {
-        let mut s = src;
-        let mut d = dst;
-        for (i, token) in self.0.iter().enumerate() {
-            let Value::Object(map) = s else { return };
-            let Some(child) = map.get(token) else { return };
-            let last = i + 1 == self.0.len();
-            if last || !child.is_object() {
-                d.insert(token.clone(), child.clone());
-                return;
-            }
-            let entry = d
-                .entry(token.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                return;
-            }
-            let Value::Object(next) = entry else { return };
-            d = next;
-            s = child;
-        }
+        let Value::Object(next) = entry else { return };
+        d = next;
+        s = child;
     }
 }
 
@@ -206,11 +119,14 @@ impl FieldFilter {
         if !self.include.is_empty() {
             let mut kept = Map::new();
             for p in &self.include {
-                p.copy_into(value, &mut kept);
+                copy_into(p, value, &mut kept);
             }
             *value = Value::Object(kept);
         }
-        self.exclude.iter().filter(|p| p.remove(value)).count()
+        self.exclude
+            .iter()
+            .filter(|p| p.remove(value).is_some())
+            .count()
     }
 }
 

@@ -51,7 +51,7 @@ impl Handler {
         deadline_ms: u64,
         request_id: &str,
     ) -> Result<KinesisEventResponse, ForwarderError> {
-        let records = event.into_inputs();
+        let records = event.records;
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
         let deadline = tokio::time::Instant::now() + remaining;

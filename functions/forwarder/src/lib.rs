@@ -3,7 +3,7 @@
 //!
 //! - [`config`]: the JSON configuration, validated at cold start (the top level and the parts
 //!   every emitter shares).
-//! - [`kinesis`]: the Kinesis event, read lean.
+//! - [`kinesis`]: the Kinesis event, read lean by core's reader.
 //! - [`record`]: parse once, classify (event type names), transform (filter + redaction).
 //! - [`emit`]: the emitters, one folder per type (HTTP, Splunk HEC, Elasticsearch, syslog,
 //!   Firehose, stdout), each with its configuration, encoder and delivery.
@@ -27,4 +27,4 @@ pub mod record;
 pub use error::ForwarderError;
 pub use forward::build;
 pub use handler::{Handler, log_summary};
-pub use kinesis::{BatchKinesis, BatchRecord, KinesisBatch};
+pub use kinesis::KinesisBatch;

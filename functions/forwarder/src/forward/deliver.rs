@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
+use authtrail_core::chunk::ChunkLimits;
+use authtrail_core::retry::{Backoff, Jitter};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -19,18 +20,11 @@ use crate::config::{Buffering, RetryPolicy};
 use crate::emit::{Emitter, Failure, Outcome, all};
 use crate::record::Prepared;
 
-/// The delay before retry `attempt` (1-based): exponential, capped, with equal jitter (a
-/// uniform delay in `[d/2, d]`).
+/// The delay before retry `attempt` (1-based): `initialBackoffMs * 2^(attempt - 1)`, capped at
+/// `maxBackoffMs`, with equal jitter (a uniform delay in `[d/2, d]`).
 pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let exp = policy
-        .initial_backoff
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let d = exp.min(policy.max_backoff);
-    let ms = d.as_millis() as u64;
-    if ms < 2 {
-        return d;
-    }
-    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+    Backoff::new(policy.initial_backoff, policy.max_backoff, Jitter::Equal)
+        .delay(attempt.saturating_sub(1))
 }
 
 /// Delivers the batch to every emitter at once: per slot, per record, where it stands, and per
@@ -271,25 +265,16 @@ fn chunks(
     pending: &[usize],
     b: Buffering,
 ) -> Vec<Vec<Arc<Prepared>>> {
-    let mut out = Vec::new();
-    let mut cur: Vec<Arc<Prepared>> = Vec::new();
-    let mut size = 0usize;
-    for &i in pending {
-        let Some(p) = records.get(i).and_then(Option::as_ref) else {
-            continue;
-        };
-        let s = emitter.size_hint(p);
-        if !cur.is_empty() && (cur.len() >= b.max_batched_events || size + s > b.max_size) {
-            out.push(std::mem::take(&mut cur));
-            size = 0;
-        }
-        size += s;
-        cur.push(p.clone());
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
+    authtrail_core::chunk::chunks(
+        pending
+            .iter()
+            .filter_map(|&i| records.get(i).and_then(Option::as_ref).cloned()),
+        ChunkLimits {
+            max_items: b.max_batched_events,
+            max_bytes: b.max_size,
+        },
+        |p| emitter.size_hint(p),
+    )
 }
 
 /// One request's outcomes, as the delivery sees them (timeouts and miscounts already mapped).

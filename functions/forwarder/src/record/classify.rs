@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use authtrail_core::envelope::{EventKind, fields};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::scan;
@@ -84,8 +85,10 @@ impl Classified {
     }
 }
 
-const USER_EVENT: &str = "user-event";
-const ADMIN_EVENT: &str = "admin-event";
+/// The envelope's `eventType` of user events (core's [`EventKind`]).
+const USER_EVENT: &str = EventKind::USER_EVENT;
+/// The envelope's `eventType` of admin events.
+const ADMIN_EVENT: &str = EventKind::ADMIN_EVENT;
 const OTHER: &str = "other";
 
 /// Frequent Keycloak event types and admin operations, sorted (binary search).
@@ -355,12 +358,12 @@ impl<'de> Deserialize<'de> for TopFields<'de> {
                 let mut t = TopFields::default();
                 while let Some(k) = map.next_key::<Text<'de>>()? {
                     let slot = match k.0.as_ref() {
-                        "event" => {
+                        fields::EVENT => {
                             t.event = Some(map.next_value::<EventSlot<'de>>()?);
                             continue;
                         }
-                        "eventType" => &mut t.event_type,
-                        "timestamp" => &mut t.timestamp,
+                        fields::EVENT_TYPE => &mut t.event_type,
+                        fields::TIMESTAMP => &mut t.timestamp,
                         "time" => &mut t.time,
                         "@timestamp" => &mut t.at_timestamp,
                         "service" => &mut t.service,
@@ -421,12 +424,12 @@ pub fn parse_classify(data: &[u8], arrival_ms: i64) -> Result<(&str, Classified)
         _ => None,
     };
     let ((kind, event_type, part), id, time) = match (scalar_str(&t.event_type), event) {
-        (Some("user-event"), Some(e)) => (
+        (Some(USER_EVENT), Some(e)) => (
             Classified::user(scalar_str(&e.ty).unwrap_or("UNKNOWN")),
             scalar_str(&e.id),
             scalar_time(&t.timestamp).or_else(|| scalar_time(&e.time)),
         ),
-        (Some("admin-event"), Some(e)) => (
+        (Some(ADMIN_EVENT), Some(e)) => (
             Classified::admin(
                 scalar_str(&e.resource_type),
                 scalar_str(&e.operation_type).unwrap_or("UNKNOWN"),

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use crate::emit::transport::retryable_status;
+use authtrail_core::retry::is_retryable_status;
+
 use crate::emit::{Failure, Outcome, all};
 
 /// Per-item results of a 2xx `_bulk` answer for `n` documents. When the answer says
@@ -62,7 +63,7 @@ fn item_outcome(item: &Value) -> Outcome {
         .map(|e| e.to_string())
         .unwrap_or_default();
     let failure = Failure::new(status.to_string(), error);
-    if retryable_status(status) || status == 0 {
+    if is_retryable_status(status) || status == 0 {
         Outcome::Retryable(failure)
     } else {
         Outcome::Permanent(failure)

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{FIREHOSE_MAX_CALL_BYTES, FIREHOSE_MAX_RECORDS, FirehoseEmitter};
+use authtrail_core::firehose::{FirehoseClient, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL};
+
+use super::FirehoseEmitter;
 use crate::ForwarderError;
 use crate::config::buffering::BufferingLimits;
 use crate::config::err;
@@ -30,10 +32,10 @@ impl EmitterSpec for FirehoseConfig {
 
     /// PutRecordBatch takes at most 500 records and 4 MiB per call.
     const BUFFERING: BufferingLimits = BufferingLimits {
-        default_batched_events: FIREHOSE_MAX_RECORDS,
-        max_batched_events: FIREHOSE_MAX_RECORDS,
-        default_size: FIREHOSE_MAX_CALL_BYTES,
-        max_size: FIREHOSE_MAX_CALL_BYTES,
+        default_batched_events: MAX_RECORDS_PER_CALL,
+        max_batched_events: MAX_RECORDS_PER_CALL,
+        default_size: MAX_BYTES_PER_CALL,
+        max_size: MAX_BYTES_PER_CALL,
     };
 
     fn validate(label: &str, raw: RawFirehose) -> Result<Self, ForwarderError> {
@@ -58,10 +60,7 @@ impl EmitterSpec for FirehoseConfig {
                 "Firehose needs AWS configuration",
             ));
         };
-        Ok(Arc::new(FirehoseEmitter::new(
-            name,
-            aws_sdk_firehose::Client::new(sdk),
-            &self.delivery_stream,
-        )))
+        let client = FirehoseClient::new(aws_sdk_firehose::Client::new(sdk), &self.delivery_stream);
+        Ok(Arc::new(FirehoseEmitter::new(name, client)))
     }
 }

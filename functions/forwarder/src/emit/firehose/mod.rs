@@ -1,11 +1,12 @@
 //! `firehose`: PutRecordBatch (up to 500 records, 4 MiB) into an Amazon Data Firehose delivery
-//! stream, one JSON line per record; entries the call reports as failed are retried on their
-//! own (the SDK's retry does not cover them).
+//! stream through core's batch client ([`authtrail_core::firehose`]), one JSON line per record.
+//! Entries the call reports as failed are retried on their own by the delivery loop (the SDK's
+//! retry does not cover them); records over Firehose's 1,000 KiB limit are refused for good.
 
 use std::sync::Arc;
 
-use aws_sdk_firehose::primitives::Blob;
-use aws_sdk_firehose::types::Record;
+use authtrail_core::firehose::{FirehoseClient, MAX_BYTES_PER_RECORD, MISSING_ENTRY};
+use authtrail_core::put_batch::{BatchWriter, EntryResult, Record};
 
 use super::{BoxFuture, Emitter, Failure, Outcome, all};
 use crate::record::Prepared;
@@ -14,127 +15,86 @@ mod config;
 
 pub use config::{FirehoseConfig, RawFirehose};
 
-/// Firehose's per-record limit: 1,000 KiB.
-pub const MAX_RECORD_BYTES: usize = 1000 * 1024;
-/// PutRecordBatch's limit of records per call.
-pub const FIREHOSE_MAX_RECORDS: usize = 500;
-/// PutRecordBatch's limit of bytes per call: 4 MiB.
-pub const FIREHOSE_MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
-
-/// A Firehose emitter.
-pub struct FirehoseEmitter {
+/// A Firehose emitter, writing through `W` (core's [`FirehoseClient`] in production).
+pub struct FirehoseEmitter<W = FirehoseClient> {
     name: String,
-    client: aws_sdk_firehose::Client,
-    delivery_stream: String,
+    writer: W,
 }
 
-impl FirehoseEmitter {
-    /// The emitter `name` writing into `delivery_stream`.
-    pub fn new(name: &str, client: aws_sdk_firehose::Client, delivery_stream: &str) -> Self {
+impl<W: BatchWriter> FirehoseEmitter<W> {
+    /// The emitter `name` writing with `writer`.
+    pub fn new(name: &str, writer: W) -> Self {
         Self {
             name: name.to_string(),
-            client,
-            delivery_stream: delivery_stream.to_string(),
+            writer,
         }
     }
 
     async fn attempt(&self, batch: &[Arc<Prepared>]) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; batch.len()];
-        let (records, positions) = entries(batch, &mut out);
+        let mut records = Vec::with_capacity(batch.len());
+        let mut positions = Vec::with_capacity(batch.len());
+        for (i, p) in batch.iter().enumerate() {
+            let size = p.json.len() + 1;
+            if size > MAX_BYTES_PER_RECORD {
+                out[i] = Some(Outcome::Permanent(Failure::new(
+                    "too-large",
+                    format!("{size} bytes is more than Firehose's 1,000 KiB record limit"),
+                )));
+                continue;
+            }
+            let mut data = Vec::with_capacity(size);
+            data.extend_from_slice(p.json.as_bytes());
+            data.push(b'\n');
+            records.push(Record {
+                data,
+                partition_key: String::new(),
+            });
+            positions.push(i);
+        }
         if !records.is_empty() {
-            self.put(records, &positions, &mut out).await;
+            for (&i, o) in positions.iter().zip(self.put(&records).await) {
+                out[i] = Some(o);
+            }
         }
         out.into_iter()
             .map(|o| o.unwrap_or(Outcome::Retryable(Failure::new("internal", "no outcome"))))
             .collect()
     }
 
-    /// One PutRecordBatch call: the outcome of each entry (`positions` maps entries to `out`).
-    async fn put(&self, records: Vec<Record>, positions: &[usize], out: &mut [Option<Outcome>]) {
-        let sent = self
-            .client
-            .put_record_batch()
-            .delivery_stream_name(&self.delivery_stream)
-            .set_records(Some(records))
-            .send()
-            .await;
-        match sent {
-            Ok(resp) => {
-                let entries = resp.request_responses();
-                for (k, &i) in positions.iter().enumerate() {
-                    out[i] = Some(match entries.get(k) {
-                        Some(entry) => match entry.error_code() {
-                            None => Outcome::Delivered,
-                            Some(code) => Outcome::Retryable(Failure::new(
-                                code,
-                                entry.error_message().unwrap_or_default(),
-                            )),
-                        },
-                        None => Outcome::Retryable(Failure::new(
-                            "missing-entry",
-                            "no response entry for this record",
-                        )),
-                    });
-                }
+    /// One PutRecordBatch call: one outcome per record sent. Entries the call refused are
+    /// retried; a whole call refused for good (a missing stream, access denied, ...) is
+    /// permanent, any other whole-call failure retryable.
+    async fn put(&self, records: &[Record]) -> Vec<Outcome> {
+        use authtrail_core::Error;
+        match self.writer.put_batch(records).await {
+            Ok(results) => (0..records.len())
+                .map(|k| match results.get(k) {
+                    Some(EntryResult::Accepted) => Outcome::Delivered,
+                    Some(EntryResult::Failed { code, message }) => {
+                        Outcome::Retryable(Failure::new(code.as_str(), message.as_str()))
+                    }
+                    None => Outcome::Retryable(Failure::new(
+                        MISSING_ENTRY,
+                        "no response entry for this record",
+                    )),
+                })
+                .collect(),
+            Err(Error::Fatal { code, message }) => {
+                all(records.len(), Outcome::Permanent(Failure::new(code, message)))
             }
-            Err(e) => {
-                let code = e
-                    .as_service_error()
-                    .and_then(|s| aws_sdk_firehose::error::ProvideErrorMetadata::code(s))
-                    .unwrap_or("sdk")
-                    .to_string();
-                let text = aws_sdk_firehose::error::DisplayErrorContext(&e).to_string();
-                let permanent = matches!(
-                    code.as_str(),
-                    "ResourceNotFoundException"
-                        | "InvalidArgumentException"
-                        | "AccessDeniedException"
-                        | "InvalidKMSResourceException"
-                );
-                let f = Failure::new(code, text);
-                for &i in positions {
-                    out[i] = Some(if permanent {
-                        Outcome::Permanent(f.clone())
-                    } else {
-                        Outcome::Retryable(f.clone())
-                    });
-                }
+            Err(Error::Retryable { code, message }) => {
+                all(records.len(), Outcome::Retryable(Failure::new(code, message)))
             }
+            Err(other) => all(
+                records.len(),
+                Outcome::Retryable(Failure::new("internal", other.to_string())),
+            ),
         }
     }
 }
 
-/// The batch's records as Firehose entries (one JSON line each) with their positions; records
-/// over the 1,000 KiB limit get their (permanent) outcome in `out` instead.
-fn entries(batch: &[Arc<Prepared>], out: &mut [Option<Outcome>]) -> (Vec<Record>, Vec<usize>) {
-    let mut records = Vec::with_capacity(batch.len());
-    let mut positions = Vec::with_capacity(batch.len());
-    for (i, p) in batch.iter().enumerate() {
-        let mut data = Vec::with_capacity(p.json.len() + 1);
-        data.extend_from_slice(p.json.as_bytes());
-        data.push(b'\n');
-        if data.len() > MAX_RECORD_BYTES {
-            out[i] = Some(Outcome::Permanent(Failure::new(
-                "too-large",
-                format!(
-                    "{} bytes is more than Firehose's 1,000 KiB record limit",
-                    data.len()
-                ),
-            )));
-            continue;
-        }
-        match Record::builder().data(Blob::new(data)).build() {
-            Ok(r) => {
-                records.push(r);
-                positions.push(i);
-            }
-            Err(e) => out[i] = Some(Outcome::Permanent(Failure::new("build", e.to_string()))),
-        }
-    }
-    (records, positions)
-}
-
-impl Emitter for FirehoseEmitter {
+impl<W: BatchWriter + 'static> Emitter for FirehoseEmitter<W> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -144,5 +104,102 @@ impl Emitter for FirehoseEmitter {
             return Box::pin(async { all(0, Outcome::Delivered) });
         }
         Box::pin(self.attempt(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::emit::test_support::{E1, E2, prepared};
+    use authtrail_core::put_batch::{BatchLimits, FIREHOSE_LIMITS};
+    use std::sync::Mutex;
+
+    /// A writer answering from a script and recording what it was sent.
+    struct FakeWriter {
+        answer: Mutex<Option<Result<Vec<EntryResult>, authtrail_core::Error>>>,
+        sent: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl FakeWriter {
+        fn new(answer: Result<Vec<EntryResult>, authtrail_core::Error>) -> Self {
+            Self {
+                answer: Mutex::new(Some(answer)),
+                sent: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl BatchWriter for FakeWriter {
+        fn limits(&self) -> BatchLimits {
+            FIREHOSE_LIMITS
+        }
+
+        async fn put_batch(
+            &self,
+            records: &[Record],
+        ) -> Result<Vec<EntryResult>, authtrail_core::Error> {
+            self.sent
+                .lock()
+                .unwrap()
+                .extend(records.iter().map(|r| r.data.clone()));
+            self.answer.lock().unwrap().take().unwrap()
+        }
+    }
+
+    fn failed(code: &str) -> EntryResult {
+        EntryResult::Failed {
+            code: code.into(),
+            message: "slow down".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_go_as_json_lines_and_refused_entries_are_retried_on_their_own() {
+        let e = FirehoseEmitter::new(
+            "f",
+            FakeWriter::new(Ok(vec![
+                EntryResult::Accepted,
+                failed("ServiceUnavailableException"),
+            ])),
+        );
+        let out = e.emit(&[prepared(E1, 0), prepared(E2, 1)]).await;
+        assert_eq!(out[0], Outcome::Delivered);
+        assert!(
+            matches!(&out[1], Outcome::Retryable(f) if f.status == "ServiceUnavailableException")
+        );
+        let sent = e.writer.sent.lock().unwrap().clone();
+        assert_eq!(sent, vec![format!("{E1}\n").into_bytes(), format!("{E2}\n").into_bytes()]);
+    }
+
+    #[tokio::test]
+    async fn records_over_the_record_limit_are_refused_for_good_and_not_sent() {
+        let big = format!(r#"{{"pad":"{}"}}"#, "a".repeat(MAX_BYTES_PER_RECORD));
+        let e = FirehoseEmitter::new("f", FakeWriter::new(Ok(vec![EntryResult::Accepted])));
+        let out = e.emit(&[prepared(&big, 0), prepared(E1, 1)]).await;
+        assert!(matches!(&out[0], Outcome::Permanent(f) if f.status == "too-large"));
+        assert_eq!(out[1], Outcome::Delivered);
+        assert_eq!(e.writer.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_refused_for_good_is_permanent_and_other_call_failures_are_retryable() {
+        let fatal = authtrail_core::Error::Fatal {
+            code: "ResourceNotFoundException".into(),
+            message: "no such stream".into(),
+        };
+        let e = FirehoseEmitter::new("f", FakeWriter::new(Err(fatal)));
+        let out = e.emit(&[prepared(E1, 0)]).await;
+        assert!(matches!(&out[0], Outcome::Permanent(f) if f.status == "ResourceNotFoundException"));
+        let retry = authtrail_core::Error::Retryable {
+            code: "sdk".into(),
+            message: "dispatch failure".into(),
+        };
+        let e = FirehoseEmitter::new("f", FakeWriter::new(Err(retry)));
+        let out = e.emit(&[prepared(E1, 0)]).await;
+        assert!(matches!(&out[0], Outcome::Retryable(f) if f.status == "sdk"));
+        let e = FirehoseEmitter::new("f", FakeWriter::new(Ok(vec![])));
+        let out = e.emit(&[prepared(E1, 0)]).await;
+        assert!(matches!(&out[0], Outcome::Retryable(f) if f.status == MISSING_ENTRY));
     }
 }

@@ -12,6 +12,9 @@ use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 
+use authtrail_core::error_chain;
+use authtrail_core::retry::{is_retryable_status, parse_retry_after};
+
 use super::{Failure, Outcome, all};
 use crate::ForwarderError;
 use crate::config::err;
@@ -154,33 +157,6 @@ fn gzip(body: &[u8], n: usize) -> Result<Vec<u8>, Vec<Outcome>> {
         .map_err(|e| all(n, Outcome::Permanent(Failure::new("gzip", e.to_string()))))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
-}
-
-/// `Retry-After`: delta-seconds or an HTTP date.
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.timestamp_millis() - chrono::Utc::now().timestamp_millis();
-    Some(Duration::from_millis(delta.max(0) as u64))
-}
-
-/// Whether an HTTP status is worth retrying: timeouts, 429 and 5xx.
-pub fn retryable_status(status: u16) -> bool {
-    status == 408 || status == 429 || status >= 500
-}
-
 /// Whether a refusal is about the request's content, so that smaller requests may pass: 400,
 /// 413 (too large) and 422. Other 4xx (401, 403, 404, ...) are about the request itself and
 /// would refuse every part of it.
@@ -202,7 +178,7 @@ pub fn classify_response(
     }
     let mut failure = Failure::new(status.to_string(), text.to_string());
     failure.retry_after = retry_after;
-    if retryable_status(status) {
+    if is_retryable_status(status) {
         all(n, Outcome::Retryable(failure))
     } else if splittable_status(status) {
         all(n, Outcome::Rejected(failure))
