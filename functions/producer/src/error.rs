@@ -1,6 +1,6 @@
 //! The producer's errors: [`ProducerError`], the one error of the crate, and the typed failures
-//! of its three capabilities that it wraps ([`SourceError`] for MPAS, [`SinkError`] for the
-//! stream, [`CheckpointStoreError`] for the checkpoint object).
+//! of its capabilities that it wraps ([`SourceError`] for MPAS, [`CheckpointStoreError`] for the
+//! checkpoint object; the stream's are core's batched-write errors, [`authtrail_core::Error`]).
 //!
 //! What Lambda reports for a failed invocation is the [`Diagnostic`] of a [`ProducerError`]:
 //! `errorMessage` is the error's text, `errorType` one of the stable names of [`ErrorType`]
@@ -23,9 +23,11 @@ pub enum ProducerError {
     /// MPAS could not be asked, refused us, or did not answer usefully (after retries).
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// The stream did not accept every record of a page.
+    /// The stream did not accept every record of a page (core's batched-write errors:
+    /// `Retryable`/`Fatal` call failures, `Exhausted`, `RecordTooLarge`,
+    /// `ResultCountMismatch`).
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(#[from] authtrail_core::Error),
     /// The checkpoint object could not be read or written.
     #[error(transparent)]
     Store(#[from] CheckpointStoreError),
@@ -103,33 +105,6 @@ pub enum SourceError {
         "MPAS client set-up failed: credentials from a secret must be resolved before building the client"
     )]
     UnresolvedCredentials,
-}
-
-/// A sink call (or a whole [`crate::sink::put_all`]) that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Worth retrying (throttling, 5xx, transport).
-    #[error("sink call failed (retryable): {0}")]
-    Retryable(String),
-    /// Not worth retrying (missing stream, access denied, validation).
-    #[error("sink call failed: {0}")]
-    Fatal(String),
-    /// The sink answered a different number of entry results than records sent.
-    #[error("sink call failed: sink answered {answered} results for {sent} records")]
-    ResultCount { answered: usize, sent: usize },
-    /// Some records were still refused when the attempts or the time ran out.
-    #[error(
-        "{failed} of {total} records were still not accepted after {attempts} attempts (last error: {last})"
-    )]
-    Exhausted {
-        failed: usize,
-        total: usize,
-        attempts: u32,
-        last: String,
-    },
-    /// A record over the sink's per-record limit (refused before any call).
-    #[error("a record of {size} bytes exceeds the sink's limit of {limit} bytes")]
-    RecordTooLarge { size: usize, limit: usize },
 }
 
 /// Why the checkpoint object could not be read or written.
@@ -363,7 +338,7 @@ mod tests {
                 "MpasBadResponse",
             ),
             (
-                SinkError::Exhausted {
+                authtrail_core::Error::Exhausted {
                     failed: 1,
                     total: 2,
                     attempts: 10,
@@ -373,7 +348,11 @@ mod tests {
                 "StreamWriteFailed",
             ),
             (
-                SinkError::Fatal("ResourceNotFoundException".into()).into(),
+                authtrail_core::Error::Fatal {
+                    code: "ResourceNotFoundException".into(),
+                    message: "Stream authtrail-events not found".into(),
+                }
+                .into(),
                 "StreamWriteFailed",
             ),
             (

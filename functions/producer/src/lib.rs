@@ -2,7 +2,7 @@
 //! none lost and none twice, with the cursor and a lease in S3. See README.md.
 //!
 //! `main.rs` only wires; the logic lives here behind three capabilities so unit tests run
-//! against in-memory fakes: [`mpas::EventSource`], [`sink::RecordSink`],
+//! against in-memory fakes: [`mpas::EventSource`], [`authtrail_core::put_batch::BatchWriter`] (the sink),
 //! [`checkpoint::CheckpointStore`]. Where things are: [`pull`] (the algorithm, with its modern
 //! and legacy variants), [`lease`], [`checkpoint`], [`sink`] (one file per sink), [`record`]
 //! (the envelope), [`summary`] (the run summary), [`error`] (every failure and its
@@ -19,6 +19,7 @@ pub mod sink;
 pub mod summary;
 
 use authtrail_core::config::ConfigError;
+use authtrail_core::put_batch::BatchWriter;
 use authtrail_core::redact::{RedactionMode, Redactor};
 use authtrail_core::secret::{Secret, fetch_secret_string};
 use lambda_runtime::LambdaEvent;
@@ -30,7 +31,7 @@ use crate::checkpoint::S3CheckpointStore;
 use crate::config::{Credentials, RedactionSetting, Settings, SinkTarget};
 use crate::mpas::HttpEventSource;
 use crate::pull::{Producer, PullSettings};
-use crate::sink::{AnySink, FirehoseSink, KinesisSink, RecordSink};
+use crate::sink::{AnySink, FirehoseClient, KinesisSink};
 use crate::summary::RunSummary;
 
 /// The producer as deployed: HTTPS to MPAS, Kinesis or Firehose, S3 checkpoint.
@@ -104,7 +105,7 @@ pub async fn init(
         SinkTarget::Kinesis(stream) => {
             AnySink::Kinesis(KinesisSink::new(aws_sdk_kinesis::Client::new(sdk), stream))
         }
-        SinkTarget::Firehose(stream) => AnySink::Firehose(FirehoseSink::new(
+        SinkTarget::Firehose(stream) => AnySink::Firehose(FirehoseClient::new(
             aws_sdk_firehose::Client::new(sdk),
             stream,
         )),
@@ -134,7 +135,7 @@ pub async fn handle<S, K, C>(
 ) -> Result<RunSummary, ProducerError>
 where
     S: mpas::EventSource,
-    K: RecordSink,
+    K: BatchWriter,
     C: checkpoint::CheckpointStore,
 {
     let request_id = event.context.request_id.clone();

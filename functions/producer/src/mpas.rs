@@ -9,9 +9,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use authtrail_core::envelope::EventKind;
+use authtrail_core::retry::{Backoff, Jitter, is_retryable_status, parse_retry_after};
 use authtrail_core::secret::Secret;
 use chrono::NaiveDate;
-use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -105,6 +105,8 @@ pub struct HttpEventSource {
 const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(30);
 /// Longest wait honoured from a `Retry-After` header or backoff.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+/// Backoff between attempts: full jitter below `50 ms * 2^attempt`, at most 5 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), MAX_RETRY_WAIT, Jitter::Full);
 
 impl HttpEventSource {
     /// `credentials` must be resolved (not `SecretArn`). `ca_bundle_pem` adds trusted CAs
@@ -234,7 +236,7 @@ impl HttpEventSource {
                 reason: error_summary(&text),
             });
         }
-        if is_retryable(status) {
+        if is_retryable_status(status) {
             return retry(retry_after(&resp).unwrap_or(Duration::ZERO));
         }
         Err(SourceError::TokenStatus { status })
@@ -263,23 +265,18 @@ async fn read_token(resp: reqwest::Response, started: Instant) -> Option<CachedT
     })
 }
 
-fn is_retryable(status: u16) -> bool {
-    status == 429 || status == 408 || (500..=599).contains(&status)
-}
-
+/// The response's `Retry-After` (seconds or an HTTP date), if any.
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     resp.headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(parse_retry_after)
 }
 
-/// Exponential backoff with full jitter (50 ms base), at least `floor`, at most 5 s.
+/// The wait before the next attempt: the jittered backoff, at least `floor` (a `Retry-After`),
+/// at most 5 s.
 fn backoff(attempt: u32, floor: Duration) -> Duration {
-    let cap = Duration::from_millis(50u64.saturating_mul(1 << attempt.min(10)));
-    let jitter = rand::rng().random_range(0..=cap.as_millis() as u64);
-    Duration::from_millis(jitter).max(floor).min(MAX_RETRY_WAIT)
+    BACKOFF.delay(attempt).max(floor).min(MAX_RETRY_WAIT)
 }
 
 /// Transport errors without the URL's query (no secrets are in URLs, but keep lines short).
@@ -349,7 +346,7 @@ async fn read_page(
             failure,
         });
     }
-    if is_retryable(status) {
+    if is_retryable_status(status) {
         return Ok(Attempt::Retry {
             wait: retry_after(&resp).unwrap_or(Duration::ZERO),
             failure: SourceError::Status {

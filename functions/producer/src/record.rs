@@ -8,9 +8,8 @@
 //! largest first. The envelope then carries `"truncated": true` after `event`, so consumers can
 //! tell. Identity fields (`id`, `time`, `type`, `realmId`, ...) are small and survive.
 
-use authtrail_core::envelope::{EventKind, format_timestamp};
+use authtrail_core::envelope::{Envelope, EventKind, fields, format_timestamp};
 use authtrail_core::redact::Redactor;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -22,29 +21,11 @@ pub struct BuiltRecord {
     pub redacted_fields: usize,
 }
 
-#[derive(Serialize)]
-struct EnvelopeOut<'a> {
-    timestamp: &'a str,
-    #[serde(rename = "eventType")]
-    event_type: &'static str,
-    event: &'a Value,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    truncated: bool,
-}
-
+/// The envelope line (core's [`Envelope`]), `truncated` flag included when set.
 fn render(timestamp: &str, kind: EventKind, event: &Value, truncated: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    let env = EnvelopeOut {
-        timestamp,
-        event_type: kind.as_str(),
-        event,
-        truncated,
-    };
-    // Serializing a Value into a Vec cannot fail.
-    if serde_json::to_writer(&mut out, &env).is_ok() {
-        out.push(b'\n');
-    }
-    out
+    Envelope::with_timestamp(timestamp, kind, event)
+        .truncated(truncated)
+        .to_line()
 }
 
 /// Builds the envelope line for `event` (the event's `time` must be an integer: checked by the
@@ -62,13 +43,16 @@ pub fn build_record(
     let mut redacted_fields = 0;
     if !redactor.is_empty() {
         let mut env = Map::with_capacity(3);
-        env.insert("timestamp".into(), Value::String(timestamp.clone()));
-        env.insert("eventType".into(), Value::String(kind.as_str().into()));
-        env.insert("event".into(), event);
+        env.insert(fields::TIMESTAMP.into(), Value::String(timestamp.clone()));
+        env.insert(
+            fields::EVENT_TYPE.into(),
+            Value::String(kind.as_str().into()),
+        );
+        env.insert(fields::EVENT.into(), event);
         let mut env = Value::Object(env);
         redacted_fields = redactor.apply(&mut env);
         event = match env {
-            Value::Object(mut m) => m.remove("event").unwrap_or(Value::Null),
+            Value::Object(mut m) => m.remove(fields::EVENT).unwrap_or(Value::Null),
             other => other,
         };
     }

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 
 use authtrail_core::envelope::EventKind;
+use authtrail_core::put_batch::{BatchWriter, Record};
 use chrono::{DateTime, NaiveDate};
 
 use super::{ParsedEvent, Producer, RunCtx, iso, parse_page, widened};
@@ -22,7 +23,6 @@ use crate::config::StartFrom;
 use crate::error::ProducerError;
 use crate::mpas::{DateParam, EventSource, PageQuery};
 use crate::record::content_hash;
-use crate::sink::{RecordSink, SinkRecord};
 use crate::summary::RunSummary;
 
 /// The time window of one legacy pull and what the last run saw in it.
@@ -52,7 +52,7 @@ fn new_cursor(time: i64) -> KindCursor {
     }
 }
 
-impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
+impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
     /// Pulls one kind from a legacy server; returns whether the window was read to its end.
     pub(super) async fn pull_legacy(
         &self,
@@ -157,7 +157,7 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
         window: &mut Window,
         cursor: &KindCursor,
         summary: &mut RunSummary,
-    ) -> (Vec<SinkRecord>, Vec<(String, i64)>) {
+    ) -> (Vec<Record>, Vec<(String, i64)>) {
         let mut records = Vec::new();
         let mut new_keys: Vec<(String, i64)> = Vec::new();
         let mut occurrences: HashMap<String, u32> = HashMap::new();

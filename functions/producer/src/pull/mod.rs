@@ -26,6 +26,7 @@ mod tests;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authtrail_core::envelope::EventKind;
+use authtrail_core::put_batch::{BatchWriter, PutPolicy, Record, put_all};
 use authtrail_core::redact::Redactor;
 use serde_json::Value;
 
@@ -35,7 +36,6 @@ use crate::error::ProducerError;
 use crate::lease;
 use crate::mpas::EventSource;
 use crate::record::build_record;
-use crate::sink::{PutPolicy, RecordSink, SinkRecord, put_all};
 use crate::summary::RunSummary;
 
 /// Largest `max` used to read one crowded millisecond whole.
@@ -168,7 +168,7 @@ fn widened(max: u32, at: i64) -> Result<u32, ProducerError> {
     Ok(max.saturating_mul(4).min(MAX_WIDENED_PAGE))
 }
 
-impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
+impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
     /// A producer over its capabilities, with the redactors of both kinds.
     pub fn new(
         settings: PullSettings,
@@ -315,7 +315,7 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
             }
     }
 
-    fn to_record(&self, kind: EventKind, raw: Value, summary: &mut RunSummary) -> SinkRecord {
+    fn to_record(&self, kind: EventKind, raw: Value, summary: &mut RunSummary) -> Record {
         let built = build_record(kind, raw, self.redactor(kind), self.max_data_bytes());
         if built.truncated {
             summary.truncated += 1;
@@ -324,7 +324,7 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
                 "event too large for one record: written truncated with markers (see README)"
             );
         }
-        SinkRecord {
+        Record {
             data: built.data,
             partition_key: random_partition_key(),
         }
@@ -333,7 +333,7 @@ impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
     async fn put(
         &self,
         ctx: &RunCtx,
-        records: &[SinkRecord],
+        records: &[Record],
         summary: &mut RunSummary,
     ) -> Result<(), ProducerError> {
         if records.is_empty() {

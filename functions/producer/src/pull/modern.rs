@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use authtrail_core::envelope::EventKind;
+use authtrail_core::put_batch::{BatchWriter, Record};
 use serde_json::Value;
 
 use super::{Flow, ParsedEvent, Producer, RunCtx, iso, parse_page, widened};
@@ -17,12 +18,11 @@ use crate::checkpoint::{ApiMode, CheckpointStore, KindCursor};
 use crate::config::StartFrom;
 use crate::error::{ProducerError, SourceError};
 use crate::mpas::{DateParam, EventSource, PageQuery};
-use crate::sink::{RecordSink, SinkRecord};
 use crate::summary::RunSummary;
 
 /// A modern page read and deduped, waiting to be put and checkpointed.
 struct PendingPage {
-    records: Vec<SinkRecord>,
+    records: Vec<Record>,
     new_keys: Vec<(String, i64)>,
     full: bool,
     last_t: Option<i64>,
@@ -60,7 +60,7 @@ fn new_cursor(time: i64) -> KindCursor {
     }
 }
 
-impl<S: EventSource, K: RecordSink, C: CheckpointStore> Producer<S, K, C> {
+impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
     /// Pulls one kind from a modern server, or finds (with `may_detect`) that it is not one.
     pub(super) async fn pull_modern(
         &self,

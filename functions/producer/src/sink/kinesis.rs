@@ -1,17 +1,12 @@
-//! Kinesis PutRecords: the stream named by name or ARN, with its API limits.
+//! Kinesis PutRecords into the stream named by name or ARN, as a [`BatchWriter`] within
+//! [`KINESIS_LIMITS`] (500 records, 5 MiB per call, 1 MiB per record including the key).
 
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
-use aws_sdk_kinesis::primitives::Blob;
-
-use super::{EntryResult, RecordSink, SinkError, SinkLimits, SinkRecord, call_error};
-
-/// Kinesis PutRecords: 500 records, 5 MiB per call, 1 MiB per record including the key.
-pub const KINESIS_LIMITS: SinkLimits = SinkLimits {
-    max_records_per_call: 500,
-    max_bytes_per_call: 5 * 1024 * 1024,
-    max_bytes_per_record: 1024 * 1024,
-    counts_partition_key: true,
+use authtrail_core::Error;
+use authtrail_core::put_batch::{
+    BatchLimits, BatchWriter, EntryResult, KINESIS_LIMITS, Record, call_error,
 };
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::primitives::Blob;
 
 /// Kinesis PutRecords to a stream named by name or ARN.
 pub struct KinesisSink {
@@ -29,12 +24,12 @@ impl KinesisSink {
     }
 }
 
-impl RecordSink for KinesisSink {
-    fn limits(&self) -> SinkLimits {
+impl BatchWriter for KinesisSink {
+    fn limits(&self) -> BatchLimits {
         KINESIS_LIMITS
     }
 
-    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
+    async fn put_batch(&self, records: &[Record]) -> Result<Vec<EntryResult>, Error> {
         let mut req = self.client.put_records();
         req = if self.stream.starts_with("arn:") {
             req.stream_arn(&self.stream)
@@ -46,7 +41,10 @@ impl RecordSink for KinesisSink {
                 .data(Blob::new(r.data.clone()))
                 .partition_key(&r.partition_key)
                 .build()
-                .map_err(|e| SinkError::Fatal(e.to_string()))?;
+                .map_err(|e| Error::Fatal {
+                    code: "build".into(),
+                    message: e.to_string(),
+                })?;
             req = req.records(entry);
         }
         match req.send().await {
@@ -63,7 +61,7 @@ impl RecordSink for KinesisSink {
                 .collect()),
             Err(err) => Err(call_error(
                 err.code(),
-                aws_sdk_kinesis::error::DisplayErrorContext(&err).to_string(),
+                DisplayErrorContext(&err).to_string(),
             )),
         }
     }

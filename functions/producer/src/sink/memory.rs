@@ -1,9 +1,10 @@
 //! An in-memory sink for tests and benchmarks, with injectable failures.
 
-use super::{EntryResult, KINESIS_LIMITS, RecordSink, SinkError, SinkLimits, SinkRecord};
+use authtrail_core::Error;
+use authtrail_core::put_batch::{BatchLimits, BatchWriter, EntryResult, KINESIS_LIMITS, Record};
 
 /// In-memory sink for tests and benchmarks: accepts everything except the failures it is told
-/// to inject (`fail_first_n_entries` per-entry failures, `fail_calls` whole-call throttles).
+/// to inject (`fail_entries` per-entry failures, `fail_calls` whole-call throttles).
 #[derive(Default)]
 pub struct MemorySink {
     /// Every accepted record's bytes, in order.
@@ -16,23 +17,26 @@ pub struct MemorySink {
     /// Largest call seen (records, bytes).
     pub largest_call: std::sync::Mutex<(usize, usize)>,
     /// The limits to enforce (Kinesis when unset).
-    pub limits: Option<SinkLimits>,
+    pub limits: Option<BatchLimits>,
 }
 
-impl RecordSink for MemorySink {
-    fn limits(&self) -> SinkLimits {
+impl BatchWriter for MemorySink {
+    fn limits(&self) -> BatchLimits {
         self.limits.unwrap_or(KINESIS_LIMITS)
     }
 
-    async fn put_batch(&self, records: &[SinkRecord]) -> Result<Vec<EntryResult>, SinkError> {
+    async fn put_batch(&self, records: &[Record]) -> Result<Vec<EntryResult>, Error> {
         use std::sync::atomic::Ordering;
         let limits = self.limits();
         let bytes: usize = records.iter().map(|r| limits.size_of(r)).sum();
         if records.len() > limits.max_records_per_call || bytes > limits.max_bytes_per_call {
-            return Err(SinkError::Fatal(format!(
-                "call of {} records / {bytes} bytes is over the limits",
-                records.len()
-            )));
+            return Err(Error::Fatal {
+                code: "ValidationException".into(),
+                message: format!(
+                    "call of {} records / {bytes} bytes is over the limits",
+                    records.len()
+                ),
+            });
         }
         if let Ok(mut largest) = self.largest_call.lock() {
             largest.0 = largest.0.max(records.len());
@@ -43,15 +47,16 @@ impl RecordSink for MemorySink {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(SinkError::Retryable(
-                "ProvisionedThroughputExceededException: Rate exceeded for stream".into(),
-            ));
+            return Err(Error::Retryable {
+                code: "ProvisionedThroughputExceededException".into(),
+                message: "Rate exceeded for stream".into(),
+            });
         }
         let mut out = Vec::with_capacity(records.len());
-        let mut accepted = self
-            .accepted
-            .lock()
-            .map_err(|_| SinkError::Fatal("poisoned".into()))?;
+        let mut accepted = self.accepted.lock().map_err(|_| Error::Fatal {
+            code: "poisoned".into(),
+            message: "the memory sink's lock is poisoned".into(),
+        })?;
         for (i, r) in records.iter().enumerate() {
             let fail = i % 2 == 1
                 && self
