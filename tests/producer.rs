@@ -531,6 +531,33 @@ async fn bad_configuration_fails_at_init_naming_the_variable_and_expected_form()
     assert!(read_stream(&em).await.is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_mpas_credentials_are_reported_to_lambda_as_error_type_mpas_auth_failed() {
+    let em = setup().await;
+    let sim = Sim::start(&["--history", "100"]).await;
+    let mut cfg = producer_config(&em, &sim, "producer", &[]);
+    cfg.env.retain(|(k, _)| k != "MPAS_CLIENT_SECRET");
+    cfg.env
+        .push(("MPAS_CLIENT_SECRET".into(), "not-the-client-secret".into()));
+    let f = LambdaFunction::start(cfg).await.unwrap();
+    let inv = invoke_scheduled(&f, "producer-every-minute").await.unwrap();
+    match &inv.outcome {
+        Outcome::FunctionError { error_message, .. } => {
+            assert!(
+                error_message.contains("invalid_client"),
+                "names Keycloak's reason: {error_message}"
+            );
+            assert!(
+                !error_message.contains("not-the-client-secret"),
+                "never echoes the secret: {error_message}"
+            );
+        }
+        other => panic!("expected a function error, got {other:?}"),
+    }
+    assert_eq!(inv.error_type(), Some("MpasAuthFailed"));
+    assert!(read_stream(&em).await.is_empty());
+}
+
 /// Every object moto's Firehose wrote under `prefix`, split into records (one JSON line each).
 async fn read_firehose_bucket(em: &Emulator, bucket: &str, prefix: &str) -> Vec<Value> {
     let mut out = Vec::new();
