@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
+
+use super::pool::{Client, Named, User};
 use super::{Generator, Shape};
 use crate::error::SimError;
 use crate::model::{AdminEvent, AuthDetails, EventKind, Fields, Record};
+use crate::rng::SimRng;
 
 /// The admin operations generated, each one resource change.
 #[derive(Clone, Copy)]
@@ -64,133 +68,16 @@ impl Generator {
         ) else {
             return Err(SimError::config("traffic.users", "empty actor pool"));
         };
-        let user_repr = |enabled: bool| {
-            serde_json::json!({
-                "username": user.username,
-                "email": user.email,
-                "enabled": enabled,
-                "emailVerified": true,
-                "firstName": user.username.split('.').next().unwrap_or_default(),
-                "attributes": {},
-                "groups": [],
-            })
-            .to_string()
+        let targets = Targets {
+            user,
+            client,
+            group,
+            role,
+            realm: &self.realm,
+            realm_id: &self.realm_id,
         };
-        let (operation_type, resource_type, resource_path, representation) = match op {
-            AdminOp::CreateUser => (
-                "CREATE",
-                "USER",
-                format!("users/{}", user.id),
-                Some(user_repr(true)),
-            ),
-            AdminOp::UpdateUser => (
-                "UPDATE",
-                "USER",
-                format!("users/{}", user.id),
-                Some(user_repr(rng.chance(0.9))),
-            ),
-            AdminOp::DeleteUser => ("DELETE", "USER", format!("users/{}", user.id), None),
-            AdminOp::ResetPassword => (
-                "ACTION",
-                "USER",
-                format!("users/{}/reset-password", user.id),
-                Some(r#"{"type":"password","temporary":true}"#.to_owned()),
-            ),
-            AdminOp::ExecuteActionsEmail => (
-                "ACTION",
-                "USER",
-                format!("users/{}/execute-actions-email", user.id),
-                Some(r#"["UPDATE_PASSWORD","VERIFY_EMAIL"]"#.to_owned()),
-            ),
-            AdminOp::LogoutUser => (
-                "ACTION",
-                "USER",
-                format!("users/{}/logout", user.id),
-                None,
-            ),
-            AdminOp::DeleteSession => (
-                "DELETE",
-                "USER_SESSION",
-                format!("sessions/{}", rng.uuid()),
-                None,
-            ),
-            AdminOp::UpdateClient => (
-                "UPDATE",
-                "CLIENT",
-                format!("clients/{}", client.internal_id),
-                Some(
-                    serde_json::json!({
-                        "id": client.internal_id,
-                        "clientId": client.client_id,
-                        "enabled": true,
-                        "publicClient": !client.confidential,
-                        "redirectUris": [client.redirect_uri],
-                        "serviceAccountsEnabled": client.confidential,
-                    })
-                    .to_string(),
-                ),
-            ),
-            AdminOp::CreateClient => {
-                let new_id = rng.uuid();
-                let name = format!("app-{}", rng.hex(6));
-                (
-                    "CREATE",
-                    "CLIENT",
-                    format!("clients/{new_id}"),
-                    Some(
-                        serde_json::json!({"clientId": name, "enabled": true, "protocol": "openid-connect"})
-                            .to_string(),
-                    ),
-                )
-            }
-            AdminOp::JoinGroup | AdminOp::LeaveGroup => (
-                if matches!(op, AdminOp::JoinGroup) {
-                    "CREATE"
-                } else {
-                    "DELETE"
-                },
-                "GROUP_MEMBERSHIP",
-                format!("users/{}/groups/{}", user.id, group.id),
-                Some(
-                    serde_json::json!({"id": group.id, "name": group.name, "path": format!("/{}", group.name), "subGroups": []})
-                        .to_string(),
-                ),
-            ),
-            AdminOp::GrantRealmRole | AdminOp::RevokeRealmRole => (
-                if matches!(op, AdminOp::GrantRealmRole) {
-                    "CREATE"
-                } else {
-                    "DELETE"
-                },
-                "REALM_ROLE_MAPPING",
-                format!("users/{}/role-mappings/realm", user.id),
-                Some(
-                    serde_json::json!([{"id": role.id, "name": role.name, "composite": false, "clientRole": false, "containerId": self.realm_id}])
-                        .to_string(),
-                ),
-            ),
-            AdminOp::CreateGroup => {
-                let gid = rng.uuid();
-                (
-                    "CREATE",
-                    "GROUP",
-                    format!("groups/{gid}"),
-                    Some(serde_json::json!({"name": format!("team-{}", rng.hex(4))}).to_string()),
-                )
-            }
-            AdminOp::UpdateRealm => (
-                "UPDATE",
-                "REALM",
-                String::new(),
-                Some(
-                    serde_json::json!({"realm": self.realm, "enabled": true, "eventsEnabled": true, "adminEventsEnabled": true, "adminEventsDetailsEnabled": true})
-                        .to_string(),
-                ),
-            ),
-        };
+        let change = targets.change(op, rng);
         let error = (rng.chance(0.01)).then(|| "unknown_error".to_owned());
-        let is_error = error.is_some();
-        let auth_ip = admin.ip.clone();
         let event = AdminEvent {
             id: (!self.legacy).then(|| id.clone()),
             time,
@@ -199,19 +86,33 @@ impl Generator {
                 realm_id: pool.master_realm_id.clone(),
                 client_id: admin_client.clone(),
                 user_id: admin.id.clone(),
-                ip_address: auth_ip,
+                ip_address: admin.ip.clone(),
             },
-            operation_type,
-            resource_type,
-            resource_path,
-            representation,
+            operation_type: change.operation_type,
+            resource_type: change.resource_type,
+            resource_path: change.resource_path,
+            representation: change.representation,
             error,
             details: None,
         };
+        self.admin_record(event, id, shape)
+    }
+
+    /// Serialises an admin event into a stored record with its commit time and filter fields.
+    fn admin_record(
+        &mut self,
+        event: AdminEvent,
+        id: String,
+        shape: Shape,
+    ) -> Result<Record, SimError> {
+        let is_error = event.error.is_some();
+        let time = event.time;
         let json: Arc<str> = serde_json::to_string(&event)?.into();
         let commit_at = time.saturating_add(self.commit_delay(is_error, shape));
         let AdminEvent {
             auth_details,
+            operation_type,
+            resource_type,
             resource_path,
             ..
         } = event;
@@ -234,4 +135,174 @@ impl Generator {
             json,
         })
     }
+}
+
+/// What an admin operation changed: `operationType`, `resourceType`, `resourcePath` and the
+/// `representation` (a JSON document as a string, when the operation has one).
+struct Change {
+    operation_type: &'static str,
+    resource_type: &'static str,
+    resource_path: String,
+    representation: Option<String>,
+}
+
+impl Change {
+    fn new(
+        operation_type: &'static str,
+        resource_type: &'static str,
+        resource_path: String,
+        representation: Option<String>,
+    ) -> Self {
+        Self {
+            operation_type,
+            resource_type,
+            resource_path,
+            representation,
+        }
+    }
+}
+
+/// The resources an admin operation may act on, drawn for the event.
+struct Targets<'a> {
+    user: &'a User,
+    client: &'a Client,
+    group: &'a Named,
+    role: &'a Named,
+    realm: &'a str,
+    realm_id: &'a str,
+}
+
+impl Targets<'_> {
+    /// The change `op` makes.
+    fn change(&self, op: AdminOp, rng: &mut SimRng) -> Change {
+        match op {
+            AdminOp::CreateUser => self.user_change("CREATE", "", Some(self.user_repr(true))),
+            AdminOp::UpdateUser => {
+                let repr = self.user_repr(rng.chance(0.9));
+                self.user_change("UPDATE", "", Some(repr))
+            }
+            AdminOp::DeleteUser => self.user_change("DELETE", "", None),
+            AdminOp::ResetPassword => self.user_change(
+                "ACTION",
+                "/reset-password",
+                Some(r#"{"type":"password","temporary":true}"#.to_owned()),
+            ),
+            AdminOp::ExecuteActionsEmail => self.user_change(
+                "ACTION",
+                "/execute-actions-email",
+                Some(r#"["UPDATE_PASSWORD","VERIFY_EMAIL"]"#.to_owned()),
+            ),
+            AdminOp::LogoutUser => self.user_change("ACTION", "/logout", None),
+            AdminOp::DeleteSession => Change::new(
+                "DELETE",
+                "USER_SESSION",
+                format!("sessions/{}", rng.uuid()),
+                None,
+            ),
+            AdminOp::UpdateClient => self.update_client(),
+            AdminOp::CreateClient => create_client(rng),
+            AdminOp::JoinGroup => self.group_membership("CREATE"),
+            AdminOp::LeaveGroup => self.group_membership("DELETE"),
+            AdminOp::GrantRealmRole => self.realm_role_mapping("CREATE"),
+            AdminOp::RevokeRealmRole => self.realm_role_mapping("DELETE"),
+            AdminOp::CreateGroup => create_group(rng),
+            AdminOp::UpdateRealm => self.update_realm(),
+        }
+    }
+
+    /// A change to the user at `users/{id}{suffix}`.
+    fn user_change(
+        &self,
+        operation_type: &'static str,
+        suffix: &str,
+        representation: Option<String>,
+    ) -> Change {
+        let path = format!("users/{}{suffix}", self.user.id);
+        Change::new(operation_type, "USER", path, representation)
+    }
+
+    /// The user's UserRepresentation.
+    fn user_repr(&self, enabled: bool) -> String {
+        let user = self.user;
+        json!({
+            "username": user.username,
+            "email": user.email,
+            "enabled": enabled,
+            "emailVerified": true,
+            "firstName": user.username.split('.').next().unwrap_or_default(),
+            "attributes": {},
+            "groups": [],
+        })
+        .to_string()
+    }
+
+    fn update_client(&self) -> Change {
+        let client = self.client;
+        let repr = json!({
+            "id": client.internal_id,
+            "clientId": client.client_id,
+            "enabled": true,
+            "publicClient": !client.confidential,
+            "redirectUris": [client.redirect_uri],
+            "serviceAccountsEnabled": client.confidential,
+        });
+        let path = format!("clients/{}", client.internal_id);
+        Change::new("UPDATE", "CLIENT", path, Some(repr.to_string()))
+    }
+
+    /// The user joins (`CREATE`) or leaves (`DELETE`) the group.
+    fn group_membership(&self, operation_type: &'static str) -> Change {
+        let group = self.group;
+        let repr = json!({"id": group.id, "name": group.name, "path": format!("/{}", group.name), "subGroups": []});
+        let path = format!("users/{}/groups/{}", self.user.id, group.id);
+        Change::new(
+            operation_type,
+            "GROUP_MEMBERSHIP",
+            path,
+            Some(repr.to_string()),
+        )
+    }
+
+    /// The user is granted (`CREATE`) or loses (`DELETE`) the realm role.
+    fn realm_role_mapping(&self, operation_type: &'static str) -> Change {
+        let role = self.role;
+        let repr = json!([{"id": role.id, "name": role.name, "composite": false, "clientRole": false, "containerId": self.realm_id}]);
+        let path = format!("users/{}/role-mappings/realm", self.user.id);
+        Change::new(
+            operation_type,
+            "REALM_ROLE_MAPPING",
+            path,
+            Some(repr.to_string()),
+        )
+    }
+
+    fn update_realm(&self) -> Change {
+        let repr = json!({"realm": self.realm, "enabled": true, "eventsEnabled": true, "adminEventsEnabled": true, "adminEventsDetailsEnabled": true});
+        Change::new("UPDATE", "REALM", String::new(), Some(repr.to_string()))
+    }
+}
+
+/// A new client with a random name.
+fn create_client(rng: &mut SimRng) -> Change {
+    let new_id = rng.uuid();
+    let name = format!("app-{}", rng.hex(6));
+    let repr = json!({"clientId": name, "enabled": true, "protocol": "openid-connect"});
+    Change::new(
+        "CREATE",
+        "CLIENT",
+        format!("clients/{new_id}"),
+        Some(repr.to_string()),
+    )
+}
+
+/// A new group with a random name.
+fn create_group(rng: &mut SimRng) -> Change {
+    let gid = rng.uuid();
+    let repr = json!({"name": format!("team-{}", rng.hex(4))});
+    Change::new(
+        "CREATE",
+        "GROUP",
+        format!("groups/{gid}"),
+        Some(repr.to_string()),
+    )
 }
