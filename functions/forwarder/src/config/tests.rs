@@ -215,3 +215,17 @@ fn authorization_headers_are_refused_in_favour_of_secret_settings() {
     );
     assert!(m.contains("headers.Authorization"), "{m}");
 }
+
+#[test]
+fn a_value_of_the_wrong_type_is_reported_at_its_key_without_quoting_it() {
+    let m = message(r#"{"emitters":[{"name":"s","type":"syslog","host":"h","port":"hunter2"}]}"#);
+    assert!(m.contains("emitters[0] (\"s\").port"), "{m}");
+    assert!(!m.contains("hunter2"), "{m}");
+    let m = message(
+        r#"{"emitters":[{"name":"s","type":"syslog","host":"h","severityFieldMappings":[{"field":"/t","valueMapping":{}}]}]}"#,
+    );
+    assert!(
+        m.contains("severityFieldMappings") && m.contains("valueMapping"),
+        "{m}"
+    );
+}

@@ -218,3 +218,31 @@ registry! {
     Firehose => firehose::FirehoseConfig, "firehose";
     Stdout => stdout::StdoutConfig, "stdout";
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_type_is_found_by_its_name_and_accepts_the_keys_of_its_raw_form() {
+        for &t in EmitterType::ALL {
+            assert_eq!(EmitterType::parse(t.as_str()), Some(t));
+            assert_eq!(
+                t.setting_keys().is_empty(),
+                t == EmitterType::Stdout,
+                "{t:?}"
+            );
+        }
+        assert_eq!(
+            EmitterType::parse("opensearch"),
+            Some(EmitterType::Elasticsearch)
+        );
+        assert_eq!(EmitterType::parse("kafka"), None);
+        assert!(
+            EmitterType::Syslog
+                .setting_keys()
+                .contains(&"severityFieldMappings")
+        );
+        assert!(EmitterType::Firehose.setting_keys() == ["deliveryStream"]);
+    }
+}
