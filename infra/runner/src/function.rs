@@ -1,6 +1,7 @@
 //! One Lambda function and its execution environment: a child process running the function
 //! binary against a local Runtime API server, one invocation at a time.
 
+use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -305,6 +306,46 @@ fn wait_init_error(
     }
 }
 
+/// How phase 1 of an invocation ended.
+enum Start {
+    /// The process took the job; its deadline (epoch ms).
+    Took(u64),
+    /// The process exited first (detail of the exit).
+    Exited(String),
+    /// The init failed: reported an error or timed out.
+    InitFailed(Outcome),
+    /// The Runtime API dropped the job.
+    Dropped,
+}
+
+/// Watches the process: the returned sender kills it (when sent to or dropped), the receiver
+/// learns how it ended.
+fn monitor(
+    mut child: tokio::process::Child,
+    pid: Option<u32>,
+    name: String,
+) -> (oneshot::Sender<()>, watch::Receiver<Option<String>>) {
+    let (kill_tx, kill_rx) = oneshot::channel::<()>();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let (status, killed) = tokio::select! {
+            status = child.wait() => (status, false),
+            _ = kill_rx => {
+                let _ = child.start_kill();
+                (child.wait().await, true)
+            }
+        };
+        let detail = match status {
+            Ok(s) if killed => format!("killed by the runner ({s})"),
+            Ok(s) => format!("process exited: {s}"),
+            Err(e) => format!("process wait failed: {e}"),
+        };
+        tracing::debug!(function = %name, pid, %detail, "function process ended");
+        exit_tx.send_replace(Some(detail));
+    });
+    (kill_tx, exit_rx)
+}
+
 impl LambdaFunction {
     /// Prepares the function and starts its first process (so a missing binary fails here).
     pub async fn start(cfg: FunctionConfig) -> Result<Self> {
@@ -457,8 +498,38 @@ impl LambdaFunction {
         drop(server);
     }
 
+    /// Starts a process of the function against a new Runtime API server (a cold start).
     async fn spawn(&self) -> Result<Environment> {
         let server = RuntimeApiServer::start(self.arn.clone()).await?;
+        let mut child = self
+            .command(&server.addr.to_string())
+            .spawn()
+            .map_err(|source| RunnerError::Spawn {
+                binary: self.cfg.binary.clone(),
+                source,
+            })?;
+        let pid = child.id();
+        self.cold_starts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(function = %self.cfg.name, pid, runtime_api = %server.addr, "started function process (cold start)");
+        if let Some(out) = child.stdout.take() {
+            spawn_reader(out, self.logs.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            spawn_reader(err, self.logs.clone());
+        }
+        let (kill, exited) = monitor(child, pid, self.cfg.name.clone());
+        Ok(Environment {
+            server,
+            exited,
+            _kill: kill,
+            served: 0,
+            pid,
+        })
+    }
+
+    /// The function's process: the binary with Lambda's environment variables (then the
+    /// configured ones), stdout and stderr captured, killed when dropped.
+    fn command(&self, runtime_api: &str) -> Command {
         let mut cmd = Command::new(&self.cfg.binary);
         if !self.cfg.inherit_env {
             cmd.env_clear();
@@ -483,7 +554,7 @@ impl LambdaFunction {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "bootstrap".to_owned());
-        cmd.env("AWS_LAMBDA_RUNTIME_API", server.addr.to_string())
+        cmd.env("AWS_LAMBDA_RUNTIME_API", runtime_api)
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.cfg.name)
             .env(
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
@@ -504,45 +575,7 @@ impl LambdaFunction {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| RunnerError::Spawn {
-            binary: self.cfg.binary.clone(),
-            source,
-        })?;
-        let pid = child.id();
-        self.cold_starts.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(function = %self.cfg.name, pid, runtime_api = %server.addr, "started function process (cold start)");
-        if let Some(out) = child.stdout.take() {
-            spawn_reader(out, self.logs.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            spawn_reader(err, self.logs.clone());
-        }
-        let (kill_tx, kill_rx) = oneshot::channel::<()>();
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let name = self.cfg.name.clone();
-        tokio::spawn(async move {
-            let (status, killed) = tokio::select! {
-                status = child.wait() => (status, false),
-                _ = kill_rx => {
-                    let _ = child.start_kill();
-                    (child.wait().await, true)
-                }
-            };
-            let detail = match status {
-                Ok(s) if killed => format!("killed by the runner ({s})"),
-                Ok(s) => format!("process exited: {s}"),
-                Err(e) => format!("process wait failed: {e}"),
-            };
-            tracing::debug!(function = %name, pid, %detail, "function process ended");
-            exit_tx.send_replace(Some(detail));
-        });
-        Ok(Environment {
-            server,
-            exited: exit_rx,
-            _kill: kill_tx,
-            served: 0,
-            pid,
-        })
+        cmd
     }
 
     /// Invokes the function with a JSON-serialisable payload.
@@ -576,91 +609,130 @@ impl LambdaFunction {
                 continue;
             };
             let fresh = env.served == 0;
-            let (started_tx, started_rx) = oneshot::channel();
-            let (done_tx, done_rx) = oneshot::channel();
-            let job = Job {
-                request_id: request_id.clone(),
-                payload: payload.clone(),
-                timeout: self.cfg.timeout,
-                client_context: None,
-                cognito_identity: None,
-                started: started_tx,
-                completion: done_tx,
-            };
-            if env.server.jobs.send(job).await.is_err() {
+            let Some((started_rx, done_rx)) = self.hand_over(env, &request_id, &payload).await
+            else {
                 guard.take();
                 continue;
-            }
+            };
             let exited = wait_exited(&env.exited);
             let init_error = wait_init_error(&env.server.init_error);
             // Phase 1: the process takes the job (after its init on a cold start).
-            let started = tokio::select! {
-                biased;
-                deadline = started_rx => deadline.ok(),
-                report = init_error => {
+            let deadline_ms = match self.await_start(started_rx, exited, init_error).await {
+                Start::Took(deadline_ms) => deadline_ms,
+                Start::Exited(detail) if !fresh && !replaced_warm => {
                     guard.take();
-                    let (error_type, error_message) = report
-                        .map(|r| (r.error_type, r.error_message))
-                        .unwrap_or_else(|| ("Runtime.Unknown".into(), String::new()));
-                    return Ok(self.finish(request_id, cold_start, queued_at, Outcome::InitError { error_type, error_message }));
+                    replaced_warm = true;
+                    tracing::warn!(function = %self.cfg.name, %detail, "warm function process had exited; starting a new one");
+                    continue;
                 }
-                detail = exited => {
+                Start::Exited(detail) => {
                     guard.take();
-                    if !fresh && !replaced_warm {
-                        replaced_warm = true;
-                        tracing::warn!(function = %self.cfg.name, %detail, "warm function process had exited; starting a new one");
-                        continue;
-                    }
-                    let tail = self.log_tail(5);
-                    return Ok(self.finish(request_id, cold_start, queued_at, Outcome::InitError {
-                        error_type: "Runtime.ExitError".into(),
-                        error_message: format!("{detail} before requesting an invocation; last output: {tail}"),
-                    }));
+                    let outcome = self.exited_before_start(&detail);
+                    return Ok(self.finish(request_id, cold_start, queued_at, outcome));
                 }
-                _ = tokio::time::sleep(self.cfg.init_timeout) => {
+                Start::InitFailed(outcome) => {
                     guard.take();
-                    return Ok(self.finish(request_id, cold_start, queued_at, Outcome::InitError {
-                        error_type: "Runtime.InitTimeout".into(),
-                        error_message: format!("the process did not request an invocation within {:?}", self.cfg.init_timeout),
-                    }));
+                    return Ok(self.finish(request_id, cold_start, queued_at, outcome));
                 }
-            };
-            let Some(deadline_ms) = started else {
-                guard.take();
-                return Err(RunnerError::Function {
-                    name: self.cfg.name.clone(),
-                    message: "Runtime API dropped the invocation".into(),
-                });
+                Start::Dropped => {
+                    guard.take();
+                    return Err(RunnerError::Function {
+                        name: self.cfg.name.clone(),
+                        message: "Runtime API dropped the invocation".into(),
+                    });
+                }
             };
             env.served += 1;
-            let now_ms = epoch_ms_now();
-            let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-            let exited = wait_exited(&env.exited);
+            let remaining = Duration::from_millis(deadline_ms.saturating_sub(epoch_ms_now()));
             // Phase 2: the function works until it reports, dies or runs out of time.
-            let outcome = tokio::select! {
-                biased;
-                done = done_rx => match done {
-                    Ok(Completion::Response(body)) if body.len() > MAX_INVOKE_PAYLOAD_BYTES => Outcome::FunctionError {
-                        error_type: "Function.ResponseSizeTooLarge".into(),
-                        error_message: format!("Response payload size ({} bytes) exceeded maximum allowed payload size ({MAX_INVOKE_PAYLOAD_BYTES} bytes).", body.len()),
-                    },
-                    Ok(Completion::Response(body)) => Outcome::Response(body),
-                    Ok(Completion::Error(report)) => Outcome::FunctionError { error_type: report.error_type, error_message: report.error_message },
-                    Err(_) => {
-                        guard.take();
-                        Outcome::Crashed { detail: "Runtime API dropped the invocation".into() }
-                    }
-                },
-                detail = exited => {
-                    guard.take();
-                    Outcome::Crashed { detail: format!("Runtime exited without providing a reason: {detail}") }
-                }
-                _ = tokio::time::sleep(remaining) => {
-                    guard.take();
-                    Outcome::TimedOut { after: self.cfg.timeout }
-                }
-            };
+            let exited = wait_exited(&env.exited);
+            let outcome = self.await_completion(done_rx, exited, remaining).await;
+            if matches!(outcome, Outcome::Crashed { .. } | Outcome::TimedOut { .. }) {
+                // The process is gone or overdue: the next invocation starts a new one.
+                guard.take();
+            }
             return Ok(self.finish(request_id, cold_start, queued_at, outcome));
+        }
+    }
+
+    /// Queues the invocation on the environment's Runtime API; the receivers of its start
+    /// (the deadline) and of its completion, or `None` if the server is gone.
+    async fn hand_over(
+        &self,
+        env: &Environment,
+        request_id: &str,
+        payload: &Bytes,
+    ) -> Option<(oneshot::Receiver<u64>, oneshot::Receiver<Completion>)> {
+        let (started_tx, started_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let job = Job {
+            request_id: request_id.to_owned(),
+            payload: payload.clone(),
+            timeout: self.cfg.timeout,
+            client_context: None,
+            cognito_identity: None,
+            started: started_tx,
+            completion: done_tx,
+        };
+        env.server.jobs.send(job).await.ok()?;
+        Some((started_rx, done_rx))
+    }
+
+    /// Phase 1: waits until the process takes the job, reports an init error, exits, or the
+    /// init timeout passes.
+    async fn await_start(
+        &self,
+        started: oneshot::Receiver<u64>,
+        exited: impl Future<Output = String>,
+        init_error: impl Future<Output = Option<ErrorReport>>,
+    ) -> Start {
+        tokio::select! {
+            biased;
+            deadline = started => deadline.map_or(Start::Dropped, Start::Took),
+            report = init_error => {
+                let (error_type, error_message) = report
+                    .map(|r| (r.error_type, r.error_message))
+                    .unwrap_or_else(|| ("Runtime.Unknown".into(), String::new()));
+                Start::InitFailed(Outcome::InitError { error_type, error_message })
+            }
+            detail = exited => Start::Exited(detail),
+            _ = tokio::time::sleep(self.cfg.init_timeout) => Start::InitFailed(Outcome::InitError {
+                error_type: "Runtime.InitTimeout".into(),
+                error_message: format!("the process did not request an invocation within {:?}", self.cfg.init_timeout),
+            }),
+        }
+    }
+
+    /// The outcome of a process that exited before asking for the invocation.
+    fn exited_before_start(&self, detail: &str) -> Outcome {
+        let tail = self.log_tail(5);
+        Outcome::InitError {
+            error_type: "Runtime.ExitError".into(),
+            error_message: format!("{detail} before requesting an invocation; last output: {tail}"),
+        }
+    }
+
+    /// Phase 2: waits until the function reports, its process exits, or `remaining` (up to
+    /// the deadline) passes.
+    async fn await_completion(
+        &self,
+        done: oneshot::Receiver<Completion>,
+        exited: impl Future<Output = String>,
+        remaining: Duration,
+    ) -> Outcome {
+        tokio::select! {
+            biased;
+            done = done => match done {
+                Ok(Completion::Response(body)) if body.len() > MAX_INVOKE_PAYLOAD_BYTES => Outcome::FunctionError {
+                    error_type: "Function.ResponseSizeTooLarge".into(),
+                    error_message: format!("Response payload size ({} bytes) exceeded maximum allowed payload size ({MAX_INVOKE_PAYLOAD_BYTES} bytes).", body.len()),
+                },
+                Ok(Completion::Response(body)) => Outcome::Response(body),
+                Ok(Completion::Error(report)) => Outcome::FunctionError { error_type: report.error_type, error_message: report.error_message },
+                Err(_) => Outcome::Crashed { detail: "Runtime API dropped the invocation".into() },
+            },
+            detail = exited => Outcome::Crashed { detail: format!("Runtime exited without providing a reason: {detail}") },
+            _ = tokio::time::sleep(remaining) => Outcome::TimedOut { after: self.cfg.timeout },
         }
     }
 
