@@ -13,7 +13,9 @@
 //!   Lambda runner with the environment moto resolved for it and must not fail at init); every
 //!   event source mapping of a function that returns batch item failures sets
 //!   `ReportBatchItemFailures`, finite retries and record age, bisection and an on-failure
-//!   destination.
+//!   destination; the forwarder's mapping keeps what it gives up on (S3 destination, retries
+//!   bounded by the record age), its spool prefix is readable, writable and listable, a schedule
+//!   invokes it every minute for redrive, and the spool's aggregate metrics have alarms.
 //!
 //! Templates are read as JSON through cfn-lint's decoder (`infra/scripts/cfn2json.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -604,6 +606,7 @@ async fn assert_forwarder(aws: &Aws, stack: &Stack, stream_arn: &str, key_arn: O
             ("FORWARDER_CONFIG".into(), STDOUT_FORWARDER_CONFIG.into()),
             ("DLQ_BUCKET".into(), dlq.to_string()),
             ("DLQ_PREFIX".into(), "dlq/".into()),
+            ("SPOOL_PREFIX".into(), "spool/".into()),
         ])
     );
     let m = aws.mapping(name).await;
@@ -618,14 +621,16 @@ async fn assert_forwarder(aws: &Aws, stack: &Stack, stream_arn: &str, key_arn: O
         vec!["ReportBatchItemFailures"]
     );
     assert_eq!(m.bisect_batch_on_function_error(), Some(true));
-    assert_eq!(m.maximum_retry_attempts(), Some(10));
-    assert_eq!(m.maximum_record_age_in_seconds(), Some(21_600));
-    let failure_queue = queue_arn(stack.physical("ForwarderFailureQueue"));
+    // Only a failed spool write fails a batch: retry until the record ages out (a day, the
+    // stream's default retention), then keep the whole batch in the dead-letter bucket.
+    assert_eq!(m.maximum_retry_attempts(), Some(10_000));
+    assert_eq!(m.maximum_record_age_in_seconds(), Some(86_400));
+    let dlq_arn = format!("arn:aws:s3:::{dlq}");
     assert_eq!(
         m.destination_config()
             .and_then(|d| d.on_failure())
             .and_then(|o| o.destination()),
-        Some(failure_queue.as_str())
+        Some(dlq_arn.as_str())
     );
 
     let mut expected = BTreeMap::from([
@@ -648,8 +653,22 @@ async fn assert_forwarder(aws: &Aws, stack: &Stack, stream_arn: &str, key_arn: O
             ),
         ),
         (
+            "Spool".to_string(),
+            (
+                set(&["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
+                set(&[&format!("arn:aws:s3:::{dlq}/spool/*")]),
+            ),
+        ),
+        (
+            "ListDeadLetterBucket".to_string(),
+            (set(&["s3:ListBucket"]), set(&[&dlq_arn])),
+        ),
+        (
             "ReportFailedBatches".to_string(),
-            (set(&["sqs:SendMessage"]), set(&[&failure_queue])),
+            (
+                set(&["s3:PutObject"]),
+                set(&[&format!("arn:aws:s3:::{dlq}/aws/lambda/*")]),
+            ),
         ),
     ]);
     if let Some(key) = key_arn {
@@ -861,7 +880,14 @@ async fn s3_archive_stack_creates_an_encrypted_bucket_and_an_archiver_batching_a
             ],
         )
         .await;
-    assert_writer_access(&aws, &stack, "archive-events", ACCOUNT_ID, "ext-archive-0123456789abcdef0123456").await;
+    assert_writer_access(
+        &aws,
+        &stack,
+        "archive-events",
+        ACCOUNT_ID,
+        "ext-archive-0123456789abcdef0123456",
+    )
+    .await;
     assert_eq!(stack.output("BucketName"), "customer-archive");
     assert_encrypted_bucket(&aws, "customer-archive").await;
     assert_archiver(&aws, &stack, "customer-archive").await;
@@ -1005,7 +1031,14 @@ async fn pipeline_stack_builds_stream_archive_forwarder_producer_and_writer_role
             ],
         )
         .await;
-    assert_writer_access(&aws, &stack, "pipeline-events", ACCOUNT_ID, "ext-pipeline-0123456789abcdef012345").await;
+    assert_writer_access(
+        &aws,
+        &stack,
+        "pipeline-events",
+        ACCOUNT_ID,
+        "ext-pipeline-0123456789abcdef012345",
+    )
+    .await;
     let stream_arn = stack.output("StreamArn").to_string();
     let key = stack.output("StreamKeyArn").to_string();
     let bucket = stack.output("BucketName").to_string();
@@ -1061,7 +1094,9 @@ async fn pipeline_stack_without_optional_parts_builds_only_stream_and_archive() 
 
 /// The parameters of a template, by name.
 fn parameters(t: &Value) -> &serde_json::Map<String, Value> {
-    t["Parameters"].as_object().expect("template has Parameters")
+    t["Parameters"]
+        .as_object()
+        .expect("template has Parameters")
 }
 
 /// Does CloudFormation accept `value` for this parameter (AllowedPattern, MinLength, MaxLength)?
@@ -1104,7 +1139,10 @@ fn credentials_written_into_a_json_secret_refuse_quotes_backslashes_and_control_
                     );
                 }
                 for good in ["", "p@ss w0rd!#$%^&*()'{}[]:;,.<>?/|~`", "pässwört-€"] {
-                    assert!(parameter_accepts(p, good), "{name}: {param} refuses {good:?}");
+                    assert!(
+                        parameter_accepts(p, good),
+                        "{name}: {param} refuses {good:?}"
+                    );
                 }
                 checked += 1;
             }
@@ -1122,10 +1160,19 @@ fn every_external_id_must_be_at_least_32_characters_that_sts_accepts() {
             continue;
         };
         let random = "3f6c1a0e9b2d47c8a5e1f0b3c7d9e2a4";
-        assert!(parameter_accepts(p, random), "{name}: refuses a random 32-character id");
+        assert!(
+            parameter_accepts(p, random),
+            "{name}: refuses a random 32-character id"
+        );
         assert!(parameter_accepts(p, "a-Z_0+=,.@:/9876543210abcdefghij"));
-        assert!(!parameter_accepts(p, &random[..31]), "{name}: accepts 31 characters");
-        assert!(!parameter_accepts(p, "ext"), "{name}: accepts a guessable id");
+        assert!(
+            !parameter_accepts(p, &random[..31]),
+            "{name}: accepts 31 characters"
+        );
+        assert!(
+            !parameter_accepts(p, "ext"),
+            "{name}: accepts a guessable id"
+        );
         assert!(!parameter_accepts(p, &format!("{random} space")));
         checked += 1;
     }
@@ -1138,11 +1185,18 @@ fn the_forwarder_configuration_parameter_is_never_echoed() {
     for name in TEMPLATES {
         let t = template_json(name);
         if let Some(p) = parameters(&t).get("ForwarderConfig") {
-            assert_eq!(p["NoEcho"], json!(true), "{name}: ForwarderConfig is shown in the console");
+            assert_eq!(
+                p["NoEcho"],
+                json!(true),
+                "{name}: ForwarderConfig is shown in the console"
+            );
             checked += 1;
         }
     }
-    assert_eq!(checked, 2, "ForwarderConfig in siem-forwarder.yaml and pipeline.yaml");
+    assert_eq!(
+        checked, 2,
+        "ForwarderConfig in siem-forwarder.yaml and pipeline.yaml"
+    );
 }
 
 #[test]
@@ -1152,9 +1206,13 @@ fn every_metric_that_signals_loss_has_an_alarm_on_the_alarm_topic() {
         ("mpas-producer.yaml", "CollectionGap", "producer"),
         ("mpas-producer.yaml", "RunFailed", "producer"),
         ("siem-forwarder.yaml", "DeadLetters", "forwarder"),
+        ("siem-forwarder.yaml", "SpoolExpired", "forwarder"),
+        ("siem-forwarder.yaml", "SpoolWriteFailures", "forwarder"),
         ("pipeline.yaml", "CollectionGap", "producer"),
         ("pipeline.yaml", "RunFailed", "producer"),
         ("pipeline.yaml", "DeadLetters", "forwarder"),
+        ("pipeline.yaml", "SpoolExpired", "forwarder"),
+        ("pipeline.yaml", "SpoolWriteFailures", "forwarder"),
     ];
     for (name, metric, function) in wanted {
         let t = template_json(name);
@@ -1169,11 +1227,165 @@ fn every_metric_that_signals_loss_has_an_alarm_on_the_alarm_topic() {
             panic!("{name}: no alarm on the {metric} metric of the {function}");
         };
         let p = &a["Properties"];
-        assert_eq!(p["Threshold"], json!(0), "{name} {id}: alarms on the first one");
-        assert_eq!(p["ComparisonOperator"], json!("GreaterThanThreshold"), "{name} {id}");
+        assert_eq!(
+            p["Threshold"],
+            json!(0),
+            "{name} {id}: alarms on the first one"
+        );
+        assert_eq!(
+            p["ComparisonOperator"],
+            json!("GreaterThanThreshold"),
+            "{name} {id}"
+        );
         assert!(
             p["AlarmActions"].to_string().contains("AlarmTopicArn"),
             "{name} {id}: not wired to the alarm topic"
+        );
+    }
+}
+
+/// The alarm of `template` on the forwarder's aggregate `metric` (dimension `Function` only).
+fn forwarder_alarm<'a>(t: &'a Value, template: &str, metric: &str) -> &'a Value {
+    resources_of(t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(_, a)| &a["Properties"])
+        .find(|p| {
+            p["Namespace"] == json!("authtrail")
+                && p["MetricName"] == json!(metric)
+                && p["Dimensions"] == json!([{"Name": "Function", "Value": "forwarder"}])
+        })
+        .unwrap_or_else(|| panic!("{template}: no alarm on the forwarder's {metric}"))
+}
+
+#[test]
+fn every_spool_metric_of_the_forwarder_has_an_alarm_on_the_alarm_topic_before_records_expire() {
+    for name in ["siem-forwarder.yaml", "pipeline.yaml"] {
+        let t = template_json(name);
+        for metric in [
+            "Spooled",
+            "SpoolExpired",
+            "RedriveFailures",
+            "BreakersOpen",
+            "SpoolOldestAgeSeconds",
+            "SpoolWriteFailures",
+        ] {
+            let p = forwarder_alarm(&t, name, metric);
+            assert!(
+                p["AlarmActions"].to_string().contains("AlarmTopicArn"),
+                "{name} {metric}: not wired to the alarm topic"
+            );
+            assert_eq!(
+                p["ComparisonOperator"],
+                json!("GreaterThanThreshold"),
+                "{name} {metric}"
+            );
+        }
+        // Sustained: one spooled batch or one failed redrive while a SIEM restarts is no alarm.
+        for metric in ["Spooled", "RedriveFailures", "BreakersOpen"] {
+            let p = forwarder_alarm(&t, name, metric);
+            assert_eq!(p["Threshold"], json!(0), "{name} {metric}");
+            assert!(
+                p["EvaluationPeriods"].as_u64().is_some_and(|n| n >= 2),
+                "{name} {metric}: must be sustained"
+            );
+        }
+        // The spool's age alarms before the default retention (spool.maxAgeInSec, 7 days)
+        // turns the oldest records into dead letters.
+        let age = forwarder_alarm(&t, name, "SpoolOldestAgeSeconds");
+        assert_eq!(age["Statistic"], json!("Maximum"), "{name}");
+        let param = age["Threshold"]["Ref"]
+            .as_str()
+            .expect("threshold parameter");
+        let default = t["Parameters"][param]["Default"].as_u64().unwrap();
+        assert!(default < 604_800 / 2, "{name}: {param} {default} s");
+    }
+}
+
+#[test]
+fn the_forwarder_is_invoked_every_minute_for_redrive_and_its_mapping_keeps_what_it_gives_up_on() {
+    for name in ["siem-forwarder.yaml", "pipeline.yaml"] {
+        let t = template_json(name);
+        let function = json!(["ForwarderFunction", "Arn"]);
+        let rules: Vec<_> = resources_of(&t, "AWS::Events::Rule")
+            .into_iter()
+            .filter(|(_, r)| {
+                r["Properties"]["Targets"]
+                    .as_array()
+                    .is_some_and(|ts| ts.iter().any(|x| x["Arn"]["Fn::GetAtt"] == function))
+            })
+            .collect();
+        let [(rule_id, rule)] = rules.as_slice() else {
+            panic!(
+                "{name}: one schedule must invoke the forwarder, found {}",
+                rules.len()
+            );
+        };
+        assert_eq!(
+            rule["Properties"]["ScheduleExpression"], "rate(1 minute)",
+            "{name}"
+        );
+        assert_eq!(rule["Properties"]["State"], "ENABLED", "{name}");
+        let permitted = resources_of(&t, "AWS::Lambda::Permission")
+            .iter()
+            .any(|(_, p)| {
+                let p = &p["Properties"];
+                p["FunctionName"] == json!({"Ref": "ForwarderFunction"})
+                    && p["Principal"] == "events.amazonaws.com"
+                    && p["Action"] == "lambda:InvokeFunction"
+                    && p["SourceArn"] == json!({"Fn::GetAtt": [rule_id, "Arn"]})
+            });
+        assert!(
+            permitted,
+            "{name}: the schedule may not invoke the forwarder"
+        );
+
+        // The spool prefix the code defaults to, read/write/delete on it, list on the bucket.
+        let f = &t["Resources"]["ForwarderFunction"]["Properties"];
+        let prefix = &f["Environment"]["Variables"]["SPOOL_PREFIX"];
+        assert_eq!(prefix, &json!({"Ref": "SpoolPrefix"}), "{name}");
+        assert_eq!(
+            t["Parameters"]["SpoolPrefix"]["Default"], "spool/",
+            "{name}"
+        );
+        let policy = t["Resources"]["ForwarderRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+            ["Statement"]
+            .to_string();
+        for needle in [
+            r#""Sid":"Spool""#,
+            "s3:GetObject",
+            "s3:DeleteObject",
+            "${DeadLetterBucket.Arn}/${SpoolPrefix}*",
+            "s3:ListBucket",
+            "${DeadLetterBucket.Arn}/aws/lambda/*",
+        ] {
+            assert!(policy.contains(needle), "{name}: role lacks {needle}");
+        }
+
+        // Only a failed spool write fails a batch: retry until the record would leave the
+        // stream, and keep a batch given up on whole (S3 destination), not its sequence range.
+        let (_, m) = resources_of(&t, "AWS::Lambda::EventSourceMapping")
+            .into_iter()
+            .find(|(_, m)| m["Properties"]["FunctionName"] == json!({"Ref": "ForwarderFunction"}))
+            .expect("forwarder mapping");
+        let p = &m["Properties"];
+        assert_eq!(
+            p["DestinationConfig"]["OnFailure"]["Destination"],
+            json!({"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}),
+            "{name}"
+        );
+        let default = |key: &str| {
+            let param = p[key]["Ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {key}"));
+            t["Parameters"][param]["Default"].as_u64().unwrap()
+        };
+        assert_eq!(default("MaximumRetryAttempts"), 10_000, "{name}");
+        assert!(default("MaximumRecordAgeInSeconds") >= 86_400, "{name}");
+        assert!(
+            resources_of(&t, "AWS::SQS::Queue")
+                .iter()
+                .all(|(id, _)| !id.starts_with("Forwarder")),
+            "{name}: the forwarder has no SQS failure queue any more"
         );
     }
 }
