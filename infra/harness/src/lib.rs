@@ -5,6 +5,10 @@
 //! emulator-specific in the functions themselves: they read the standard `AWS_*` variables that
 //! [`Emulator::env`] returns.
 
+mod proxy;
+
+pub use proxy::CutProxy;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
