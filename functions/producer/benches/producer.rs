@@ -19,7 +19,7 @@ use authtrail_core::redact::{RedactionMode, Redactor};
 use authtrail_harness::{Emulator, bin_path};
 use authtrail_producer::checkpoint::MemoryCheckpointStore;
 use authtrail_producer::config::{ApiModeSetting, Credentials, StartFrom};
-use authtrail_producer::mpas::HttpEventSource;
+use authtrail_producer::mpas::{ClientOptions, HttpEventSource};
 use authtrail_producer::pull::{Producer, PullSettings, now_ms};
 use authtrail_producer::sink::MemorySink;
 use authtrail_runner::{FunctionConfig, LambdaFunction, Outcome, invoke_scheduled};
@@ -63,9 +63,7 @@ async fn ceiling(history: u64) -> (u64, f64) {
             client_id: "authtrail".into(),
             client_secret: authtrail_core::secret::Secret::new("authtrail-secret"),
         },
-        Duration::from_secs(10),
-        3,
-        None,
+        &ClientOptions::new(Duration::from_secs(10), 3),
     )
     .unwrap();
     let (ru, ra) = redactors();

@@ -90,7 +90,13 @@ pub struct Settings {
     pub query_lag: Duration,
     pub http_timeout: Duration,
     pub max_retries: u32,
+    /// `MPAS_CA_BUNDLE`: path of a PEM file of CAs to trust for MPAS.
     pub ca_bundle: Option<String>,
+    /// `MPAS_CA_BUNDLE_ONLY`: trust only the CAs of `MPAS_CA_BUNDLE` (not the system's roots).
+    pub ca_bundle_only: bool,
+    /// Largest events page read from MPAS, in bytes after decompression (`MPAS_MAX_PAGE_BYTES`,
+    /// by default [`default_max_page_bytes`] of the page size).
+    pub max_page_bytes: usize,
     pub sink: SinkTarget,
     pub checkpoint_bucket: String,
     pub checkpoint_key: String,
@@ -138,16 +144,7 @@ impl Settings {
         let base_url = get("MPAS_BASE_URL").ok_or_else(|| {
             ConfigError::missing("MPAS_BASE_URL", "set to the MPAS base URL (https://...)")
         })?;
-        let base_url = base_url.trim().trim_end_matches('/').to_string();
-        if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
-            || reqwest::Url::parse(&base_url).is_err()
-        {
-            return Err(ConfigError::new(
-                "MPAS_BASE_URL",
-                "an http:// or https:// URL",
-                Some(&base_url),
-            ));
-        }
+        let base_url = parse_base_url(&base_url)?;
         let realm = get("MPAS_REALM")
             .ok_or_else(|| ConfigError::missing("MPAS_REALM", "set to the realm name"))?;
         if realm.contains('/') {
@@ -206,6 +203,22 @@ impl Settings {
         let http_timeout = Duration::from_secs(number("MPAS_HTTP_TIMEOUT_SECS", 10, 1, 300)?);
         let max_retries = number("MPAS_MAX_RETRIES", 5, 0, 20)? as u32;
         let ca_bundle = get("MPAS_CA_BUNDLE");
+        let ca_bundle_only = boolean("MPAS_CA_BUNDLE_ONLY", false)?;
+        if ca_bundle_only && ca_bundle.is_none() {
+            return Err(ConfigError::missing(
+                "MPAS_CA_BUNDLE",
+                "set to a PEM file when MPAS_CA_BUNDLE_ONLY=true (the only CAs trusted)",
+            ));
+        }
+        let max_page_bytes = match get("MPAS_MAX_PAGE_BYTES") {
+            None => default_max_page_bytes(page_size),
+            Some(_) => number(
+                "MPAS_MAX_PAGE_BYTES",
+                0,
+                MIN_PAGE_BYTES,
+                MAX_PAGE_BYTES_LIMIT,
+            )? as usize,
+        };
 
         let sink = match (get("KINESIS_STREAM_NAME"), get("FIREHOSE_DELIVERY_STREAM")) {
             (Some(k), None) => SinkTarget::Kinesis(k.trim().to_string()),
@@ -287,6 +300,8 @@ impl Settings {
             http_timeout,
             max_retries,
             ca_bundle,
+            ca_bundle_only,
+            max_page_bytes,
             sink,
             checkpoint_bucket,
             checkpoint_key,
@@ -321,6 +336,78 @@ impl Settings {
                 defaults.iter().map(|s| (*s).to_string()).collect()
             }
         }
+    }
+}
+
+/// Bytes of page budget per event of `MPAS_PAGE_SIZE` (Keycloak events are 0.3 to 2 KB; admin
+/// events with a `representation` can be tens of KB).
+pub const PAGE_BYTES_PER_EVENT: usize = 16 * 1024;
+/// Smallest default page cap, and smallest `MPAS_MAX_PAGE_BYTES` accepted (1 MiB).
+pub const MIN_PAGE_BYTES: u64 = 1024 * 1024;
+/// Floor of the default page cap (8 MiB), whatever the page size.
+const DEFAULT_PAGE_BYTES_FLOOR: usize = 8 * 1024 * 1024;
+/// Ceiling of the default page cap (64 MiB): a 256 MB function parses that much safely.
+const DEFAULT_PAGE_BYTES_CEILING: usize = 64 * 1024 * 1024;
+/// Largest `MPAS_MAX_PAGE_BYTES` accepted (512 MiB).
+pub const MAX_PAGE_BYTES_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// The default cap of one events page: 16 KiB per event of `page_size`, at least 8 MiB, at
+/// most 64 MiB (counted after gzip decoding).
+pub fn default_max_page_bytes(page_size: u32) -> usize {
+    (page_size as usize)
+        .saturating_mul(PAGE_BYTES_PER_EVENT)
+        .clamp(DEFAULT_PAGE_BYTES_FLOOR, DEFAULT_PAGE_BYTES_CEILING)
+}
+
+/// `MPAS_BASE_URL`: an `https://` URL, or `http://` to a loopback host (127.0.0.0/8, `::1`,
+/// `localhost`), without userinfo; trailing `/` removed. Errors never echo userinfo.
+fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
+    const VAR: &str = "MPAS_BASE_URL";
+    const EXPECTED: &str =
+        "an http:// or https:// URL (http:// for loopback hosts only: 127.0.0.0/8, ::1, localhost)";
+    let trimmed = raw.trim().trim_end_matches('/');
+    let shown = without_userinfo(trimmed);
+    let url =
+        reqwest::Url::parse(trimmed).map_err(|_| ConfigError::new(VAR, EXPECTED, Some(&shown)))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            VAR,
+            "a URL without user:password@ (credentials go in MPAS_CLIENT_SECRET, MPAS_PASSWORD or MPAS_CREDENTIALS_SECRET_ARN)",
+            Some(&shown),
+        ));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&url) => {}
+        _ => return Err(ConfigError::new(VAR, EXPECTED, Some(&shown))),
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Whether the URL's host is loopback: 127.0.0.0/8, `::1` or `localhost`.
+fn is_loopback_host(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `text` with any `user:pass@` of a URL's authority replaced by `***@` (for error messages;
+/// works on strings that do not parse as URLs too).
+pub fn without_userinfo(text: &str) -> String {
+    let (scheme, rest) = match text.find("://") {
+        Some(i) => text.split_at(i + 3),
+        None => ("", text),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => text.to_string(),
     }
 }
 
@@ -602,5 +689,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("zzz-secret"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_base_url_is_refused_unless_the_host_is_loopback() {
+        for url in [
+            "http://mpas.example.com",
+            "http://10.0.0.1:8080",
+            "http://127.example.com",
+        ] {
+            let e = err_with("MPAS_BASE_URL", url);
+            assert!(
+                e.contains("MPAS_BASE_URL") && e.contains("loopback hosts only"),
+                "{url}: {e}"
+            );
+        }
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://127.1.2.3",
+            "http://[::1]:9000",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+            "https://mpas.example.com",
+        ] {
+            let mut vars = base();
+            vars.insert("MPAS_BASE_URL", url.to_string());
+            let s = parse(&vars).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(s.base_url, url.trim_end_matches('/'));
+        }
+    }
+
+    #[test]
+    fn base_url_errors_never_echo_userinfo() {
+        for url in [
+            "https://svc:hunter2@mpas.example.com",
+            "http://svc:hunter2@mpas.example.com",
+            "ftp://svc:hunter2@mpas.example.com",
+            "https://svc:hunter2@",
+            "https://hunter2@mpas.example.com/x",
+        ] {
+            let e = err_with("MPAS_BASE_URL", url);
+            assert!(e.contains("MPAS_BASE_URL"), "{e}");
+            assert!(!e.contains("hunter2"), "{url}: {e}");
+        }
+        assert_eq!(
+            without_userinfo("https://u:p@host:1/a@b?c@d"),
+            "https://***@host:1/a@b?c@d"
+        );
+        assert_eq!(without_userinfo("https://host/a@b"), "https://host/a@b");
+    }
+
+    #[test]
+    fn ca_bundle_only_needs_a_bundle_and_defaults_to_off() {
+        assert!(!parse(&base()).unwrap().ca_bundle_only);
+        let e = err_with("MPAS_CA_BUNDLE_ONLY", "true");
+        assert!(
+            e.contains("MPAS_CA_BUNDLE") && e.contains("MPAS_CA_BUNDLE_ONLY"),
+            "{e}"
+        );
+        let mut vars = base();
+        vars.insert("MPAS_CA_BUNDLE", "/opt/ca.pem".into());
+        vars.insert("MPAS_CA_BUNDLE_ONLY", "true".into());
+        assert!(parse(&vars).unwrap().ca_bundle_only);
+    }
+
+    #[test]
+    fn page_cap_follows_the_page_size_within_bounds_and_can_be_set() {
+        assert_eq!(parse(&base()).unwrap().max_page_bytes, 16 * 1024 * 1000);
+        assert_eq!(default_max_page_bytes(1), 8 * 1024 * 1024);
+        assert_eq!(default_max_page_bytes(10_000), 64 * 1024 * 1024);
+        let mut vars = base();
+        vars.insert("MPAS_MAX_PAGE_BYTES", "2097152".into());
+        assert_eq!(parse(&vars).unwrap().max_page_bytes, 2_097_152);
+        let e = err_with("MPAS_MAX_PAGE_BYTES", "1000");
+        assert!(e.contains("MPAS_MAX_PAGE_BYTES"), "{e}");
     }
 }

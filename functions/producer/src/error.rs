@@ -63,6 +63,25 @@ pub enum ProducerError {
     LeaseLost,
 }
 
+/// Which MPAS endpoint an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpasEndpoint {
+    /// The OpenID Connect token endpoint.
+    Token,
+    /// The user or admin events endpoint.
+    Events,
+}
+
+impl MpasEndpoint {
+    /// The name used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MpasEndpoint::Token => "token",
+            MpasEndpoint::Events => "events",
+        }
+    }
+}
+
 /// Why a page could not be fetched from MPAS (after the client's own retries).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -94,6 +113,26 @@ pub enum SourceError {
     /// No answer (connect, timeout, broken body), after the retries.
     #[error("MPAS request failed after {attempts} attempts: {detail}")]
     Transport { detail: String, attempts: u32 },
+    /// A 3xx answer: redirects are never followed (the token form holds credentials).
+    #[error(
+        "MPAS {} endpoint answered HTTP {status} redirecting to {location}; redirects are not followed (check MPAS_BASE_URL)",
+        endpoint.as_str()
+    )]
+    Redirected {
+        endpoint: MpasEndpoint,
+        status: u16,
+        /// The `Location`, without userinfo or query.
+        location: String,
+    },
+    /// An answer larger than its cap (counted after decompression); reading stopped there.
+    #[error(
+        "MPAS {} endpoint answered with a body over the {limit}-byte cap (after decompression); see MPAS_MAX_PAGE_BYTES",
+        endpoint.as_str()
+    )]
+    TooLarge {
+        endpoint: MpasEndpoint,
+        limit: usize,
+    },
     /// `MPAS_CA_BUNDLE` holds no usable PEM certificates.
     #[error("MPAS client set-up failed: MPAS_CA_BUNDLE is not PEM: {0}")]
     CaBundle(String),
@@ -146,11 +185,15 @@ pub enum ErrorType {
     CheckpointCorrupt,
     /// Another invocation changed the checkpoint object while this run held the lease.
     LeaseLost,
+    /// MPAS answered with a redirect (3xx); redirects are never followed.
+    MpasRedirected,
+    /// An MPAS answer was larger than its cap (after decompression).
+    MpasResponseTooLarge,
 }
 
 impl ErrorType {
     /// Every name, in documentation order.
-    pub const ALL: [ErrorType; 10] = [
+    pub const ALL: [ErrorType; 12] = [
         ErrorType::InvalidConfiguration,
         ErrorType::SecretUnavailable,
         ErrorType::MpasAuthFailed,
@@ -161,6 +204,8 @@ impl ErrorType {
         ErrorType::CheckpointFailed,
         ErrorType::CheckpointCorrupt,
         ErrorType::LeaseLost,
+        ErrorType::MpasRedirected,
+        ErrorType::MpasResponseTooLarge,
     ];
 
     /// The name as Lambda reports it.
@@ -176,6 +221,8 @@ impl ErrorType {
             ErrorType::CheckpointFailed => "CheckpointFailed",
             ErrorType::CheckpointCorrupt => "CheckpointCorrupt",
             ErrorType::LeaseLost => "LeaseLost",
+            ErrorType::MpasRedirected => "MpasRedirected",
+            ErrorType::MpasResponseTooLarge => "MpasResponseTooLarge",
         }
     }
 }
@@ -192,6 +239,8 @@ impl SourceError {
             | SourceError::Status { .. }
             | SourceError::Transport { .. } => ErrorType::MpasUnavailable,
             SourceError::Garbage { .. } => ErrorType::MpasBadResponse,
+            SourceError::Redirected { .. } => ErrorType::MpasRedirected,
+            SourceError::TooLarge { .. } => ErrorType::MpasResponseTooLarge,
             SourceError::CaBundle(_)
             | SourceError::Client(_)
             | SourceError::UnresolvedCredentials => ErrorType::InvalidConfiguration,
@@ -372,6 +421,23 @@ mod tests {
                 "CheckpointCorrupt",
             ),
             (ProducerError::LeaseLost, "LeaseLost"),
+            (
+                SourceError::Redirected {
+                    endpoint: MpasEndpoint::Token,
+                    status: 307,
+                    location: "https://elsewhere.example/".into(),
+                }
+                .into(),
+                "MpasRedirected",
+            ),
+            (
+                SourceError::TooLarge {
+                    endpoint: MpasEndpoint::Events,
+                    limit: 1024,
+                }
+                .into(),
+                "MpasResponseTooLarge",
+            ),
         ];
         for (error, want) in cases {
             let text = error.to_string();

@@ -29,7 +29,7 @@ pub use crate::error::ProducerError;
 
 use crate::checkpoint::S3CheckpointStore;
 use crate::config::{Credentials, RedactionSetting, Settings, SinkTarget};
-use crate::mpas::HttpEventSource;
+use crate::mpas::{ClientOptions, HttpEventSource};
 use crate::pull::{Producer, PullSettings};
 use crate::sink::{AnySink, FirehoseClient, KinesisSink};
 use crate::summary::RunSummary;
@@ -93,14 +93,13 @@ pub async fn init(
         })?),
         None => None,
     };
-    let source = HttpEventSource::new(
-        &settings.base_url,
-        &settings.realm,
-        credentials,
-        settings.http_timeout,
-        settings.max_retries,
-        ca.as_deref(),
-    )?;
+    let options = ClientOptions {
+        ca_bundle_pem: ca.as_deref(),
+        ca_bundle_only: settings.ca_bundle_only,
+        max_page_bytes: settings.max_page_bytes,
+        ..ClientOptions::new(settings.http_timeout, settings.max_retries)
+    };
+    let source = HttpEventSource::new(&settings.base_url, &settings.realm, credentials, &options)?;
     let sink = match &settings.sink {
         SinkTarget::Kinesis(stream) => {
             AnySink::Kinesis(KinesisSink::new(aws_sdk_kinesis::Client::new(sdk), stream))

@@ -3,20 +3,27 @@
 //! [`EventSource`] is the capability the pull algorithm needs; [`HttpEventSource`] implements it
 //! over HTTPS with a token cached across warm invocations, renewed 30 s before it expires, one
 //! renewal and retry on a 401, and bounded retries on 5xx, 429 (honouring `Retry-After`),
-//! transport errors and truncated or garbage bodies.
+//! transport errors and truncated or garbage bodies. It follows no redirect (a 3xx is a
+//! [`SourceError::Redirected`]) and reads every answer under a cap counted after gzip decoding
+//! ([`SourceError::TooLarge`]); [`response`] reads the answers.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use authtrail_core::envelope::EventKind;
-use authtrail_core::retry::{Backoff, Jitter, is_retryable_status, parse_retry_after};
+use authtrail_core::retry::{Backoff, Jitter};
 use authtrail_core::secret::Secret;
 use chrono::NaiveDate;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::config::Credentials;
-use crate::error::SourceError;
+use crate::error::{MpasEndpoint, SourceError};
+
+pub mod response;
+
+use response::{Attempt, CachedToken, describe};
+pub use response::{MAX_TOKEN_LIFETIME, TOKEN_BODY_LIMIT};
 
 /// A date filter value: epoch milliseconds (modern servers) or a whole UTC day (legacy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,56 +87,88 @@ pub trait EventSource: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Value>, SourceError>> + Send;
 }
 
-struct CachedToken {
-    value: Secret,
-    renew_at: Instant,
+/// How the MPAS client connects and how much it reads.
+#[derive(Clone, Copy)]
+pub struct ClientOptions<'a> {
+    /// Connect and whole-request timeout.
+    pub timeout: Duration,
+    /// Retries after the first attempt (5xx, 429, transport errors, garbage bodies).
+    pub max_retries: u32,
+    /// PEM CAs to trust (`MPAS_CA_BUNDLE`'s content), if any.
+    pub ca_bundle_pem: Option<&'a [u8]>,
+    /// Trust only `ca_bundle_pem`, not the system's roots (`MPAS_CA_BUNDLE_ONLY`).
+    pub ca_bundle_only: bool,
+    /// Largest events page read, in bytes after decoding (`Settings::max_page_bytes`).
+    pub max_page_bytes: usize,
 }
 
-/// One request's outcome: done, or worth another attempt after at least `wait`.
-enum Attempt<T, F> {
-    Done(T),
-    Retry { wait: Duration, failure: F },
+impl ClientOptions<'_> {
+    /// Options with the system's roots and the default page cap of 1000-event pages.
+    pub fn new(timeout: Duration, max_retries: u32) -> Self {
+        Self {
+            timeout,
+            max_retries,
+            ca_bundle_pem: None,
+            ca_bundle_only: false,
+            max_page_bytes: crate::config::default_max_page_bytes(1000),
+        }
+    }
 }
 
-/// The HTTPS client for MPAS.
+/// The HTTPS client for MPAS. It follows no redirect (a 3xx is an error naming the status and
+/// `Location`, so the token form is never sent anywhere else), and reads every answer under a
+/// cap counted after decoding.
 pub struct HttpEventSource {
     http: reqwest::Client,
     base_url: String,
     realm: String,
     credentials: Credentials,
     max_retries: u32,
+    max_page_bytes: usize,
     token: Mutex<Option<CachedToken>>,
 }
 
-/// Renew this long before the token expires.
-const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(30);
 /// Longest wait honoured from a `Retry-After` header or backoff.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 /// Backoff between attempts: full jitter below `50 ms * 2^attempt`, at most 5 s.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), MAX_RETRY_WAIT, Jitter::Full);
 
 impl HttpEventSource {
-    /// `credentials` must be resolved (not `SecretArn`). `ca_bundle_pem` adds trusted CAs
-    /// (the system's stay trusted; verification is never turned off).
+    /// `credentials` must be resolved (not `SecretArn`). A CA bundle adds trusted CAs to the
+    /// system's, or replaces them with `ca_bundle_only`; verification is never turned off.
     pub fn new(
         base_url: &str,
         realm: &str,
         credentials: Credentials,
-        timeout: Duration,
-        max_retries: u32,
-        ca_bundle_pem: Option<&[u8]>,
+        options: &ClientOptions<'_>,
     ) -> Result<Self, SourceError> {
         if matches!(credentials, Credentials::SecretArn(_)) {
             return Err(SourceError::UnresolvedCredentials);
         }
         let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("authtrail-producer/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| SourceError::CaBundle(e.to_string()))?;
-            builder = builder.tls_certs_merge(certs);
+        match options.ca_bundle_pem {
+            Some(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| SourceError::CaBundle(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(SourceError::CaBundle("no certificate in the file".into()));
+                }
+                builder = if options.ca_bundle_only {
+                    builder.tls_certs_only(certs)
+                } else {
+                    builder.tls_certs_merge(certs)
+                };
+            }
+            None if options.ca_bundle_only => {
+                return Err(SourceError::CaBundle(
+                    "MPAS_CA_BUNDLE_ONLY needs a CA bundle".into(),
+                ));
+            }
+            None => {}
         }
         let http = builder
             .build()
@@ -139,7 +178,8 @@ impl HttpEventSource {
             base_url: base_url.trim_end_matches('/').to_string(),
             realm: realm.to_string(),
             credentials,
-            max_retries,
+            max_retries: options.max_retries,
+            max_page_bytes: options.max_page_bytes,
             token: Mutex::new(None),
         })
     }
@@ -196,9 +236,9 @@ impl HttpEventSource {
             self.base_url, self.realm
         );
         let form = self.token_form()?;
-        let mut attempt = 0;
+        let mut attempt = 0u32;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let retry_wait = match self.token_attempt(&url, &form).await? {
                 Attempt::Done(token) => return Ok(token),
                 Attempt::Retry { wait, failure: () } => wait,
@@ -210,36 +250,24 @@ impl HttpEventSource {
         }
     }
 
-    /// One token request: a token, a retryable failure, or the credentials refused.
+    /// One token request: a token, a retryable failure, or the credentials refused (a
+    /// redirect is refused too: the form holds the secret and is never re-sent elsewhere).
     async fn token_attempt(
         &self,
         url: &str,
         form: &[(&str, &str)],
     ) -> Result<Attempt<CachedToken, ()>, SourceError> {
-        let retry = |wait| Ok(Attempt::Retry { wait, failure: () });
         let started = Instant::now();
         let Ok(resp) = self.http.post(url).form(form).send().await else {
-            return retry(Duration::ZERO);
-        };
-        let status = resp.status().as_u16();
-        if resp.status().is_success() {
-            return match read_token(resp, started).await {
-                Some(token) => Ok(Attempt::Done(token)),
-                None => retry(Duration::ZERO),
-            };
-        }
-        if status == 401 || status == 400 {
-            // Keycloak's error body names the problem; it never echoes credentials.
-            let text = resp.text().await.unwrap_or_default();
-            return Err(SourceError::TokenRejected {
-                status,
-                reason: error_summary(&text),
+            return Ok(Attempt::Retry {
+                wait: Duration::ZERO,
+                failure: (),
             });
+        };
+        if resp.status().is_redirection() {
+            return Err(response::redirected(MpasEndpoint::Token, &resp));
         }
-        if is_retryable_status(status) {
-            return retry(retry_after(&resp).unwrap_or(Duration::ZERO));
-        }
-        Err(SourceError::TokenStatus { status })
+        response::read_token_answer(resp, started).await
     }
 
     fn events_url(&self, kind: EventKind) -> String {
@@ -251,114 +279,10 @@ impl HttpEventSource {
     }
 }
 
-/// The token of a successful token response (`None`: no usable token in the body), due for
-/// renewal 30 s before it expires, or at half-life for very short tokens.
-async fn read_token(resp: reqwest::Response, started: Instant) -> Option<CachedToken> {
-    let body = resp.bytes().await.ok()?;
-    let v = serde_json::from_slice::<Value>(&body).ok()?;
-    let token = v.get("access_token").and_then(Value::as_str)?;
-    let lifetime = Duration::from_secs(v.get("expires_in").and_then(Value::as_u64).unwrap_or(60));
-    let margin = TOKEN_RENEW_MARGIN.min(lifetime / 2);
-    Some(CachedToken {
-        value: Secret::new(token.to_string()),
-        renew_at: started + lifetime - margin,
-    })
-}
-
-/// The response's `Retry-After` (seconds or an HTTP date), if any.
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
-}
-
 /// The wait before the next attempt: the jittered backoff, at least `floor` (a `Retry-After`),
 /// at most 5 s.
 fn backoff(attempt: u32, floor: Duration) -> Duration {
     BACKOFF.delay(attempt).max(floor).min(MAX_RETRY_WAIT)
-}
-
-/// Transport errors without the URL's query (no secrets are in URLs, but keep lines short).
-fn describe(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    };
-    format!("{kind} error: {}", e.without_url())
-}
-
-/// The `error`/`error_description` of a Keycloak error body, or a short prefix of it.
-fn error_summary(text: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<Value>(text) {
-        let err = v.get("error").and_then(Value::as_str).unwrap_or("");
-        let desc = v
-            .get("error_description")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !err.is_empty() || !desc.is_empty() {
-            return format!("{err} {desc}").trim().to_string();
-        }
-    }
-    text.chars().take(120).collect()
-}
-
-/// Reads an events answer that is not a 401 to renew for: the events, a failure worth
-/// retrying (5xx, 429, truncated or garbage body), or one that is not (400, 401/403, others).
-async fn read_page(
-    resp: reqwest::Response,
-    attempt: u32,
-) -> Result<Attempt<Vec<Value>, SourceError>, SourceError> {
-    let status = resp.status().as_u16();
-    if status == 401 || status == 403 {
-        return Err(SourceError::Forbidden { status });
-    }
-    if status == 400 {
-        let text = resp.text().await.unwrap_or_default();
-        return Err(SourceError::BadRequest(error_summary(&text)));
-    }
-    if resp.status().is_success() {
-        let failure = match resp.bytes().await {
-            Ok(body) => match serde_json::from_slice::<Vec<Value>>(&body) {
-                Ok(events) => return Ok(Attempt::Done(events)),
-                Err(e) => SourceError::Garbage {
-                    detail: format!(
-                        "{} bytes, parse error at line {} column {}",
-                        body.len(),
-                        e.line(),
-                        e.column()
-                    ),
-                    attempts: attempt,
-                },
-            },
-            Err(e) => SourceError::Transport {
-                detail: describe(e),
-                attempts: attempt,
-            },
-        };
-        return Ok(Attempt::Retry {
-            wait: Duration::ZERO,
-            failure,
-        });
-    }
-    if is_retryable_status(status) {
-        return Ok(Attempt::Retry {
-            wait: retry_after(&resp).unwrap_or(Duration::ZERO),
-            failure: SourceError::Status {
-                status,
-                attempts: attempt,
-            },
-        });
-    }
-    Err(SourceError::Status {
-        status,
-        attempts: attempt,
-    })
 }
 
 impl EventSource for HttpEventSource {
@@ -399,7 +323,7 @@ impl EventSource for HttpEventSource {
                     attempt -= 1;
                     continue;
                 }
-                Ok(resp) => read_page(resp, attempt).await?,
+                Ok(resp) => response::read_page(resp, attempt, self.max_page_bytes).await?,
             };
             let (wait, failure) = match outcome {
                 Attempt::Done(events) => return Ok(events),
@@ -434,16 +358,5 @@ mod tests {
         assert_eq!(backoff(1, Duration::from_secs(2)), Duration::from_secs(2));
         assert_eq!(backoff(1, Duration::from_secs(60)), MAX_RETRY_WAIT);
         assert!(backoff(30, Duration::ZERO) <= MAX_RETRY_WAIT);
-    }
-
-    #[test]
-    fn keycloak_error_bodies_are_summarised() {
-        assert_eq!(
-            error_summary(
-                r#"{"error":"invalid_client","error_description":"Invalid client credentials"}"#
-            ),
-            "invalid_client Invalid client credentials"
-        );
-        assert_eq!(error_summary("plain"), "plain");
     }
 }
