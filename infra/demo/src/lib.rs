@@ -5,8 +5,16 @@
 //! emulator's CloudFormation from `cloudformation/pipeline.yaml` (the template users deploy);
 //! reads the functions' environment back from the stack; runs the three real function binaries
 //! through the event-source runner (the producer on a sped-up schedule, the archiver and the
-//! forwarder on the stream); and ends with an accounting of every event at every hop
-//! ([`authtrail_check`]).
+//! forwarder on the stream, the forwarder's spool redrive on a sped-up schedule too); and ends
+//! with an accounting of every event at every hop ([`authtrail_check`]).
+//!
+//! A SIEM outage (`siem_outage`) lasts its full length, past the end of the traffic if it is
+//! longer: the forwarder spools what the receiver cannot take, and the demo ends once the
+//! receiver is back and the redrive schedule has emptied the spool.
+
+mod redrive;
+
+pub use redrive::{REDRIVE_RULE, drain_spool, spooled_objects};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,8 +53,11 @@ pub struct DemoOptions {
     pub rate: f64,
     /// Fraction of MPAS API requests that fail (spread over 500, 429, slow and truncated).
     pub fault_rate: f64,
-    /// Take the HTTPS SIEM receiver down for this long, one third into the run.
+    /// Take the HTTPS SIEM receiver down for this long, one third into the run (it stays down
+    /// past the end of the traffic when the outage is longer than the rest of the run).
     pub siem_outage: Option<Duration>,
+    /// Redrive schedule of the forwarder's spool (AWS: every minute; sped up here).
+    pub redrive_every: Duration,
     /// Producer schedule (AWS: every minute; sped up here).
     pub producer_every: Duration,
     /// Archiver batching window (AWS: 60 s; sped up here).
@@ -67,6 +78,7 @@ impl Default for DemoOptions {
             rate: 100.0,
             fault_rate: 0.05,
             siem_outage: None,
+            redrive_every: Duration::from_secs(5),
             producer_every: Duration::from_secs(3),
             archiver_window: Duration::from_secs(10),
             out_dir: workspace_root().join("demo-out"),
@@ -124,11 +136,12 @@ pub fn forwarder_config(receiver: &Receiver, rsyslog: &Rsyslog) -> serde_json::V
         ],
         "emitToAllOf": ["syslog"],
         "emitAtLeastOneOf": ["splunk", "elastic", "webhook"],
-        // Ride out receiver outages of up to ~15 s inside one invocation. A longer outage
-        // leaves records not done: Lambda retries them, and emitters that had already taken
-        // them get them again (delivery is at least once per emitter; the accounting names
-        // such re-deliveries as duplicates, per receiver).
-        "retry": {"maxAttempts": 12, "initialBackoffMs": 250, "maxBackoffMs": 2000}
+        // Ride out a blip of a few seconds inside the invocation; anything longer is spooled
+        // per emitter (in the dead-letter bucket under SPOOL_PREFIX) and redriven once the
+        // receiver answers, so the receivers that stayed up get every record once and the one
+        // that went down gets them once after it returns.
+        "retry": {"maxAttempts": 4, "initialBackoffMs": 250, "maxBackoffMs": 2000},
+        "spool": {"redriveBudgetInSec": 20, "probeTimeoutInSec": 2}
     })
 }
 
@@ -277,6 +290,16 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     )
     .await?;
 
+    // Where the stack tells the forwarder to spool (SPOOL_PREFIX in its environment).
+    let spool_prefix = lambda
+        .get_function_configuration()
+        .function_name(out("ForwarderFunctionName"))
+        .send()
+        .await
+        .ok()
+        .and_then(|c| c.environment()?.variables()?.get("SPOOL_PREFIX").cloned())
+        .unwrap_or_else(|| "spool/".into());
+
     let archiver_src = KinesisEventSource::new(
         &sdk,
         KinesisSourceConfig {
@@ -301,11 +324,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             batch_size: 1000,
             max_batching_window: Duration::from_secs(1),
             report_batch_item_failures: true,
-            max_retry_attempts: 10,
+            // As pipeline.yaml sets it: retry until the records would leave the stream, then
+            // the whole batch into the dead-letter bucket (aws/lambda/...).
+            max_retry_attempts: 10_000,
+            max_record_age: Some(Duration::from_secs(86_400)),
             bisect_batch_on_function_error: true,
             on_failure: Some(OnFailure::S3 {
                 bucket: dlq_bucket.clone(),
-                prefix: "esm-failures/forwarder/".into(),
+                prefix: String::new(),
             }),
             ..KinesisSourceConfig::new(stream.clone())
         },
@@ -357,6 +383,22 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         )
     };
 
+    let redrive_task = {
+        let forwarder = forwarder.clone();
+        let rx = stop_rx.clone();
+        let sched = ScheduleConfig {
+            fire_immediately: false,
+            ..ScheduleConfig::every(REDRIVE_RULE, opts.redrive_every)
+        };
+        tokio::spawn(async move { run_schedule(&forwarder, &sched, stopped(rx)).await })
+    };
+    let buckets = Buckets {
+        s3: &s3,
+        archive: &bucket,
+        dlq: &dlq_bucket,
+        spool_prefix: &spool_prefix,
+    };
+
     let run_start = Instant::now();
     let mut outage_done = opts.siem_outage.is_none();
     let mut outage_end: Option<Instant> = None;
@@ -378,13 +420,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             outage_done = true;
             say(&opts, "  -- SIEM receiver is back --");
         }
-        progress(&opts, run_start, &sim, &s3, &bucket, &receiver, &rsyslog).await;
-    }
-    if outage_end.is_some() {
-        receiver
-            .come_back()
-            .await
-            .map_err(step("bringing the SIEM receiver back"))?;
+        progress(&opts, run_start, &sim, &buckets, &receiver, &rsyslog).await;
     }
 
     // 5. Stop the traffic, let late commits land, let the producer catch up, drain.
@@ -397,8 +433,28 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .map_err(step("stopping the simulator's traffic"))?;
     sim.commit_pending();
     let made = sim.ledger().len();
+    // An outage longer than the run lasts its full length; the consumers keep running.
+    if let Some(end) = outage_end {
+        say(
+            &opts,
+            format!(
+                "  -- SIEM receiver stays down {} s more --",
+                end.saturating_duration_since(Instant::now()).as_secs()
+            ),
+        );
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            progress(&opts, run_start, &sim, &buckets, &receiver, &rsyslog).await;
+        }
+        receiver
+            .come_back()
+            .await
+            .map_err(step("bringing the SIEM receiver back"))?;
+        say(&opts, "  -- SIEM receiver is back --");
+    }
     let _ = stop_tx.send(true);
     let _ = producer_task.await;
+    let _ = redrive_task.await;
     let archiver_stats_run = archiver_task
         .1
         .await
@@ -430,7 +486,22 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .drain()
         .await
         .map_err(step("draining the forwarder"))?;
-    progress(&opts, run_start, &sim, &s3, &bucket, &receiver, &rsyslog).await;
+    // The redrive schedule's last runs: everything spooled goes to its receiver.
+    let redrives = drain_spool(
+        &forwarder,
+        &s3,
+        &dlq_bucket,
+        &spool_prefix,
+        Duration::from_secs(300),
+    )
+    .await?;
+    if redrives > 0 {
+        say(
+            &opts,
+            format!("spool drained by {redrives} scheduled redrive(s)"),
+        );
+    }
+    progress(&opts, run_start, &sim, &buckets, &receiver, &rsyslog).await;
 
     // 6. Accounting.
     let policy = KeyPolicy::default();
@@ -448,10 +519,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     authtrail_check::sources::read_s3_prefix(&s3, &bucket, "raw/", &policy, &mut archive)
         .await
         .map_err(step("reading the archive"))?;
+    // Dead letters, batches the mappings gave up on (the archiver's under esm-failures/, the
+    // forwarder's under aws/lambda/ as on AWS); the spool is not a dead end and is empty now.
     let mut dlq = Tally::new("dead-letter");
-    authtrail_check::sources::read_s3_prefix(&s3, &dlq_bucket, "", &policy, &mut dlq)
-        .await
-        .map_err(step("reading the dead-letter bucket"))?;
+    for prefix in ["dlq/", "aws/lambda/", "esm-failures/"] {
+        authtrail_check::sources::read_s3_prefix(&s3, &dlq_bucket, prefix, &policy, &mut dlq)
+            .await
+            .map_err(step("reading the dead-letter bucket"))?;
+    }
     let mut siems = Vec::new();
     for (name, endpoint) in [
         ("splunk", Endpoint::SplunkHec),
@@ -555,12 +630,19 @@ fn write_lines(path: &Path, lines: &[String]) -> Result<(), DemoError> {
     std::fs::write(path, body).map_err(step("writing a sample file"))
 }
 
+/// The buckets the progress line looks into.
+struct Buckets<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    archive: &'a str,
+    dlq: &'a str,
+    spool_prefix: &'a str,
+}
+
 async fn progress(
     opts: &DemoOptions,
     run_start: Instant,
     sim: &mpas_sim::SimHandle,
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
+    buckets: &Buckets<'_>,
     receiver: &Receiver,
     rsyslog: &Rsyslog,
 ) {
@@ -568,9 +650,10 @@ async fn progress(
         return;
     }
     let made = sim.stats();
-    let objects = s3
+    let objects = buckets
+        .s3
         .list_objects_v2()
-        .bucket(bucket)
+        .bucket(buckets.archive)
         .prefix("raw/")
         .send()
         .await
@@ -580,15 +663,17 @@ async fn progress(
     let elastic = receiver.documents().len();
     let webhook = receiver.events(Endpoint::Ingest).len();
     let syslog = rsyslog.messages().len();
+    let spooled = spooled_objects(buckets.s3, buckets.dlq, buckets.spool_prefix).await;
     println!(
-        "  t={:>4}s  made {:>6}  archive objects {:>4}  | delivered: splunk {:>6}  elastic {:>6}  webhook {:>6}  syslog {:>6}",
+        "  t={:>4}s  made {:>6}  archive objects {:>4}  | delivered: splunk {:>6}  elastic {:>6}  webhook {:>6}  syslog {:>6}  | spool objects {:>4}",
         run_start.elapsed().as_secs(),
         made.ledger,
         objects,
         splunk,
         elastic,
         webhook,
-        syslog
+        syslog,
+        spooled
     );
 }
 

@@ -22,9 +22,15 @@ struct Args {
     /// Fraction of MPAS API requests that fail (500, 429, slow, truncated).
     #[arg(long, default_value_t = 0.05)]
     fault_rate: f64,
-    /// Take the HTTPS SIEM receiver down for this many seconds, one third into the run.
+    /// Take the HTTPS SIEM receiver down for this many seconds, one third into the run. An
+    /// outage longer than the rest of the run (e.g. 120 with the default 60 s run: longer than
+    /// every retry budget of the run) lasts its full length after the traffic stops; the
+    /// forwarder spools meanwhile and the demo ends once the spool is redriven.
     #[arg(long)]
     siem_outage_secs: Option<u64>,
+    /// Seconds between the forwarder's scheduled spool redrives (AWS: 60; sped up for the demo).
+    #[arg(long, default_value_t = 5)]
+    redrive_every_secs: u64,
     /// Seconds between producer runs (AWS: 60; sped up for the demo).
     #[arg(long, default_value_t = 3)]
     producer_every_secs: u64,
@@ -47,6 +53,7 @@ async fn main() -> ExitCode {
         rate: args.rate,
         fault_rate: args.fault_rate,
         siem_outage: args.siem_outage_secs.map(Duration::from_secs),
+        redrive_every: Duration::from_secs(args.redrive_every_secs.max(1)),
         producer_every: Duration::from_secs(args.producer_every_secs.max(1)),
         keep_running: args.keep_running,
         seed: args.seed,
