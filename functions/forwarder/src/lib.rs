@@ -23,6 +23,7 @@ pub mod forward;
 pub mod handler;
 pub mod kinesis;
 pub mod record;
+pub mod replay;
 
 pub use error::ForwarderError;
 pub use forward::build;
