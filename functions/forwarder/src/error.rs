@@ -71,6 +71,18 @@ impl ForwarderError {
         match self {
             ForwarderError::Config { .. } | ForwarderError::Env(_) => "InvalidConfiguration",
             ForwarderError::Core(e) => core_error_type(e),
+    /// A spool object could not be written, read, listed or deleted.
+    #[error("{operation} s3://{bucket}/{key}: {detail}")]
+    Spool {
+        /// The S3 operation (`PutObject`, `GetObject`, `ListObjectsV2`, `DeleteObject`).
+        operation: &'static str,
+        /// The spool bucket.
+        bucket: String,
+        /// The object key or prefix.
+        key: String,
+        /// The store's answer.
+        detail: String,
+    },
             ForwarderError::Secret(_) => "SecretUnavailable",
             ForwarderError::SecretNotAHeaderValue { .. } => "InvalidSecretValue",
             ForwarderError::Tls(_) => "TlsSetupFailed",
@@ -92,6 +104,7 @@ fn core_error_type(e: &authtrail_core::Error) -> &'static str {
         Error::InvalidKinesisEvent(_)
         | Error::InvalidRecordData { .. }
         | Error::ArrivalOutOfRange { .. } => "InvalidEvent",
+            ForwarderError::Spool { .. } => "SpoolFailed",
         Error::Retryable { .. }
         | Error::Fatal { .. }
         | Error::Exhausted { .. }

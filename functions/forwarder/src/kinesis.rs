@@ -3,7 +3,11 @@
 //! into an [`InputRecord`], with the data decoded (SIMD base64) and the stream and shard names
 //! shared by a batch's records.
 
+use std::fmt;
+
 use authtrail_core::kinesis::{EventRecord, FromEventRecord, KinesisRecords, SharedNames};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::forward::InputRecord;
 use crate::record::Source;
@@ -31,6 +35,80 @@ impl FromEventRecord for InputRecord {
             },
             data,
         })
+    }
+}
+
+/// What the forwarder is invoked with: a Kinesis batch, or an EventBridge scheduled event
+/// (`{"source":"aws.events","detail-type":"Scheduled Event",...}`) that asks for a redrive of
+/// every emitter's spool. The batch is read by the same lean reader as [`KinesisBatch`].
+#[derive(Debug)]
+pub enum ForwarderEvent {
+    /// A Kinesis event.
+    Kinesis(KinesisBatch),
+    /// A scheduled event.
+    Scheduled,
+}
+
+impl<'de> Deserialize<'de> for ForwarderEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = ForwarderEvent;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kinesis event or an EventBridge scheduled event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut records, mut source, mut detail_type) = (None, None, None);
+        while let Some(key) = map.next_key::<authtrail_core::kinesis::Str<'de>>()? {
+            match key.as_str() {
+                "Records" => records = Some(map.next_value::<Records>()?.0),
+                "source" => source = Some(map.next_value::<String>()?),
+                "detail-type" => detail_type = Some(map.next_value::<String>()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        match (records, source.as_deref(), detail_type.as_deref()) {
+            (Some(records), _, _) => Ok(ForwarderEvent::Kinesis(KinesisBatch { records })),
+            (None, Some("aws.events"), Some("Scheduled Event")) => Ok(ForwarderEvent::Scheduled),
+            _ => Err(de::Error::custom(
+                "neither a Kinesis event (Records) nor an EventBridge scheduled event",
+            )),
+        }
+    }
+}
+
+/// The `Records` array, each element read into an [`InputRecord`] as it is read.
+struct Records(Vec<InputRecord>);
+
+impl<'de> Deserialize<'de> for Records {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Records;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of Kinesis event records")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut names = SharedNames::default();
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(10_000));
+                while let Some(r) = seq.next_element::<EventRecord<'de>>()? {
+                    out.push(
+                        InputRecord::from_event_record(r, &mut names).map_err(de::Error::custom)?,
+                    );
+                }
+                Ok(Records(out))
+            }
+        }
+        deserializer.deserialize_seq(V)
     }
 }
 
@@ -70,6 +148,28 @@ mod tests {
                 data: r.kinesis.data.0,
             })
             .collect()
+    }
+
+    #[test]
+    fn the_handler_reads_a_kinesis_batch_or_a_scheduled_event_and_nothing_else() {
+        let scheduled = r#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2015-10-08T16:53:06Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/my-scheduled-rule"],"detail":{}}"#;
+        assert!(matches!(
+            serde_json::from_str::<ForwarderEvent>(scheduled).unwrap(),
+            ForwarderEvent::Scheduled
+        ));
+        let batch = r#"{"Records":[{"kinesis":{"sequenceNumber":"1","data":"eyJhIjoxfQ==","approximateArrivalTimestamp":1545084650.987},"eventID":"shardId-000000000006:1","eventSourceARN":"arn:aws:kinesis:us-east-2:1:stream/s1"}]}"#;
+        let ForwarderEvent::Kinesis(b) = serde_json::from_str::<ForwarderEvent>(batch).unwrap()
+        else {
+            panic!("not a batch");
+        };
+        let lean: KinesisBatch = serde_json::from_str(batch).unwrap();
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(
+            (&b.records[0].source, &b.records[0].data),
+            (&lean.records[0].source, &lean.records[0].data)
+        );
+        assert!(serde_json::from_str::<ForwarderEvent>(r#"{"source":"aws.s3"}"#).is_err());
+        assert!(serde_json::from_str::<ForwarderEvent>("[]").is_err());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Wiring only: tracing, configuration and clients at cold start, then one `Handler::handle`
-//! per invocation. Failures reach Lambda with the stable `errorType` names of
+//! per invocation (a Kinesis batch or a scheduled redrive). Failures reach Lambda with the stable `errorType` names of
 //! `ForwarderError::error_type`.
 
-use authtrail_forwarder::{Handler, KinesisBatch};
+use authtrail_forwarder::{ForwarderEvent, Handler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     })?;
     let handler = &handler;
     run(service_fn(
-        move |event: LambdaEvent<KinesisBatch>| async move {
+        move |event: LambdaEvent<ForwarderEvent>| async move {
             let deadline = event.context.deadline;
             handler
                 .handle(event.payload, deadline, &event.context.request_id)

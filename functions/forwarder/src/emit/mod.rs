@@ -77,6 +77,11 @@ pub enum Outcome {
     /// The receiver refused the record for good (other 4xx, item-level mapping errors,
     /// too large for the transport): dead-letter it.
     Permanent(Failure),
+    /// The receiver refused the request for a reason an operator fixes, not because of its
+    /// content (HTTP 401, 403, 404, 407; AWS access denied, a missing resource, a KMS key it
+    /// cannot use): spooled for a later redrive when a spool is configured, else a permanent
+    /// refusal. Not retried within the invocation.
+    Unavailable(Failure),
     /// The receiver refused the whole request for good because of its content (HTTP 400, 413,
     /// 422), without saying which records it objects to. For a single record this is a
     /// permanent refusal; a larger request is split and its halves sent again.

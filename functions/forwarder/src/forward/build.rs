@@ -69,5 +69,6 @@ pub async fn build(
         retry: config.retry,
         dlq,
         dlq_prefix: dlq_prefix.to_string(),
+        spool: None,
     })
 }

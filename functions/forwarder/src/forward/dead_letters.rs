@@ -1,17 +1,15 @@
 //! Step 5: the dead-letter trail. One dead letter per malformed record, per permanent refusal,
-//! per retryable failure past the record age limit, and per emitter that still failed on a
-//! record whose quorum was met without it. A record whose dead letter cannot be written is not
-//! done.
+//! per retryable failure past the record age limit (without a spool), and per emitter that
+//! still failed on a record whose quorum was met without it (with a spool: whose spool write
+//! failed). The letters are written in few objects, with a deadline; a record whose dead letter
+//! cannot be written is not done.
 
 use serde_json::Value;
-use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::prepare::PreparedBatch;
 use super::{EmitterStats, Forwarder, InputRecord, Status};
-use crate::dlq::DeadLetter;
-
-/// Dead letters written at once.
-const CONCURRENT_WRITES: usize = 16;
+use crate::dlq::{DeadLetter, LetterLine, write_batched};
 
 /// One dead letter to write.
 pub(super) struct DlqItem {
@@ -83,60 +81,43 @@ pub(super) fn collect(
     items
 }
 
-/// Writes the dead letters, [`CONCURRENT_WRITES`] at a time; a record whose dead letter could
-/// not be written is no longer done. Returns the number of failed writes.
+/// Writes the dead letters in few objects ([`crate::dlq::write_batched`]), none past
+/// `deadline`; a record whose dead letter could not be written is no longer done. Returns the
+/// number of letters not written.
 pub(super) async fn write(
     fwd: &Forwarder,
     records: &[InputRecord],
     batch: &PreparedBatch,
     items: Vec<DlqItem>,
     done: &mut [bool],
+    deadline: Instant,
+    tag: &str,
 ) -> usize {
-    let mut errors = 0;
-    let mut writes = JoinSet::new();
-    let mut iter = items.into_iter();
-    loop {
-        while writes.len() < CONCURRENT_WRITES {
-            let Some(item) = iter.next() else { break };
-            let Some(r) = records.get(item.record) else {
-                continue;
-            };
-            let (key, body) = letter(fwd, r, batch, &item);
-            let sink = fwd.dlq.clone();
-            let idx = item.record;
-            writes.spawn(async move { (idx, key.clone(), sink.put(key, body).await) });
-        }
-        let Some(joined) = writes.join_next().await else {
-            break;
-        };
-        match joined {
-            Ok((_, key, Ok(()))) => tracing::info!(key, "dead letter written"),
-            Ok((i, key, Err(e))) => {
-                errors += 1;
-                if let Some(d) = done.get_mut(i) {
-                    *d = false;
-                }
-                tracing::error!(key, error = %e, "dead letter could not be written; the record will be retried");
-            }
-            Err(e) => {
-                errors += 1;
-                tracing::error!(error = %e, "dead letter task failed");
-                // The record index is unknown: fail safe by retrying the whole batch.
-                done.iter_mut().for_each(|d| *d = false);
-            }
+    let letters: Vec<LetterLine> = items
+        .iter()
+        .filter_map(|item| {
+            let r = records.get(item.record)?;
+            Some(LetterLine {
+                owner: item.record,
+                source: r.source.clone(),
+                line: letter(fwd, r, batch, item),
+            })
+        })
+        .collect();
+    let failed = write_batched(&fwd.dlq, &fwd.dlq_prefix, tag, letters, deadline).await;
+    for &i in &failed {
+        match done.get_mut(i) {
+            Some(d) => *d = false,
+            // A failed task: the record is unknown, retry the whole batch.
+            None => done.iter_mut().for_each(|d| *d = false),
         }
     }
-    errors
+    failed.len()
 }
 
-/// The key and body of one dead letter: the record as the emitter would have received it
-/// (transformed), or its bytes when it is malformed.
-fn letter(
-    fwd: &Forwarder,
-    r: &InputRecord,
-    batch: &PreparedBatch,
-    item: &DlqItem,
-) -> (String, Vec<u8>) {
+/// One dead letter's line: the record as the emitter would have received it (transformed), or
+/// its bytes when it is malformed.
+fn letter(fwd: &Forwarder, r: &InputRecord, batch: &PreparedBatch, item: &DlqItem) -> Vec<u8> {
     let profile = item
         .slot
         .and_then(|k| fwd.slots.get(k))
@@ -147,7 +128,7 @@ fn letter(
         .and_then(|p| p.get(item.record))
         .and_then(|p| p.as_ref())
         .and_then(|p| p.value());
-    let letter = DeadLetter {
+    DeadLetter {
         emitter: &item.emitter,
         status: &item.status,
         response: &item.response,
@@ -160,6 +141,6 @@ fn letter(
             .map(|c| c.event_type()),
         record: value.as_ref(),
         raw: if value.is_none() { Some(&r.data) } else { None },
-    };
-    (letter.key(&fwd.dlq_prefix), letter.body())
+    }
+    .line()
 }

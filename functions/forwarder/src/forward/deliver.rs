@@ -28,11 +28,13 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
 }
 
 /// Delivers the batch to every emitter at once: per slot, per record, where it stands, and per
-/// slot what the emitter did.
+/// slot what the emitter did. A slot whose `mode` is [`Mode::SpoolDirect`] is not sent
+/// anything: its selected records stay pending, to be spooled behind its older records.
 pub(super) async fn deliver_all(
     fwd: &Forwarder,
     batch: &PreparedBatch,
     retry_deadline: Instant,
+    modes: &[Mode],
 ) -> (Vec<Vec<Status>>, Vec<EmitterStats>) {
     let n = batch.classes.len();
     let mut statuses: Vec<Vec<Status>> = vec![vec![Status::Skipped; n]; fwd.slots.len()];
@@ -51,6 +53,16 @@ pub(super) async fn deliver_all(
             })
             .collect();
         stats[k].skipped = n - batch.malformed.len() - selected.len();
+        if modes.get(k) == Some(&Mode::SpoolDirect) {
+            let f = Failure::new(
+                "spooled",
+                "spooled behind older records of this emitter (breaker open or spool not empty)",
+            );
+            for &i in &selected {
+                statuses[k][i] = Status::Pending(f.clone());
+            }
+            continue;
+        }
         // Until the task reports, a selected record is not taken (a failed task must not
         // count as delivery).
         for &i in &selected {
@@ -64,6 +76,7 @@ pub(super) async fn deliver_all(
             records,
             retry: fwd.retry,
             retry_deadline,
+            spooling: fwd.spool.is_some(),
         };
         tasks.spawn(async move { (k, delivery.run(selected).await) });
     }
@@ -86,15 +99,28 @@ pub(super) async fn deliver_all(
     (statuses, stats)
 }
 
-/// One emitter's delivery of its selected records within one invocation.
-struct Delivery {
-    emitter: Arc<dyn Emitter>,
-    buffering: Buffering,
-    timeout: Duration,
+/// One emitter's delivery of its selected records within one invocation (of a batch, or of
+/// spooled records by a redrive).
+pub(crate) struct Delivery {
+    pub(crate) emitter: Arc<dyn Emitter>,
+    pub(crate) buffering: Buffering,
+    pub(crate) timeout: Duration,
     /// Per record: the record as this emitter's transform made it.
-    records: Arc<Vec<Option<Arc<Prepared>>>>,
-    retry: RetryPolicy,
-    retry_deadline: Instant,
+    pub(crate) records: Arc<Vec<Option<Arc<Prepared>>>>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) retry_deadline: Instant,
+    /// Whether a spool takes what the emitter cannot: then a refusal an operator fixes
+    /// ([`Outcome::Unavailable`]) leaves the record pending (spooled), else it is permanent.
+    pub(crate) spooling: bool,
+}
+
+/// How a slot takes this invocation's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Deliver them, with retries.
+    Deliver,
+    /// Spool them without sending: the breaker is open or older records are spooled.
+    SpoolDirect,
 }
 
 /// What one attempt (one round of requests) left to do.
@@ -109,7 +135,7 @@ struct Round {
 impl Delivery {
     /// Attempts until every record is delivered or refused for good, the attempts are used up,
     /// or the next one would end past the retry deadline.
-    async fn run(self, selected: Vec<usize>) -> (Vec<(usize, Status)>, EmitterStats) {
+    pub(crate) async fn run(&self, selected: Vec<usize>) -> (Vec<(usize, Status)>, EmitterStats) {
         let started = Instant::now();
         let mut stats = EmitterStats::default();
         let mut results = Vec::with_capacity(selected.len());
@@ -246,6 +272,11 @@ impl Delivery {
                 Outcome::Permanent(f) | Outcome::Rejected(f) => {
                     results.push((p.index, Status::Permanent(f)))
                 }
+                // Not retried: a token or a permission does not come back within seconds.
+                Outcome::Unavailable(f) if self.spooling => {
+                    results.push((p.index, Status::Pending(f)))
+                }
+                Outcome::Unavailable(f) => results.push((p.index, Status::Permanent(f))),
                 Outcome::Retryable(f) => {
                     if let Some(ra) = f.retry_after {
                         round.retry_after = Some(round.retry_after.map_or(ra, |x| x.max(ra)));

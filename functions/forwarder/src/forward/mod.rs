@@ -7,17 +7,21 @@
 //!    `buffering`, up to `maxConcurrentRequests` requests in flight, retries with exponential
 //!    backoff and jitter, `Retry-After` honoured, none past the retry deadline; a request
 //!    refused as a whole is split to find the records it refuses).
-//! 3. [`expire`]: retryable failures of records older than `retry.maxRecordAgeInSec` become
-//!    final.
+//! 3. With a spool ([`spooling`]): what an emitter did not take is spooled for it; before
+//!    step 2, the emitters this warm instance knows to have spooled records are redriven
+//!    first (their new records are spooled behind the old ones unless the spool drains).
+//!    Without a spool ([`expire`]): retryable failures of records older than
+//!    `retry.maxRecordAgeInSec` become final.
 //! 4. [`quorum`]: which records are done.
 //! 5. [`dead_letters`]: write the dead-letter trail.
 //!
 //! A record is **done** when every emitter of `emitToAllOf` and at least one of
-//! `emitAtLeastOneOf` took it (delivered it, were not selected for it by `include`/`exclude`, or
-//! dead-lettered it after a permanent refusal). Records that are not done are returned as
-//! `batchItemFailures`, so Lambda retries them (from the lowest one: records after it can be
-//! delivered again to emitters that already took them; Elasticsearch's `_id` makes that
-//! idempotent, the other receivers see an at-least-once stream).
+//! `emitAtLeastOneOf` took it (delivered it, spooled it, were not selected for it by
+//! `include`/`exclude`, or dead-lettered it after a permanent refusal). Records that are not
+//! done are returned as `batchItemFailures`, so Lambda retries them (from the lowest one:
+//! records after it can be delivered again to emitters that already took them; Elasticsearch's
+//! `_id` makes that idempotent, the other receivers see an at-least-once stream). With a spool
+//! that happens only when a spool write (or a dead-letter write) fails.
 //!
 //! Nothing is silently dropped: a malformed record, a permanent refusal, a retryable failure that
 //! outlived `retry.maxRecordAgeInSec`, and an emitter that still failed on a record the quorum
@@ -42,11 +46,17 @@ mod deliver;
 mod expire;
 mod prepare;
 mod quorum;
+mod spooling;
 #[cfg(test)]
 mod tests;
 
 pub use build::build;
 pub use deliver::backoff;
+pub(crate) use deliver::{Delivery, Mode};
+
+use crate::config::SpoolConfig;
+use crate::spool::redrive::RedriveReport;
+use crate::spool::{Spool, SpoolStore};
 
 /// One emitter with its per-emitter settings.
 pub struct Slot {
@@ -78,6 +88,9 @@ pub struct Forwarder {
     pub dlq: Arc<dyn DeadLetterSink>,
     /// The key prefix of dead letters.
     pub dlq_prefix: String,
+    /// The spool (`None`: `spool.enabled` is false, records are retried within the invocation
+    /// and then dead-lettered or reported to Lambda).
+    pub spool: Option<Arc<Spool>>,
 }
 
 /// A record of the batch.
@@ -108,6 +121,28 @@ pub struct EmitterStats {
     pub requests: usize,
     /// Time spent delivering, milliseconds.
     pub latency_ms: u64,
+    /// Records spooled for this emitter.
+    #[serde(rename = "spooled")]
+    pub spooled: usize,
+    /// Spooled records delivered by a redrive.
+    #[serde(rename = "redriven")]
+    pub redriven: usize,
+    /// Spooled records past `spool.maxAgeInSec`, dead-lettered.
+    pub spool_expired: usize,
+    /// Failed redrive requests and spool operations.
+    pub redrive_failures: usize,
+    /// The breaker at the end of the invocation (`open` / `closed`).
+    #[serde(rename = "breaker", serialize_with = "open_or_closed")]
+    pub breaker_open: bool,
+    /// Records known spooled at the end of the invocation.
+    pub spool_depth: usize,
+    /// Age of the oldest record known spooled, seconds.
+    #[serde(rename = "spool_age_s")]
+    pub spool_age_s: u64,
+}
+
+fn open_or_closed<S: serde::Serializer>(open: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *open { "open" } else { "closed" })
 }
 
 /// What one invocation did.
@@ -124,13 +159,16 @@ pub struct BatchResult {
     pub dead_letters: usize,
     /// Dead letters that could not be written.
     pub dead_letter_errors: usize,
+    /// Spool writes that failed (their records are reported to Lambda unless the quorum was
+    /// met without the emitter).
+    pub spool_write_failures: usize,
     /// Per emitter, by name.
     pub emitters: Vec<(String, EmitterStats)>,
 }
 
 /// Where one record stands with one emitter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Status {
+pub(crate) enum Status {
     /// Not selected by the emitter's `include` / `exclude`.
     Skipped,
     /// Delivered.
@@ -139,8 +177,11 @@ enum Status {
     Permanent(Failure),
     /// Still failing with a retryable failure past `retry.maxRecordAgeInSec`: dead-lettered.
     Expired(Failure),
-    /// Still failing with a retryable failure: not taken.
+    /// Still failing with a retryable failure (or unavailable, or its spool write failed):
+    /// not taken.
     Pending(Failure),
+    /// Written to the emitter's spool.
+    Spooled,
 }
 
 impl Status {
@@ -157,14 +198,57 @@ fn retry_deadline(deadline: Instant) -> Instant {
     deadline.checked_sub(margin).unwrap_or(deadline)
 }
 
+/// The dead letters' deadline: the invocation's deadline minus a margin for the response.
+fn letter_deadline(deadline: Instant) -> Instant {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let margin = (remaining / 10).min(Duration::from_secs(1));
+    deadline.checked_sub(margin).unwrap_or(deadline)
+}
+
 impl Forwarder {
+    /// Adds a spool in `store` under `prefix` (`spool.enabled` must be checked by the caller).
+    pub fn with_spool(
+        mut self,
+        store: Arc<dyn SpoolStore>,
+        prefix: &str,
+        config: SpoolConfig,
+    ) -> Self {
+        self.spool = Some(Arc::new(Spool::new(
+            store,
+            prefix,
+            config,
+            self.slots.len(),
+        )));
+        self
+    }
+
     /// Processes one batch; `deadline` is the invocation's deadline.
     pub async fn process(&self, records: &[InputRecord], deadline: Instant) -> BatchResult {
+        self.process_request(records, deadline, &spooling::local_tag())
+            .await
+    }
+
+    /// Processes one batch of invocation `request_id` (which keeps its spool and dead-letter
+    /// keys apart from every other invocation's).
+    pub async fn process_request(
+        &self,
+        records: &[InputRecord],
+        deadline: Instant,
+        request_id: &str,
+    ) -> BatchResult {
         let retry_deadline = retry_deadline(deadline);
         let now_ms = chrono::Utc::now().timestamp_millis();
+        let (modes, redrives) = spooling::modes(self, retry_deadline, request_id).await;
         let batch = prepare::prepare(&self.profiles, &self.slots, records);
-        let (mut statuses, mut stats) = deliver::deliver_all(self, &batch, retry_deadline).await;
-        expire::expire(&mut statuses, records, self.retry.max_record_age, now_ms);
+        let (mut statuses, mut stats) =
+            deliver::deliver_all(self, &batch, retry_deadline, &modes).await;
+        let spool_write_failures = if self.spool.is_some() {
+            spooling::spool_pending(self, records, &batch, &mut statuses, &mut stats, request_id)
+                .await
+        } else {
+            expire::expire(&mut statuses, records, self.retry.max_record_age, now_ms);
+            0
+        };
         let mut done = quorum::done(
             &self.all_of,
             &self.at_least_one_of,
@@ -173,8 +257,17 @@ impl Forwarder {
         );
         let letters = dead_letters::collect(self, &batch, &statuses, &done, &mut stats);
         let dead_letters = letters.len();
-        let dead_letter_errors =
-            dead_letters::write(self, records, &batch, letters, &mut done).await;
+        let dead_letter_errors = dead_letters::write(
+            self,
+            records,
+            &batch,
+            letters,
+            &mut done,
+            letter_deadline(deadline),
+            request_id,
+        )
+        .await;
+        self.add_spool_stats(&mut stats, &redrives);
         BatchResult {
             failures: records
                 .iter()
@@ -186,12 +279,53 @@ impl Forwarder {
             malformed: batch.malformed.len(),
             dead_letters,
             dead_letter_errors,
-            emitters: self
-                .slots
-                .iter()
-                .zip(stats)
-                .map(|(s, st)| (s.emitter.name().to_string(), st))
-                .collect(),
+            spool_write_failures,
+            emitters: self.named(stats),
         }
+    }
+
+    /// A scheduled invocation: redrives every emitter's spool, oldest first, within
+    /// `spool.redriveBudgetInSec` and the deadline (a quiet stream still drains).
+    pub async fn redrive_all(&self, deadline: Instant, request_id: &str) -> BatchResult {
+        let mut stats = vec![EmitterStats::default(); self.slots.len()];
+        if let Some(spool) = &self.spool {
+            let end = retry_deadline(deadline).min(Instant::now() + spool.config.redrive_budget);
+            let reports =
+                spooling::redrive_slots(self, end, retry_deadline(deadline), request_id, |_, _| {
+                    true
+                })
+                .await;
+            self.add_spool_stats(&mut stats, &reports);
+        }
+        BatchResult {
+            emitters: self.named(stats),
+            ..BatchResult::default()
+        }
+    }
+
+    /// Adds the redrives' counts and what the instance knows of each spool.
+    fn add_spool_stats(&self, stats: &mut [EmitterStats], redrives: &[RedriveReport]) {
+        let Some(spool) = &self.spool else { return };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (k, s) in stats.iter_mut().enumerate() {
+            if let Some(r) = redrives.get(k) {
+                s.redriven += r.redriven;
+                s.spool_expired += r.expired;
+                s.dead_lettered += r.expired + r.dead_lettered;
+                s.redrive_failures += r.failures;
+            }
+            let state = spool.state(k);
+            s.breaker_open = state.breaker_open;
+            s.spool_depth = state.depth;
+            s.spool_age_s = state.oldest_age_s(now_ms);
+        }
+    }
+
+    fn named(&self, stats: Vec<EmitterStats>) -> Vec<(String, EmitterStats)> {
+        self.slots
+            .iter()
+            .zip(stats)
+            .map(|(s, st)| (s.emitter.name().to_string(), st))
+            .collect()
     }
 }

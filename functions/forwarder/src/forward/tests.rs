@@ -71,10 +71,19 @@ impl DeadLetterSink for MemDlq {
                     detail: "s3 down".into(),
                 });
             }
-            self.objects
-                .lock()
-                .unwrap()
-                .insert(key, serde_json::from_slice(&body).unwrap());
+            // One entry per letter (`{key}#{line}`): objects hold JSON lines.
+            let mut objects = self.objects.lock().unwrap();
+            assert!(
+                !objects.keys().any(|k| k.starts_with(&format!("{key}#"))),
+                "{key} written twice"
+            );
+            for (n, line) in body
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .enumerate()
+            {
+                objects.insert(format!("{key}#{n}"), serde_json::from_slice(line).unwrap());
+            }
             Ok(())
         })
     }
@@ -117,6 +126,7 @@ fn forwarder(
         retry: fast_retry(),
         dlq,
         dlq_prefix: "dlq/".into(),
+        spool: None,
     }
 }
 
@@ -218,7 +228,9 @@ async fn retryable_failures_past_the_record_age_limit_are_dead_lettered_and_done
     assert_eq!(objects.len(), 1);
     let (key, v) = objects.iter().next().unwrap();
     assert!(
-        key.starts_with("dlq/") && key.ends_with("/s-shardId-000000000000-1-down.json"),
+        key.starts_with("dlq/")
+            && key.contains("/s-shardId-000000000000-1-")
+            && key.ends_with("-0.jsonl#0"),
         "{key}"
     );
     assert_eq!(v["status"], "503");
@@ -324,7 +336,8 @@ async fn malformed_records_are_dead_lettered_with_their_bytes_and_never_block() 
     assert_eq!(a.received().len(), 1);
     let objects = dlq.objects.lock().unwrap();
     let (key, v) = objects.iter().next().unwrap();
-    assert!(key.ends_with("-1-malformed.json"), "{key}");
+    assert!(key.contains("-shardId-000000000000-1-"), "{key}");
+    assert_eq!(v["emitter"], "malformed");
     assert_eq!(v["dataBase64"], "bm90IGpzb24=");
 }
 
@@ -437,6 +450,7 @@ fn picky_forwarder(slot: Slot, dlq: Arc<MemDlq>) -> Forwarder {
         retry: fast_retry(),
         dlq,
         dlq_prefix: "dlq/".into(),
+        spool: None,
     }
 }
 
@@ -461,7 +475,8 @@ async fn a_request_refused_as_a_whole_is_split_until_only_the_bad_record_is_dead
     let objects = dlq.objects.lock().unwrap();
     assert_eq!(objects.len(), 1);
     let (key, v) = objects.iter().next().unwrap();
-    assert!(key.ends_with("-23-picky.json"), "{key}");
+    assert!(key.contains("-23-") && key.ends_with(".jsonl#0"), "{key}");
+    assert_eq!(v["emitter"], "picky");
     assert_eq!(
         (v["status"].as_str(), v["response"].as_str()),
         (Some("400"), Some("bad event in batch"))

@@ -80,6 +80,10 @@ impl<W: BatchWriter> FirehoseEmitter<W> {
                     )),
                 })
                 .collect(),
+            Err(Error::Fatal { code, message }) if operator_fixable_code(&code) => all(
+                records.len(),
+                Outcome::Unavailable(Failure::new(code, message)),
+            ),
             Err(Error::Fatal { code, message }) => {
                 all(records.len(), Outcome::Permanent(Failure::new(code, message)))
             }
@@ -92,6 +96,17 @@ impl<W: BatchWriter> FirehoseEmitter<W> {
             ),
         }
     }
+}
+
+/// Whether a whole-call refusal is one an operator fixes (access denied, a missing delivery
+/// stream, a KMS key the stream cannot use): its records are spooled, not dead-lettered, when a
+/// spool is configured.
+pub fn operator_fixable_code(code: &str) -> bool {
+    code.starts_with("AccessDenied")
+        || code.starts_with("ResourceNotFound")
+        || code.starts_with("KMS")
+        || code == "InvalidKMSResourceException"
+        || code == "UnauthorizedOperation"
 }
 
 impl<W: BatchWriter + 'static> Emitter for FirehoseEmitter<W> {
@@ -183,14 +198,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_call_refused_for_good_is_permanent_and_other_call_failures_are_retryable() {
+    async fn access_and_missing_stream_refusals_are_unavailable_other_refusals_permanent_and_other_call_failures_retryable()
+     {
+        for code in [
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+            "KMSAccessDeniedException",
+            "InvalidKMSResourceException",
+        ] {
+            let fatal = authtrail_core::Error::Fatal {
+                code: code.into(),
+                message: "operator fixes this".into(),
+            };
+            let e = FirehoseEmitter::new("f", FakeWriter::new(Err(fatal)));
+            let out = e.emit(&[prepared(E1, 0)]).await;
+            assert!(matches!(&out[0], Outcome::Unavailable(f) if f.status == code), "{code}");
+        }
         let fatal = authtrail_core::Error::Fatal {
-            code: "ResourceNotFoundException".into(),
-            message: "no such stream".into(),
+            code: "InvalidArgumentException".into(),
+            message: "bad request".into(),
         };
         let e = FirehoseEmitter::new("f", FakeWriter::new(Err(fatal)));
         let out = e.emit(&[prepared(E1, 0)]).await;
-        assert!(matches!(&out[0], Outcome::Permanent(f) if f.status == "ResourceNotFoundException"));
+        assert!(matches!(&out[0], Outcome::Permanent(f) if f.status == "InvalidArgumentException"));
         let retry = authtrail_core::Error::Retryable {
             code: "sdk".into(),
             message: "dispatch failure".into(),

@@ -165,8 +165,8 @@ pub fn splittable_status(status: u16) -> bool {
 }
 
 /// The outcomes of an answer that accepts or refuses a whole request of `n` records: 2xx
-/// delivered, retryable statuses retried (with `Retry-After`), content refusals split, other
-/// refusals permanent.
+/// delivered, retryable statuses retried (with `Retry-After`), refusals an operator fixes
+/// unavailable (spooled), content refusals split, other refusals permanent.
 pub fn classify_response(
     status: u16,
     retry_after: Option<Duration>,
@@ -193,7 +193,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses_429_and_5xx_are_retryable_with_retry_after_and_other_4xx_are_permanent() {
+    fn responses_429_and_5xx_are_retryable_401_403_404_407_unavailable_and_other_4xx_permanent() {
         let o = classify_response(429, Some(Duration::from_secs(3)), "slow down", 2);
         assert!(
             matches!(&o[0], Outcome::Retryable(x) if x.retry_after == Some(Duration::from_secs(3)) && x.status == "429")
@@ -210,7 +210,7 @@ mod tests {
             Outcome::Rejected(_)
         ));
         assert!(matches!(
-            &classify_response(403, None, "", 1)[0],
+            &classify_response(409, None, "", 1)[0],
             Outcome::Permanent(_)
         ));
         assert_eq!(
@@ -249,3 +249,22 @@ mod tests {
         assert!(!e.to_string().contains("a\nb"));
     }
 }
+/// Whether a refusal is one an operator fixes (credentials, permissions, a wrong URL, a proxy
+/// that wants credentials): 401, 403, 404 and 407. Such records are spooled, not dead-lettered,
+/// when a spool is configured (408 is retryable already).
+pub fn operator_fixable_status(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 407)
+}
+
+    } else if operator_fixable_status(status) {
+        all(n, Outcome::Unavailable(failure))
+        for status in [401, 403, 404, 407] {
+            assert!(
+                matches!(&classify_response(status, None, "", 1)[0], Outcome::Unavailable(x) if x.status == status.to_string()),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            &classify_response(408, None, "", 1)[0],
+            Outcome::Retryable(_)
+        ));
