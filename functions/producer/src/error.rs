@@ -34,6 +34,12 @@ pub enum ProducerError {
     /// MPAS sent an event without an integer `time`.
     #[error("garbage MPAS response: {} without an integer `time` in the MPAS response", kind.as_str())]
     EventWithoutTime { kind: EventKind },
+    /// MPAS sent an event whose `time` is before 1970 or after 9999.
+    #[error(
+        "garbage MPAS response: {} with `time` {time} outside 1970 to 9999 (epoch milliseconds)",
+        kind.as_str()
+    )]
+    EventTimeOutOfRange { kind: EventKind, time: i64 },
     /// MPAS sent an event without `id` while the producer reads it as a Keycloak 26.2+ server.
     #[error(
         "garbage MPAS response: {} without `id` from a server in modern mode (set MPAS_API_MODE=legacy for Keycloak < 26.2)",
@@ -260,6 +266,7 @@ impl ProducerError {
                 ErrorType::CheckpointFailed
             }
             ProducerError::EventWithoutTime { .. }
+            | ProducerError::EventTimeOutOfRange { .. }
             | ProducerError::EventWithoutId { .. }
             | ProducerError::LegacyOrder
             | ProducerError::CrowdedMillisecond { .. } => ErrorType::MpasBadResponse,
@@ -379,6 +386,13 @@ mod tests {
                 "MpasBadResponse",
             ),
             (ProducerError::LegacyOrder, "MpasBadResponse"),
+            (
+                ProducerError::EventTimeOutOfRange {
+                    kind: EventKind::User,
+                    time: -1,
+                },
+                "MpasBadResponse",
+            ),
             (
                 ProducerError::CrowdedMillisecond {
                     limit: 100_000,

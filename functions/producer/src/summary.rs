@@ -122,7 +122,7 @@ impl RunSummary {
                 oldest = Some(oldest.map_or(c.time, |o: i64| o.min(c.time)));
             }
         }
-        self.lag_seconds = oldest.map(|t| ((now_ms - t).max(0) as f64) / 1000.0);
+        self.lag_seconds = oldest.map(|t| (now_ms.saturating_sub(t).max(0) as f64) / 1000.0);
     }
 
     /// The CloudWatch EMF line of a failed run (`RunFailed`).

@@ -131,8 +131,10 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
             _ => HashSet::new(),
         };
         let (cursor, from) = match existing {
-            Some(c) if c.mode == ApiMode::Legacy => (c.clone(), Some(c.time - settle)),
-            Some(c) => (new_cursor(c.time), Some(c.time - settle)),
+            Some(c) if c.mode == ApiMode::Legacy => {
+                (c.clone(), Some(c.time.saturating_sub(settle)))
+            }
+            Some(c) => (new_cursor(c.time), Some(c.time.saturating_sub(settle))),
             None => match self.settings.start_from {
                 StartFrom::Oldest => (new_cursor(0), None),
                 StartFrom::Time(t) => (new_cursor(t), Some(t)),
@@ -203,7 +205,7 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
         }
         cursor.mode = ApiMode::Legacy;
         cursor.time = cursor.time.max(window.date_to);
-        cursor.prune(cursor.time - self.settle_ms());
+        cursor.prune(cursor.time.saturating_sub(self.settle_ms()));
         self.save_cursor(ctx, kind, cursor, summary).await
     }
 }

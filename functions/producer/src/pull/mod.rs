@@ -140,6 +140,10 @@ fn random_partition_key() -> String {
     s
 }
 
+/// The latest event `time` believed: 9999-12-31T23:59:59.999Z. Times outside 1970 to 9999
+/// are refused as garbage, so no cursor arithmetic meets an absurd number.
+pub const MAX_EVENT_TIME_MS: i64 = 253_402_300_799_999;
+
 fn parse_page(kind: EventKind, page: Vec<Value>) -> Result<Vec<ParsedEvent>, ProducerError> {
     page.into_iter()
         .map(|raw| {
@@ -147,6 +151,9 @@ fn parse_page(kind: EventKind, page: Vec<Value>) -> Result<Vec<ParsedEvent>, Pro
                 .get("time")
                 .and_then(Value::as_i64)
                 .ok_or(ProducerError::EventWithoutTime { kind })?;
+            if !(0..=MAX_EVENT_TIME_MS).contains(&time) {
+                return Err(ProducerError::EventTimeOutOfRange { kind, time });
+            }
             let id = raw
                 .get("id")
                 .and_then(Value::as_str)

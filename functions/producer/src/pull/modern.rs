@@ -144,7 +144,7 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
         date_to: i64,
     ) -> Result<Option<(KindCursor, Option<i64>)>, ProducerError> {
         if let Some(c) = ctx.held.doc.cursor(kind) {
-            let from = c.time - self.settle_ms();
+            let from = c.time.saturating_sub(self.settle_ms());
             return Ok(Some((c.clone(), Some(from))));
         }
         Ok(Some(match self.settings.start_from {
@@ -254,7 +254,7 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
             (true, Some(t)) => t,
             _ => date_to,
         });
-        cursor.prune(cursor.time - self.settle_ms());
+        cursor.prune(cursor.time.saturating_sub(self.settle_ms()));
         self.save_cursor(ctx, kind, cursor, summary).await
     }
 

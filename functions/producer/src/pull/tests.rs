@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
 use super::{Producer, PullSettings, now_ms};
-use crate::checkpoint::{ApiMode, Checkpoint, MemoryCheckpointStore};
+use crate::checkpoint::{ApiMode, Checkpoint, KindCursor, MemoryCheckpointStore};
 use crate::config::{ApiModeSetting, StartFrom};
 use crate::error::{ProducerError, SourceError};
 use crate::lease::Lease;
@@ -354,6 +354,55 @@ async fn a_garbage_response_fails_the_run_without_advancing_past_it_and_the_next
     *p.source().garbage_after.lock().unwrap() = None;
     p.run(deadline()).await.unwrap();
     assert_exactly_once(&p);
+}
+
+#[tokio::test]
+async fn an_event_time_outside_1970_to_9999_fails_the_run_as_garbage_without_moving_the_cursor() {
+    for absurd in [i64::MIN, -1] {
+        let src = FakeSource::default();
+        fill_history(&src, now_ms() - 3_600_000, 10);
+        src.add(EventKind::User, absurd, true);
+        let p = producer(src, settings(50));
+        let err = p.run(deadline()).await.unwrap_err();
+        assert!(
+            matches!(err, ProducerError::EventTimeOutOfRange { time, .. } if time == absurd),
+            "{err}"
+        );
+        assert_eq!(err.error_type().as_str(), "MpasBadResponse");
+        let cp = p.store().current().unwrap();
+        assert!(cp.user.is_none(), "the user cursor did not move");
+    }
+}
+
+#[tokio::test]
+async fn a_stored_cursor_at_the_edge_of_time_does_not_overflow_the_window_arithmetic() {
+    for legacy in [false, true] {
+        let src = FakeSource {
+            legacy,
+            ..FakeSource::default()
+        };
+        fill_history(&src, now_ms() - 3_600_000, 10);
+        let p = producer(src, settings(50));
+        let mut cp = Checkpoint::default();
+        for kind in [EventKind::User, EventKind::Admin] {
+            cp.set_cursor(
+                kind,
+                KindCursor {
+                    mode: if legacy {
+                        ApiMode::Legacy
+                    } else {
+                        ApiMode::Modern
+                    },
+                    time: i64::MIN + 1,
+                    seen: Default::default(),
+                },
+            );
+        }
+        p.store().overwrite(&cp);
+        let summary = p.run(deadline()).await.unwrap();
+        assert!(summary.complete, "legacy={legacy}");
+        assert_exactly_once(&p);
+    }
 }
 
 #[tokio::test]
