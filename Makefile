@@ -54,6 +54,12 @@ bench: venv ## Run the benchmarks and print their figures
 	$(CARGO) build --workspace --bins --release
 	AUTHTRAIL_BIN_DIR=$(CURDIR)/target/release $(CARGO) bench --workspace --benches
 
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz
+fuzz: ## Fuzz every decoder of outside data, FUZZ_SECONDS each (default 60; nightly; installs cargo-fuzz); not part of test
+	@fuzz/run.sh $(FUZZ_SECONDS)
+
 # Lambda architecture of `make build`/`package`/`deploy`: arm64 (default; Graviton, cheaper) or
 # x86_64. The templates' `Architecture` parameter must match; `make deploy` passes it.
 ARCH ?= arm64
