@@ -24,6 +24,17 @@ pub enum ForwarderError {
     /// A secret could not be read from Secrets Manager.
     #[error(transparent)]
     Secret(#[from] authtrail_core::secret::SecretError),
+    /// A Secrets Manager secret holds a JSON object without the expected string field; `has`
+    /// lists the fields it does have (names only, never their values).
+    #[error("secret {arn} has no string field {field:?} (its fields: {has:?})")]
+    SecretFieldMissing {
+        /// The secret's ARN.
+        arn: String,
+        /// The field that was expected (`token`, `password`, `hmacKey`, a header name).
+        field: String,
+        /// The names of the fields the secret has.
+        has: Vec<String>,
+    },
     /// A secret's value cannot be sent in an HTTP header (it holds a line break or another
     /// byte that headers do not allow).
     #[error("emitter {emitter:?}: a secret is not a valid HTTP header value")]
@@ -71,19 +82,9 @@ impl ForwarderError {
         match self {
             ForwarderError::Config { .. } | ForwarderError::Env(_) => "InvalidConfiguration",
             ForwarderError::Core(e) => core_error_type(e),
-    /// A spool object could not be written, read, listed or deleted.
-    #[error("{operation} s3://{bucket}/{key}: {detail}")]
-    Spool {
-        /// The S3 operation (`PutObject`, `GetObject`, `ListObjectsV2`, `DeleteObject`).
-        operation: &'static str,
-        /// The spool bucket.
-        bucket: String,
-        /// The object key or prefix.
-        key: String,
-        /// The store's answer.
-        detail: String,
-    },
-            ForwarderError::Secret(_) => "SecretUnavailable",
+            ForwarderError::Secret(_) | ForwarderError::SecretFieldMissing { .. } => {
+                "SecretUnavailable"
+            }
             ForwarderError::SecretNotAHeaderValue { .. } => "InvalidSecretValue",
             ForwarderError::Tls(_) => "TlsSetupFailed",
             ForwarderError::RecordNotUtf8(_)
@@ -104,7 +105,6 @@ fn core_error_type(e: &authtrail_core::Error) -> &'static str {
         Error::InvalidKinesisEvent(_)
         | Error::InvalidRecordData { .. }
         | Error::ArrivalOutOfRange { .. } => "InvalidEvent",
-            ForwarderError::Spool { .. } => "SpoolFailed",
         Error::Retryable { .. }
         | Error::Fatal { .. }
         | Error::Exhausted { .. }

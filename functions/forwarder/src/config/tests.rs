@@ -229,3 +229,110 @@ fn a_value_of_the_wrong_type_is_reported_at_its_key_without_quoting_it() {
         "{m}"
     );
 }
+
+#[test]
+fn an_empty_emit_to_all_of_is_refused_not_read_as_no_quorum() {
+    let m = message(r#"{"emitters":[{"name":"a","type":"stdout"}],"emitToAllOf":[]}"#);
+    assert!(
+        m.contains("emitToAllOf") && m.contains("at least one"),
+        "{m}"
+    );
+}
+
+#[test]
+fn urls_with_credentials_are_refused_and_never_echoed() {
+    for url in [
+        "https://alice:hunter2@siem.example/ingest",
+        "http://alice:hunter2@10.0.0.1/ingest",
+        "ftp://alice:hunter2@siem.example/",
+        "https://alice:hunter2@[bad/",
+    ] {
+        let m = message(&format!(
+            r#"{{"emitters":[{{"name":"w","type":"http","url":"{url}"}}]}}"#
+        ));
+        assert!(m.contains(".url"), "{m}");
+        assert!(!m.contains("hunter2") && !m.contains("alice"), "{m}");
+    }
+}
+
+#[test]
+fn header_values_may_come_from_secrets_and_are_hidden_in_debug_output() {
+    let c = ForwarderConfig::parse(
+        r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/",
+            "headers":{"X-Source":"hunter2-plain"},
+            "headersFromSecrets":{"X-Api-Key":"arn:aws:secretsmanager:eu-west-1:1:secret:k"}}]}"#,
+    )
+    .unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    let EmitterSettings::Http(h) = &c.emitters[0].settings else {
+        panic!()
+    };
+    assert!(matches!(&h.target.headers[1], (n, SecretRef::Arn(_)) if n == "X-Api-Key"));
+    for (extra, path) in [
+        (
+            r#""headersFromSecrets":{"X-Api-Key":"not-an-arn"}"#,
+            "headersFromSecrets.X-Api-Key",
+        ),
+        (
+            r#""headers":{"x-api-key":"a"},"headersFromSecrets":{"X-Api-Key":"arn:x"}"#,
+            "headersFromSecrets.X-Api-Key",
+        ),
+        (
+            r#""headersFromSecrets":{"Authorization":"arn:x"}"#,
+            "headersFromSecrets.Authorization",
+        ),
+    ] {
+        let m = message(&format!(
+            r#"{{"emitters":[{{"name":"w","type":"http","url":"https://x.example/",{extra}}}]}}"#
+        ));
+        assert!(m.contains(path), "expected {path:?} in {m:?}");
+    }
+}
+
+#[test]
+fn ca_bundle_only_needs_a_ca_bundle() {
+    for kind in [
+        r#""type":"http","url":"https://x.example/""#,
+        r#""type":"syslog","host":"h","protocol":"TLS""#,
+    ] {
+        let m = message(&format!(
+            r#"{{"emitters":[{{"name":"w",{kind},"caBundleOnly":true}}]}}"#
+        ));
+        assert!(m.contains("caBundleOnly") && m.contains("caBundle"), "{m}");
+    }
+}
+
+#[test]
+fn syslog_defaults_to_tls_on_6514_with_rsyslog_s_message_size() {
+    let c = ForwarderConfig::parse(r#"{"emitters":[{"name":"s","type":"syslog","host":"h"}]}"#)
+        .unwrap();
+    let EmitterSettings::Syslog(s) = &c.emitters[0].settings else {
+        panic!()
+    };
+    assert_eq!(s.protocol, crate::emit::syslog::SyslogProtocol::Tls);
+    assert_eq!((s.port, s.max_message_size), (6514, 8192));
+    // TCP and TLS allow larger caps than one UDP datagram.
+    let m = message(
+        r#"{"emitters":[{"name":"s","type":"syslog","host":"h","protocol":"UDP","maxMessageSize":70000}]}"#,
+    );
+    assert!(m.contains("maxMessageSize"), "{m}");
+    assert!(
+        ForwarderConfig::parse(
+            r#"{"emitters":[{"name":"s","type":"syslog","host":"h","protocol":"TCP","maxMessageSize":70000}]}"#
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn plain_secrets_in_the_configuration_are_refused_without_the_local_run_switch() {
+    let json =
+        r#"{"emitters":[{"name":"w","type":"http","url":"https://x.example/","token":"hunter2"}]}"#;
+    crate::config::secret::ALLOW_PLAINTEXT_IN_TESTS.with(|c| c.set(false));
+    let refused = message(json);
+    crate::config::secret::ALLOW_PLAINTEXT_IN_TESTS.with(|c| c.set(true));
+    assert!(refused.contains("emitters[0] (\"w\").token"), "{refused}");
+    assert!(!refused.contains("hunter2"), "{refused}");
+    assert!(ForwarderConfig::parse(json).is_ok());
+}

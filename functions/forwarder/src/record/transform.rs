@@ -71,6 +71,7 @@ impl Transform {
         class: Arc<Classified>,
         raw: &str,
     ) -> Result<Prepared, ForwarderError> {
+        let doc_id = doc_id(&class, raw);
         let raw = raw.trim_end_matches(['\n', '\r']);
         // Byte searches (memchr) rather than a char-set pattern: this runs on every record.
         let one_line = !raw.as_bytes().contains(&b'\n') && !raw.as_bytes().contains(&b'\r');
@@ -82,10 +83,6 @@ impl Transform {
             let mut value = parse(raw.as_bytes())?;
             self.apply(&mut value);
             serde_json::to_string(&value).map_err(ForwarderError::RecordNotSerializable)?
-        };
-        let doc_id = match &class.id {
-            Some(id) => id.clone(),
-            None => hex::encode(Sha256::digest(json.as_bytes())),
         };
         Ok(Prepared {
             index,
@@ -105,6 +102,17 @@ impl Transform {
             _ => None,
         };
         splice::splice(&self.filter, raw, redaction)
+    }
+}
+
+/// A record's document id (Elasticsearch `_id`, the same for every emitter and every
+/// delivery): the `event.id` of a Contract 1 envelope (user or admin event), else the hex
+/// SHA-256 of the record's bytes as received from the stream (`raw`, before any transform).
+pub fn doc_id(class: &Classified, raw: &str) -> String {
+    let envelope = matches!(class.kind(), "user-event" | "admin-event");
+    match &class.id {
+        Some(id) if envelope => id.clone(),
+        _ => hex::encode(Sha256::digest(raw.as_bytes())),
     }
 }
 
@@ -153,9 +161,23 @@ mod tests {
             r#"{"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"<redacted>","details":{}}}"#
         );
         assert_eq!(p.index, 0);
-        // No event id: the id is a hash of the transformed record, the same on re-delivery.
+        // No event id: the id is a hash of the record as received, the same on re-delivery.
         assert_eq!(p.doc_id, prepared(&t, raw).doc_id);
         assert_eq!(p.doc_id.len(), 64);
+    }
+
+    #[test]
+    fn document_id_is_the_envelope_event_id_else_the_sha256_of_the_bytes_as_received() {
+        let t = transform(&["/id"], &["/user"], RedactionMode::Mask);
+        let envelope =
+            r#"{"eventType":"admin-event","event":{"id":"a-1","operationType":"CREATE"}}"#;
+        assert_eq!(prepared(&t, envelope).doc_id, "a-1");
+        // Not an envelope: a top-level `id` is not the event id; the hash covers the bytes as
+        // they came from the stream (trailing newline included), not the transformed text.
+        let foxpass = "{\"service\":\"ldap\",\"method\":\"bind\",\"id\":\"x\",\"user\":\"u\"}\n";
+        let expected = hex::encode(Sha256::digest(foxpass.as_bytes()));
+        assert_eq!(prepared(&t, foxpass).doc_id, expected);
+        assert_eq!(prepared(&Transform::identity(), foxpass).doc_id, expected);
     }
 
     #[test]

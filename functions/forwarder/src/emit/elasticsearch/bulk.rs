@@ -7,55 +7,56 @@ use authtrail_core::retry::is_retryable_status;
 
 use crate::emit::{Failure, Outcome, all};
 
-/// Per-item results of a 2xx `_bulk` answer for `n` documents. When the answer says
-/// `errors: false` (or cannot be read although the status was 2xx) every item was taken.
-/// Items answered 429 or 5xx (or without a status) are retried, other item errors are
-/// permanent.
+/// Per-item results of a 2xx `_bulk` answer for `n` documents. `errors: false` means every
+/// item was taken. An answer that cannot be read as a `_bulk` response (not JSON, no `errors`
+/// flag, `errors: true` without one item per document) says nothing about what was stored: every
+/// document is retried. Items answered 409 (a `create` of an id that exists: an earlier delivery
+/// stored it) are delivered; 429, 5xx or no status are retried; other item errors are permanent.
 pub fn items(text: &str, n: usize) -> Vec<Outcome> {
     /// The answer's `errors` flag alone: the items are only read when it is `true`.
     #[derive(serde::Deserialize)]
     struct Flag {
-        errors: Option<Value>,
+        errors: Option<bool>,
     }
+    let unknown = |why: String| all(n, Outcome::Retryable(Failure::new("bulk", why)));
     match serde_json::from_str::<Flag>(text) {
         Ok(Flag {
-            errors: Some(Value::Bool(true)),
-        })
-        | Err(_) => {}
-        Ok(_) => return all(n, Outcome::Delivered),
+            errors: Some(false),
+        }) => return all(n, Outcome::Delivered),
+        Ok(Flag { errors: Some(true) }) => {}
+        Ok(Flag { errors: None }) => {
+            return unknown("answer without an errors flag: outcome unknown".into());
+        }
+        Err(e) => {
+            return unknown(format!(
+                "answer is not a _bulk response (line {} column {}): outcome unknown",
+                e.line(),
+                e.column()
+            ));
+        }
     }
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return all(n, Outcome::Delivered);
+        return unknown("answer is not JSON: outcome unknown".into());
     };
-    if v.get("errors").and_then(Value::as_bool) != Some(true) {
-        return all(n, Outcome::Delivered);
-    }
     let Some(items) = v.get("items").and_then(Value::as_array) else {
-        return all(
-            n,
-            Outcome::Retryable(Failure::new("bulk", "errors: true without items")),
-        );
+        return unknown("errors: true without items".into());
     };
     if items.len() != n {
-        return all(
-            n,
-            Outcome::Retryable(Failure::new(
-                "bulk",
-                format!("{} items for {n} documents", items.len()),
-            )),
-        );
+        return unknown(format!("{} items for {n} documents", items.len()));
     }
     items.iter().map(item_outcome).collect()
 }
 
-/// The outcome of one item (`{"index": {"status": 201, ...}}`).
+/// The outcome of one item (`{"create": {"status": 201, ...}}`).
 fn item_outcome(item: &Value) -> Outcome {
     let result = item.as_object().and_then(|o| o.values().next());
     let status = result
         .and_then(|r| r.get("status"))
         .and_then(Value::as_u64)
-        .unwrap_or(0) as u16;
-    if (200..300).contains(&status) {
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(0);
+    // 409 on `create`: the document with this id exists, stored by an earlier delivery.
+    if (200..300).contains(&status) || status == 409 {
         return Outcome::Delivered;
     }
     let error = result

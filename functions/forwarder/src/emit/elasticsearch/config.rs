@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::ElasticsearchEmitter;
 use crate::ForwarderError;
 use crate::config::err;
-use crate::emit::transport::config::{RawCredentials, credentials, required_url, validate_headers};
+use crate::emit::transport::config::{RawCredentials, credentials, required_url, RawTarget, http_target};
 use crate::emit::transport::{HttpAuth, HttpTarget};
 use crate::emit::{Emitter, EmitterSpec};
 
@@ -21,8 +21,14 @@ pub struct RawElasticsearch {
     url: Option<String>,
     /// Extra headers (not `Authorization`).
     headers: Option<BTreeMap<String, String>>,
-    /// Path of a PEM file whose CAs are trusted in addition to the system's.
+    /// Headers whose values are Secrets Manager secrets, read at cold start: header name to
+    /// secret ARN (a secret holding a JSON object gives its field named like the header).
+    headers_from_secrets: Option<BTreeMap<String, String>>,
+    /// Path of a PEM file whose CAs are trusted in addition to the system's (or alone, with
+    /// `caBundleOnly`).
     ca_bundle: Option<PathBuf>,
+    /// Trust only the CAs of `caBundle`, not the system's (default `false`).
+    ca_bundle_only: Option<bool>,
     /// API key, sent as `Authorization: ApiKey <base64 id:key>` (local runs; `tokenSecretArn`
     /// in production).
     token: Option<String>,
@@ -54,7 +60,6 @@ impl EmitterSpec for ElasticsearchConfig {
 
     fn validate(label: &str, raw: RawElasticsearch) -> Result<Self, ForwarderError> {
         let mut url = required_url(label, "elasticsearch", raw.url.as_deref())?;
-        let headers = validate_headers(label, raw.headers.as_ref())?;
         let creds = credentials(
             label,
             RawCredentials {
@@ -82,13 +87,18 @@ impl EmitterSpec for ElasticsearchConfig {
             url.set_path(&format!("{path}/_bulk"));
         }
         Ok(ElasticsearchConfig {
-            target: HttpTarget {
+            target: http_target(
+                label,
                 url,
-                headers,
-                ca_bundle: raw.ca_bundle,
-                auth: creds.auth(HttpAuth::ApiKey),
-                gzip: raw.gzip.unwrap_or(true),
-            },
+                RawTarget {
+                    headers: raw.headers.as_ref(),
+                    headers_from_secrets: raw.headers_from_secrets.as_ref(),
+                    ca_bundle: raw.ca_bundle.as_ref(),
+                    ca_bundle_only: raw.ca_bundle_only,
+                },
+                creds.auth(HttpAuth::ApiKey),
+                raw.gzip.unwrap_or(true),
+            )?,
             index,
         })
     }
@@ -99,6 +109,8 @@ impl EmitterSpec for ElasticsearchConfig {
         sdk: Option<&aws_config::SdkConfig>,
     ) -> Result<Arc<dyn Emitter>, ForwarderError> {
         let auth = self.target.auth.resolve(sdk).await?;
-        Ok(Arc::new(ElasticsearchEmitter::new(name, self, &auth)?))
+        let mut config = self.clone();
+        config.target = self.target.resolve_headers(sdk).await?;
+        Ok(Arc::new(ElasticsearchEmitter::new(name, &config, &auth)?))
     }
 }

@@ -1,7 +1,9 @@
-//! `elasticsearch` (alias `opensearch`): `POST {url}/_bulk` with an `index` action per record
-//! whose `_id` is the event's id (so a re-delivery overwrites instead of duplicating), then the
-//! record; per-item results honoured ([`bulk`]). Over the shared
-//! [HTTP transport](crate::emit::transport).
+//! `elasticsearch` (alias `opensearch`): `POST {url}/_bulk` with a `create` action per record
+//! whose `_id` is the record's [document id](crate::record::Prepared::doc_id) (the event id of
+//! a Contract 1 envelope, else the hex SHA-256 of the record's bytes as received), then the
+//! record; per-item results honoured ([`bulk`]): a 409 (the document exists) means an earlier
+//! delivery took it, so a re-delivery neither duplicates nor overwrites. Over the shared
+//! [HTTP transport](crate::emit::transport), answers capped at [`MAX_RESPONSE_BYTES`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +18,15 @@ mod config;
 
 pub use config::{ElasticsearchConfig, RawElasticsearch};
 
+/// Cap of a `_bulk` answer (after decoding): 8 MiB, room for an error of a few hundred bytes
+/// for each of 10,000 documents.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
 /// An Elasticsearch / OpenSearch `_bulk` emitter.
 pub struct ElasticsearchEmitter {
     name: String,
     transport: HttpTransport,
-    /// `{"index":{"_index":"..","_id":`: every action line's start.
+    /// `{"create":{"_index":"..","_id":`: every action line's start.
     prefix: String,
 }
 
@@ -34,8 +40,9 @@ impl ElasticsearchEmitter {
         let index = serde_json::to_string(&config.index).unwrap_or_else(|_| "\"\"".into());
         Ok(Self {
             name: name.to_string(),
-            transport: HttpTransport::new(name, &config.target, auth, "application/x-ndjson")?,
-            prefix: format!("{{\"index\":{{\"_index\":{index},\"_id\":"),
+            transport: HttpTransport::new(name, &config.target, auth, "application/x-ndjson")?
+                .with_max_response_bytes(MAX_RESPONSE_BYTES),
+            prefix: format!("{{\"create\":{{\"_index\":{index},\"_id\":"),
         })
     }
 
@@ -100,7 +107,7 @@ mod tests {
     use serde_json::Value;
 
     #[test]
-    fn elasticsearch_body_pairs_an_index_action_with_the_event_id_and_the_document() {
+    fn elasticsearch_body_pairs_a_create_action_with_the_event_id_and_the_document() {
         let EmitterSettings::Elasticsearch(c) = settings(
             r#"{"name":"t","type":"elasticsearch","url":"https://x.example/","index":"audit"}"#,
         ) else {
@@ -111,10 +118,10 @@ mod tests {
         let body = String::from_utf8(e.body(&[prepared(E1, 0), p2.clone()])).unwrap();
         let lines: Vec<&str> = body.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert_eq!(lines[0], r#"{"index":{"_index":"audit","_id":"id-1"}}"#);
+        assert_eq!(lines[0], r#"{"create":{"_index":"audit","_id":"id-1"}}"#);
         assert_eq!(lines[1], E1);
         let action: Value = serde_json::from_str(lines[2]).unwrap();
-        assert_eq!(action["index"]["_id"], p2.doc_id.as_str());
+        assert_eq!(action["create"]["_id"], p2.doc_id.as_str());
         assert!(body.ends_with('\n'));
     }
 
@@ -129,6 +136,33 @@ mod tests {
         assert!(matches!(&o[2], Outcome::Retryable(x) if x.status == "429"));
         assert_eq!(
             classify_response(200, None, r#"{"errors":false,"items":[]}"#, 2),
+            vec![Outcome::Delivered; 2]
+        );
+    }
+
+    #[test]
+    fn a_bulk_2xx_that_cannot_be_read_is_retried_never_counted_delivered() {
+        for text in [
+            "",
+            "<html>proxy error</html>",
+            "{}",
+            r#"{"took":1,"items":[]}"#,
+            r#"{"errors":true}"#,
+            r#"{"errors":true,"items":[{"create":{"status":201}}]}"#,
+        ] {
+            let o = classify_response(200, None, text, 2);
+            assert!(
+                o.iter().all(|x| matches!(x, Outcome::Retryable(f) if f.status == "bulk")),
+                "{text:?}: {o:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_409_on_create_means_an_earlier_delivery_stored_the_document() {
+        let text = r#"{"errors":true,"items":[{"create":{"_id":"id-1","status":409,"error":{"type":"version_conflict_engine_exception"}}},{"create":{"_id":"id-2","status":201}}]}"#;
+        assert_eq!(
+            classify_response(200, None, text, 2),
             vec![Outcome::Delivered; 2]
         );
     }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::HttpEmitter;
 use crate::ForwarderError;
 use crate::config::err;
-use crate::emit::transport::config::{RawCredentials, credentials, required_url, validate_headers};
+use crate::emit::transport::config::{RawCredentials, credentials, required_url, RawTarget, http_target};
 use crate::emit::transport::{HttpAuth, HttpTarget};
 use crate::emit::{Emitter, EmitterSpec};
 
@@ -21,8 +21,14 @@ pub struct RawHttp {
     url: Option<String>,
     /// Extra headers, e.g. `{"X-Source": "authtrail"}` (not `Authorization`).
     headers: Option<BTreeMap<String, String>>,
-    /// Path of a PEM file whose CAs are trusted in addition to the system's.
+    /// Headers whose values are Secrets Manager secrets, read at cold start: header name to
+    /// secret ARN (a secret holding a JSON object gives its field named like the header).
+    headers_from_secrets: Option<BTreeMap<String, String>>,
+    /// Path of a PEM file whose CAs are trusted in addition to the system's (or alone, with
+    /// `caBundleOnly`).
     ca_bundle: Option<PathBuf>,
+    /// Trust only the CAs of `caBundle`, not the system's (default `false`).
+    ca_bundle_only: Option<bool>,
     /// Sent as `Authorization: Bearer <token>` (local runs; `tokenSecretArn` in production).
     token: Option<String>,
     /// Secrets Manager ARN of the bearer token.
@@ -62,7 +68,6 @@ impl EmitterSpec for HttpConfig {
 
     fn validate(label: &str, raw: RawHttp) -> Result<Self, ForwarderError> {
         let url = required_url(label, "http", raw.url.as_deref())?;
-        let headers = validate_headers(label, raw.headers.as_ref())?;
         let creds = credentials(
             label,
             RawCredentials {
@@ -84,13 +89,18 @@ impl EmitterSpec for HttpConfig {
             }
         };
         Ok(HttpConfig {
-            target: HttpTarget {
+            target: http_target(
+                label,
                 url,
-                headers,
-                ca_bundle: raw.ca_bundle,
-                auth: creds.auth(HttpAuth::Bearer),
-                gzip: raw.gzip.unwrap_or(false),
-            },
+                RawTarget {
+                    headers: raw.headers.as_ref(),
+                    headers_from_secrets: raw.headers_from_secrets.as_ref(),
+                    ca_bundle: raw.ca_bundle.as_ref(),
+                    ca_bundle_only: raw.ca_bundle_only,
+                },
+                creds.auth(HttpAuth::Bearer),
+                raw.gzip.unwrap_or(false),
+            )?,
             format,
         })
     }
@@ -101,6 +111,8 @@ impl EmitterSpec for HttpConfig {
         sdk: Option<&aws_config::SdkConfig>,
     ) -> Result<Arc<dyn Emitter>, ForwarderError> {
         let auth = self.target.auth.resolve(sdk).await?;
-        Ok(Arc::new(HttpEmitter::new(name, self, &auth)?))
+        let mut config = self.clone();
+        config.target = self.target.resolve_headers(sdk).await?;
+        Ok(Arc::new(HttpEmitter::new(name, &config, &auth)?))
     }
 }

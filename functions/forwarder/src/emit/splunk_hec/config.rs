@@ -10,7 +10,7 @@ use super::SplunkHecEmitter;
 use crate::ForwarderError;
 use crate::config::err;
 use crate::emit::transport::config::{
-    Credentials, RawCredentials, credentials, required_url, validate_headers,
+    Credentials, RawCredentials, credentials, required_url, RawTarget, http_target,
 };
 use crate::emit::transport::{HttpAuth, HttpTarget};
 use crate::emit::{Emitter, EmitterSpec};
@@ -24,8 +24,14 @@ pub struct RawSplunkHec {
     url: Option<String>,
     /// Extra headers (not `Authorization`).
     headers: Option<BTreeMap<String, String>>,
-    /// Path of a PEM file whose CAs are trusted in addition to the system's.
+    /// Headers whose values are Secrets Manager secrets, read at cold start: header name to
+    /// secret ARN (a secret holding a JSON object gives its field named like the header).
+    headers_from_secrets: Option<BTreeMap<String, String>>,
+    /// Path of a PEM file whose CAs are trusted in addition to the system's (or alone, with
+    /// `caBundleOnly`).
     ca_bundle: Option<PathBuf>,
+    /// Trust only the CAs of `caBundle`, not the system's (default `false`).
+    ca_bundle_only: Option<bool>,
     /// The HEC token (local runs; `tokenSecretArn` in production). One of the two is required.
     token: Option<String>,
     /// Secrets Manager ARN of the HEC token.
@@ -62,7 +68,6 @@ impl EmitterSpec for SplunkHecConfig {
 
     fn validate(label: &str, raw: RawSplunkHec) -> Result<Self, ForwarderError> {
         let mut url = required_url(label, "splunk-hec", raw.url.as_deref())?;
-        let headers = validate_headers(label, raw.headers.as_ref())?;
         let creds = credentials(
             label,
             RawCredentials {
@@ -81,13 +86,18 @@ impl EmitterSpec for SplunkHecConfig {
             url.set_path("/services/collector/event");
         }
         Ok(SplunkHecConfig {
-            target: HttpTarget {
+            target: http_target(
+                label,
                 url,
-                headers,
-                ca_bundle: raw.ca_bundle,
-                auth: HttpAuth::Splunk(token),
-                gzip: raw.gzip.unwrap_or(true),
-            },
+                RawTarget {
+                    headers: raw.headers.as_ref(),
+                    headers_from_secrets: raw.headers_from_secrets.as_ref(),
+                    ca_bundle: raw.ca_bundle.as_ref(),
+                    ca_bundle_only: raw.ca_bundle_only,
+                },
+                HttpAuth::Splunk(token),
+                raw.gzip.unwrap_or(true),
+            )?,
             host: raw.host.unwrap_or_else(|| "authtrail".into()),
             source: raw.source.unwrap_or_else(|| "authtrail".into()),
             sourcetype: raw.sourcetype.unwrap_or_else(|| "_json".into()),
@@ -101,6 +111,8 @@ impl EmitterSpec for SplunkHecConfig {
         sdk: Option<&aws_config::SdkConfig>,
     ) -> Result<Arc<dyn Emitter>, ForwarderError> {
         let auth = self.target.auth.resolve(sdk).await?;
-        Ok(Arc::new(SplunkHecEmitter::new(name, self, &auth)?))
+        let mut config = self.clone();
+        config.target = self.target.resolve_headers(sdk).await?;
+        Ok(Arc::new(SplunkHecEmitter::new(name, &config, &auth)?))
     }
 }

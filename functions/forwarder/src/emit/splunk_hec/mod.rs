@@ -1,12 +1,18 @@
 //! `splunk-hec`: Splunk HTTP Event Collector. One HEC event object per record, concatenated:
 //! `{"host", "source", "sourcetype", ["index",] "time": <epoch seconds with milliseconds>,
 //! "event": <record>}`, over the shared [HTTP transport](crate::emit::transport).
+//!
+//! A 400 whose answer names the bad event (`invalid-event-number`, 0-based) is read per record:
+//! HEC indexed the events before it (delivered), the bad one is refused for good (dead-lettered),
+//! the ones after it were not read and are retried. Any other 400 is a refusal of the whole
+//! request, split to find the records it refuses.
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::transport::{HttpTransport, ResolvedAuth, classify_response};
-use super::{BoxFuture, Emitter, Outcome};
+use super::{BoxFuture, Emitter, Failure, Outcome};
 use crate::ForwarderError;
 use crate::record::Prepared;
 
@@ -64,10 +70,47 @@ impl SplunkHecEmitter {
 
     async fn attempt(&self, batch: &[Arc<Prepared>]) -> Vec<Outcome> {
         match self.transport.post(self.body(batch), batch.len()).await {
-            Ok(r) => classify_response(r.status, r.retry_after, &r.text, batch.len()),
+            Ok(r) => hec_outcomes(r.status, r.retry_after, &r.text, batch.len()),
             Err(outcomes) => outcomes,
         }
     }
+}
+
+/// The outcomes of a HEC answer for `n` events: a 400 naming the bad event by
+/// `invalid-event-number` per event (before it delivered, it refused, after it retried), any
+/// other answer for the whole request.
+pub fn hec_outcomes(
+    status: u16,
+    retry_after: Option<Duration>,
+    text: &str,
+    n: usize,
+) -> Vec<Outcome> {
+    /// The part of a HEC error answer read here.
+    #[derive(serde::Deserialize)]
+    struct HecError {
+        #[serde(rename = "invalid-event-number")]
+        invalid_event_number: Option<u64>,
+    }
+    let bad = (status == 400)
+        .then(|| serde_json::from_str::<HecError>(text).ok())
+        .flatten()
+        .and_then(|e| e.invalid_event_number)
+        .and_then(|k| usize::try_from(k).ok())
+        .filter(|&k| k < n);
+    let Some(bad) = bad else {
+        return classify_response(status, retry_after, text, n);
+    };
+    let after = Failure::new(
+        "hec-not-read",
+        format!("HEC stopped at event {bad} of the request and did not read this one"),
+    );
+    (0..n)
+        .map(|i| match i.cmp(&bad) {
+            std::cmp::Ordering::Less => Outcome::Delivered,
+            std::cmp::Ordering::Equal => Outcome::Permanent(Failure::new("400", text)),
+            std::cmp::Ordering::Greater => Outcome::Retryable(after.clone()),
+        })
+        .collect()
 }
 
 impl Emitter for SplunkHecEmitter {
@@ -91,6 +134,24 @@ mod tests {
     use crate::emit::EmitterSettings;
     use crate::emit::test_support::{E1, E2, prepared, settings};
     use serde_json::Value;
+
+    #[test]
+    fn hec_400_with_invalid_event_number_delivers_the_events_before_it_and_retries_the_ones_after() {
+        let text = r#"{"text":"Invalid data format","code":6,"invalid-event-number":1}"#;
+        let o = hec_outcomes(400, None, text, 3);
+        assert_eq!(o[0], Outcome::Delivered);
+        assert!(
+            matches!(&o[1], Outcome::Permanent(f) if f.status == "400" && f.text.contains("Invalid data format")),
+            "{o:?}"
+        );
+        assert!(matches!(&o[2], Outcome::Retryable(f) if f.status == "hec-not-read"), "{o:?}");
+        // Without the number (or out of range) the request is refused as a whole.
+        let whole = hec_outcomes(400, None, r#"{"text":"No data","code":5}"#, 2);
+        assert!(whole.iter().all(|o| matches!(o, Outcome::Rejected(_))), "{whole:?}");
+        let out_of_range = hec_outcomes(400, None, r#"{"invalid-event-number":2}"#, 2);
+        assert!(out_of_range.iter().all(|o| matches!(o, Outcome::Rejected(_))));
+        assert_eq!(hec_outcomes(200, None, r#"{"text":"Success","code":0}"#, 2), vec![Outcome::Delivered; 2]);
+    }
 
     #[test]
     fn splunk_body_has_one_event_object_per_record_with_time_host_source_and_sourcetype() {

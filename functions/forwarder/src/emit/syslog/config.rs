@@ -18,11 +18,12 @@ use crate::filter::Pointer;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSyslog {
-    /// `TCP` (default), `TLS` or `UDP`.
+    /// `TLS` (default: audit records and their user names do not travel in clear), `TCP` or
+    /// `UDP` (plaintext, for collectors on a private network).
     protocol: Option<String>,
     /// Collector host name (required; also the TLS server name).
     host: Option<String>,
-    /// Collector port, 1-65535 (default 514, TLS 6514).
+    /// Collector port, 1-65535 (default TLS 6514, TCP and UDP 514).
     port: Option<u32>,
     /// Milliseconds for resolving, connecting and the TLS handshake (default 30000).
     connect_timeout: Option<u64>,
@@ -38,9 +39,14 @@ pub struct RawSyslog {
     app_name: Option<String>,
     /// RFC 5424 `HOSTNAME` (default `authtrail`; printable ASCII, no spaces, at most 255).
     hostname: Option<String>,
-    /// Path of a PEM file whose CAs are trusted in addition to the system's (TLS only).
+    /// Path of a PEM file whose CAs are trusted in addition to the system's (TLS only; or
+    /// alone, with `caBundleOnly`).
     ca_bundle: Option<PathBuf>,
-    /// UDP only: larger messages are dead-lettered, not truncated; 480-65000 (default 8192).
+    /// Trust only the CAs of `caBundle`, not the system's (TLS only; default `false`).
+    ca_bundle_only: Option<bool>,
+    /// Largest message (bytes, without the TCP/TLS octet count): larger ones are dead-lettered,
+    /// never truncated. Default 8192 (rsyslog's default `maxMessageSize`: set it to the
+    /// collector's); 480-65000 for UDP, 480-16777216 for TCP and TLS.
     max_message_size: Option<usize>,
 }
 
@@ -99,8 +105,10 @@ pub struct SyslogConfig {
     pub hostname: String,
     /// Extra CA PEM file (TLS only).
     pub ca_bundle: Option<PathBuf>,
-    /// Largest UDP message; bigger ones are dead-lettered (never truncated: a cut JSON event is
-    /// useless to a SIEM).
+    /// Trust only `ca_bundle`, not the system's roots (TLS only).
+    pub ca_bundle_only: bool,
+    /// Largest message; bigger ones are dead-lettered (never truncated: a cut JSON event is
+    /// useless to a SIEM, and a collector would cut it silently).
     pub max_message_size: usize,
 }
 
@@ -128,6 +136,13 @@ impl EmitterSpec for SyslogConfig {
             return Err(err(
                 format!("{label}.caBundle"),
                 "is only valid with protocol TLS",
+            ));
+        }
+        let ca_bundle_only = raw.ca_bundle_only.unwrap_or(false);
+        if ca_bundle_only && raw.ca_bundle.is_none() {
+            return Err(err(
+                format!("{label}.caBundleOnly"),
+                "needs caBundle (the CAs to trust instead of the system's)",
             ));
         }
         let facility_name = raw.facility.as_deref().unwrap_or("authpriv");
@@ -159,15 +174,20 @@ impl EmitterSpec for SyslogConfig {
         check_header_token(&format!("{label}.appName"), &app_name, 48)?;
         let hostname = raw.hostname.unwrap_or_else(|| "authtrail".into());
         check_header_token(&format!("{label}.hostname"), &hostname, 255)?;
+        let max_allowed = if protocol == SyslogProtocol::Udp {
+            MAX_UDP_MESSAGE_SIZE
+        } else {
+            MAX_STREAM_MESSAGE_SIZE
+        };
         let max_message_size = match raw.max_message_size {
-            Some(n) if (480..=65_000).contains(&n) => n,
+            Some(n) if (480..=max_allowed).contains(&n) => n,
             Some(n) => {
                 return Err(err(
                     format!("{label}.maxMessageSize"),
-                    format!("must be 480..=65000 bytes (got {n})"),
+                    format!("must be 480..={max_allowed} bytes for this protocol (got {n})"),
                 ));
             }
-            None => 8192,
+            None => DEFAULT_MAX_MESSAGE_SIZE,
         };
         Ok(SyslogConfig {
             protocol,
@@ -180,6 +200,7 @@ impl EmitterSpec for SyslogConfig {
             app_name,
             hostname,
             ca_bundle: raw.ca_bundle,
+            ca_bundle_only,
             max_message_size,
         })
     }
@@ -193,8 +214,16 @@ impl EmitterSpec for SyslogConfig {
     }
 }
 
+/// Default `maxMessageSize`: rsyslog's default `maxMessageSize` (8k).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8192;
+/// Largest `maxMessageSize` for UDP (one datagram).
+pub const MAX_UDP_MESSAGE_SIZE: usize = 65_000;
+/// Largest `maxMessageSize` for TCP and TLS.
+pub const MAX_STREAM_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// `protocol`: TLS unless stated otherwise.
 fn protocol(label: &str, name: Option<&str>) -> Result<SyslogProtocol, ForwarderError> {
-    match name.unwrap_or("TCP").to_ascii_uppercase().as_str() {
+    match name.unwrap_or("TLS").to_ascii_uppercase().as_str() {
         "TCP" => Ok(SyslogProtocol::Tcp),
         "TLS" => Ok(SyslogProtocol::Tls),
         "UDP" => Ok(SyslogProtocol::Udp),

@@ -1,13 +1,15 @@
-//! `syslog`: RFC 5424 messages ([`format`]) over TCP or TLS (RFC 6587 octet-counting framing,
-//! `LEN SP MSG`) or UDP (one datagram per message, RFC 5426). The connection is kept across warm
-//! invocations and re-opened after an error or when the collector closed it. UDP messages larger
-//! than `maxMessageSize` are dead-lettered, never truncated (a cut JSON event is useless to a
-//! SIEM).
+//! `syslog`: RFC 5424 messages ([`format`]) over TLS (the default) or TCP (RFC 6587 / 5425
+//! octet-counting framing, `LEN SP MSG`) or UDP (one datagram per message, RFC 5426). The
+//! connection is kept across warm invocations and re-opened after an error or when the collector
+//! closed it. A write that did not complete (an error, or the emit timeout cutting it off) drops
+//! the connection, so no partial frame is ever followed by another. Messages larger than
+//! `maxMessageSize` (every protocol; default 8192, rsyslog's default) are dead-lettered, never
+//! truncated (a cut JSON event is useless to a SIEM, and rsyslog would cut it silently).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
@@ -46,7 +48,11 @@ impl SyslogEmitter {
     /// The emitter `name` for `config` (TLS trust set up; no connection yet).
     pub fn new(name: &str, config: SyslogConfig) -> Result<Self, ForwarderError> {
         let tls = if config.protocol == SyslogProtocol::Tls {
-            let client = crate::config::tls::client_config(name, config.ca_bundle.as_deref())?;
+            let client = crate::config::tls::client_config(
+                name,
+                config.ca_bundle.as_deref(),
+                config.ca_bundle_only,
+            )?;
             let server =
                 rustls_pki_types::ServerName::try_from(config.host.clone()).map_err(|_| {
                     err(
@@ -112,112 +118,124 @@ impl SyslogEmitter {
         Ok(Conn::Tls(Box::new(tls)))
     }
 
-    /// Whether a kept TCP connection was closed (or sent something, which a syslog collector
-    /// only does when closing) since the last use.
-    async fn is_stale(conn: &Conn) -> bool {
-        let tcp = match conn {
-            Conn::Tcp(t) => t,
-            Conn::Tls(t) => t.get_ref().0,
+    /// Whether a kept connection was closed (or sent something, which a syslog collector only
+    /// does when closing) since the last use. TLS is read through the TLS layer, which consumes
+    /// what the server may send after the handshake (TLS 1.3 session tickets, key updates)
+    /// without it counting as data.
+    async fn is_stale(conn: &mut Conn) -> bool {
+        let mut buf = [0u8; 1];
+        let polled = match conn {
+            Conn::Tcp(t) => tokio::time::timeout(Duration::ZERO, t.peek(&mut buf)).await,
+            Conn::Tls(t) => tokio::time::timeout(Duration::ZERO, t.read(&mut buf)).await,
             Conn::Udp(_) => return false,
         };
-        let mut buf = [0u8; 1];
-        match tokio::time::timeout(Duration::ZERO, tcp.peek(&mut buf)).await {
-            Err(_) => false,
-            Ok(Ok(_)) | Ok(Err(_)) => true,
-        }
+        // Nothing to read yet: open and silent. EOF, data or an error: stale.
+        polled.is_ok()
     }
 
     async fn attempt(&self, batch: &[Arc<Prepared>]) -> Vec<Outcome> {
+        let max = self.config.max_message_size;
         let messages: Vec<String> = batch.iter().map(|p| self.format(p)).collect();
         let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref()
-            && Self::is_stale(conn).await
-        {
-            *guard = None;
-        }
-        if guard.is_none() {
-            match self.connect().await {
-                Ok(c) => *guard = Some(c),
+        // The connection is taken out while it is used and put back only after a complete
+        // write: if this future is dropped mid-write (the emit timeout), the connection and its
+        // partial frame are dropped with it.
+        let kept = match guard.take() {
+            Some(mut c) => (!Self::is_stale(&mut c).await).then_some(c),
+            None => None,
+        };
+        let mut conn = match kept {
+            Some(c) => c,
+            None => match self.connect().await {
+                Ok(c) => c,
                 Err(f) => return all(batch.len(), Outcome::Retryable(f)),
-            }
-        }
-        let Some(conn) = guard.as_mut() else {
-            return all(
-                batch.len(),
-                Outcome::Retryable(Failure::new("connect", "no connection")),
-            );
+            },
         };
-        let (outcomes, broken) = match conn {
-            Conn::Udp(sock) => self.send_datagrams(sock, &messages).await,
-            Conn::Tcp(t) => send_framed(t, &messages).await,
-            Conn::Tls(t) => send_framed(t.as_mut(), &messages).await,
+        let (outcomes, broken) = match &mut conn {
+            Conn::Udp(sock) => send_datagrams(sock, &messages, max).await,
+            Conn::Tcp(t) => send_framed(t, &messages, max).await,
+            Conn::Tls(t) => send_framed(t.as_mut(), &messages, max).await,
         };
-        if broken {
-            *guard = None;
+        if !broken {
+            *guard = Some(conn);
         }
         outcomes
     }
-
-    /// One datagram per message; messages over `maxMessageSize` are permanent failures. The
-    /// flag says whether the socket broke (it is then re-opened).
-    async fn send_datagrams(&self, sock: &UdpSocket, messages: &[String]) -> (Vec<Outcome>, bool) {
-        let mut out = Vec::with_capacity(messages.len());
-        let mut broken: Option<Failure> = None;
-        for m in messages {
-            if let Some(f) = &broken {
-                out.push(Outcome::Retryable(Failure::clone(f)));
-                continue;
-            }
-            if m.len() > self.config.max_message_size {
-                out.push(Outcome::Permanent(Failure::new(
-                    "too-large",
-                    format!(
-                        "{} bytes is more than maxMessageSize {} for UDP",
-                        m.len(),
-                        self.config.max_message_size
-                    ),
-                )));
-                continue;
-            }
-            match sock.send(m.as_bytes()).await {
-                Ok(_) => out.push(Outcome::Delivered),
-                Err(e) => {
-                    let f = Failure::new("send", e.to_string());
-                    out.push(Outcome::Retryable(f.clone()));
-                    broken = Some(f);
-                }
-            }
-        }
-        (out, broken.is_some())
-    }
 }
 
-/// The messages octet-counted (`LEN SP MSG`) in one write, flushed. The flag says whether the
-/// connection broke (it is then re-opened).
+/// The failure of a message over `maxMessageSize`: dead-lettered, never truncated.
+fn too_large(len: usize, max: usize) -> Outcome {
+    Outcome::Permanent(Failure::new(
+        "too-large",
+        format!("{len} bytes is more than maxMessageSize {max}"),
+    ))
+}
+
+/// One datagram per message; messages over `max` are permanent failures. The flag says
+/// whether the socket broke (it is then re-opened).
+async fn send_datagrams(sock: &UdpSocket, messages: &[String], max: usize) -> (Vec<Outcome>, bool) {
+    let mut out = Vec::with_capacity(messages.len());
+    let mut broken: Option<Failure> = None;
+    for m in messages {
+        if let Some(f) = &broken {
+            out.push(Outcome::Retryable(Failure::clone(f)));
+            continue;
+        }
+        if m.len() > max {
+            out.push(too_large(m.len(), max));
+            continue;
+        }
+        match sock.send(m.as_bytes()).await {
+            Ok(_) => out.push(Outcome::Delivered),
+            Err(e) => {
+                let f = Failure::new("send", e.to_string());
+                out.push(Outcome::Retryable(f.clone()));
+                broken = Some(f);
+            }
+        }
+    }
+    (out, broken.is_some())
+}
+
+/// The messages octet-counted (`LEN SP MSG`) in one write, flushed; messages over `max` are
+/// left out as permanent failures. The flag says whether the connection broke (it is then
+/// dropped and re-opened).
 async fn send_framed<W: AsyncWriteExt + Unpin>(
     w: &mut W,
     messages: &[String],
+    max: usize,
 ) -> (Vec<Outcome>, bool) {
     let total: usize = messages.iter().map(|m| m.len() + 8).sum();
     let mut buf = Vec::with_capacity(total);
+    let mut out = Vec::with_capacity(messages.len());
     for m in messages {
+        if m.len() > max {
+            out.push(too_large(m.len(), max));
+            continue;
+        }
         buf.extend_from_slice(m.len().to_string().as_bytes());
         buf.push(b' ');
         buf.extend_from_slice(m.as_bytes());
+        out.push(Outcome::Delivered);
+    }
+    if buf.is_empty() {
+        return (out, false);
     }
     let written = async {
         w.write_all(&buf).await?;
         w.flush().await
     };
     match written.await {
-        Ok(()) => (all(messages.len(), Outcome::Delivered), false),
-        Err(e) => (
-            all(
-                messages.len(),
-                Outcome::Retryable(Failure::new("send", e.to_string())),
-            ),
-            true,
-        ),
+        Ok(()) => (out, false),
+        Err(e) => {
+            let f = Failure::new("send", e.to_string());
+            for o in &mut out {
+                if *o == Outcome::Delivered {
+                    *o = Outcome::Retryable(f.clone());
+                }
+            }
+            (out, true)
+        }
     }
 }
 
@@ -364,5 +382,145 @@ mod tests {
             matches!(&out[0], Outcome::Retryable(f) if f.status == "connect"),
             "{out:?}"
         );
+    }
+
+    /// A scratch directory of its own for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "authtrail-forwarder-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_off_by_the_emit_timeout_drops_the_connection() {
+        // A collector that accepts and never reads: the write blocks once the buffers are full.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move { listener.accept().await.map(|(sock, _)| sock) });
+        let s = syslog(&format!(
+            r#","protocol":"TCP","port":{port},"maxMessageSize":1048576"#
+        ));
+        let big = prepared(&format!(r#"{{"type":"X","pad":"{}"}}"#, "a".repeat(500_000)));
+        let batch = vec![big; 64];
+        let cut = tokio::time::timeout(Duration::from_millis(300), s.emit(&batch)).await;
+        assert!(cut.is_err(), "the write was expected to block");
+        assert!(
+            s.conn.lock().await.is_none(),
+            "a connection holding a partial frame was kept"
+        );
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn tcp_messages_over_max_message_size_are_dead_lettered_not_truncated() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let s = syslog(&format!(
+            r#","protocol":"TCP","port":{port},"maxMessageSize":480"#
+        ));
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut got = String::new();
+            sock.read_to_string(&mut got).await.unwrap();
+            got
+        });
+        let big = format!(r#"{{"type":"X","pad":"{}"}}"#, "a".repeat(600));
+        let small = prepared(LOGIN_ERROR);
+        let out = s.emit(&[small.clone(), prepared(&big)]).await;
+        assert_eq!(out[0], Outcome::Delivered);
+        assert!(
+            matches!(&out[1], Outcome::Permanent(f) if f.status == "too-large"),
+            "{out:?}"
+        );
+        drop(s);
+        let msg = syslog("").format(&small);
+        assert_eq!(server.await.unwrap(), format!("{} {msg}", msg.len()));
+    }
+
+    #[tokio::test]
+    async fn a_tls_connection_to_rsyslog_is_not_stale_because_of_unread_session_tickets() {
+        let dir = scratch("rsyslog-tls");
+        let certs = siem_receiver::certs::generate(&dir.join("certs")).unwrap();
+        let mut rsyslog = siem_receiver::Rsyslog::start(&dir.join("rsyslog"), &certs)
+            .await
+            .expect("rsyslogd with rsyslog-gnutls is needed (make apt-deps)");
+        let json = format!(
+            r#"{{"emitters":[{{"name":"s","type":"syslog","protocol":"TLS","host":"localhost",
+                "port":{},"caBundle":{:?},"caBundleOnly":true}}]}}"#,
+            rsyslog.tls_port,
+            certs.ca_pem_path.display().to_string()
+        );
+        let c = ForwarderConfig::parse(&json).unwrap();
+        let EmitterSettings::Syslog(cfg) = c.emitters[0].settings.clone() else {
+            panic!()
+        };
+        let s = SyslogEmitter::new("s", cfg).unwrap();
+        let p = prepared(LOGIN_ERROR);
+        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        // Whatever the server sent after the handshake (TLS 1.3 tickets) has arrived by now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        {
+            let mut guard = s.conn.lock().await;
+            let conn = guard.as_mut().expect("the connection is kept");
+            assert!(!SyslogEmitter::is_stale(conn).await, "{}", rsyslog.log());
+        }
+        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        let got = rsyslog.wait_for(2, Duration::from_secs(10)).await;
+        rsyslog.stop().await;
+        assert_eq!(got.len(), 2, "{}", rsyslog.log());
+        assert!(got.iter().all(|m| m.input == "tls" && m.msgid == "LOGIN_ERROR"), "{got:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_tls13_connection_is_not_stale_because_of_unread_session_tickets() {
+        // rustls servers send two TLS 1.3 session tickets after the handshake by default.
+        let dir = scratch("tls13");
+        let certs = siem_receiver::certs::generate(&dir).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = tls.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8(got).unwrap()
+        });
+        let json = format!(
+            r#"{{"emitters":[{{"name":"s","type":"syslog","protocol":"TLS","host":"localhost",
+                "port":{port},"caBundle":{:?},"caBundleOnly":true}}]}}"#,
+            certs.ca_pem_path.display().to_string()
+        );
+        let c = ForwarderConfig::parse(&json).unwrap();
+        let EmitterSettings::Syslog(cfg) = c.emitters[0].settings.clone() else {
+            panic!()
+        };
+        let s = SyslogEmitter::new("s", cfg).unwrap();
+        let p = prepared(LOGIN_ERROR);
+        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        {
+            let mut guard = s.conn.lock().await;
+            let conn = guard.as_mut().expect("the connection is kept");
+            assert!(!SyslogEmitter::is_stale(conn).await);
+        }
+        // The second batch travels on the same connection: the server saw both frames on it.
+        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        let msg = s.format(&p);
+        drop(s);
+        let frame = format!("{} {msg}", msg.len());
+        assert_eq!(server.await.unwrap(), format!("{frame}{frame}"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
