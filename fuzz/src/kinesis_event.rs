@@ -43,7 +43,10 @@ pub fn run(data: &[u8]) {
                     })
                 })
                 .collect();
-            assert_eq!(&lean_seen, records, "the two readers disagree on the records");
+            assert_eq!(
+                &lean_seen, records,
+                "the two readers disagree on the records"
+            );
         }
         (Ok(batch), None) => panic!(
             "KinesisBatch accepted an event ({} records) that kinesis::parse refuses: {:?}",
@@ -69,7 +72,11 @@ pub fn run(data: &[u8]) {
 /// is unusable (the lean reader refuses the whole event then).
 fn seen(r: &EventRecord<'_>) -> Option<Seen> {
     // The accessors every consumer calls: none may panic.
-    let _ = (r.partition_key(), r.arrival_seconds(), r.arrival_epoch_seconds());
+    let _ = (
+        r.partition_key(),
+        r.arrival_seconds(),
+        r.arrival_epoch_seconds(),
+    );
     let arrival_ms = r.arrival_millis().ok()?;
     let data = r.decode_data().ok()?;
     Some(Seen {

@@ -17,9 +17,7 @@ use std::time::Duration;
 use authtrail_core::envelope::EventKind;
 use authtrail_core::secret::Secret;
 use authtrail_producer::config::Credentials;
-use authtrail_producer::mpas::{
-    ClientOptions, DateParam, EventSource, HttpEventSource, PageQuery,
-};
+use authtrail_producer::mpas::{ClientOptions, DateParam, EventSource, HttpEventSource, PageQuery};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;

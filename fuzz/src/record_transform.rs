@@ -10,7 +10,8 @@
 //! - `Transform::prepare` (mostly the text splice) gives the same JSON value as the reference
 //!   path: parse into a `serde_json::Value`, `Transform::apply`, serialize; on one line.
 //! - The identity transform forwards a one-line record as it came.
-//! - `Prepared::field_text` (the scanner's pointer lookup) agrees with the `Value` lookup.
+//! - `Prepared::field_text` (the scanner's pointer lookup) agrees with the `Value` lookup on
+//!   the prepared record.
 
 use std::sync::Arc;
 
@@ -76,7 +77,14 @@ pub fn run(data: &[u8]) {
         Ok(v) => v,
         Err(e) => panic!("prepare wrote invalid JSON ({e}): {}", prepared.json),
     };
-    assert_eq!(got, expected, "text path and Value path disagree");
+    if got != expected {
+        // serde_json (without `float_roundtrip`) may read a float it wrote one ULP off: the
+        // reference path's own output, read back, is the other acceptable answer.
+        let reread = serde_json::to_string(&expected)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        assert_eq!(Some(got), reread, "text path and Value path disagree");
+    }
     assert!(
         !prepared.json.contains(['\n', '\r']),
         "a prepared record spans lines"
@@ -85,11 +93,17 @@ pub fn run(data: &[u8]) {
     if transform.is_identity() && !trimmed.contains(['\n', '\r']) {
         assert_eq!(prepared.json, trimmed, "identity changed the text");
     }
+    // The lookup on the prepared text's own value: the reference path may order an object's
+    // keys differently (a removal moves the last key into the gap), which `field_text` of an
+    // object would show.
+    let Some(own) = prepared.value() else {
+        panic!("prepared JSON unreadable: {}", prepared.json);
+    };
     for p in POINTERS {
         let Ok(pointer) = Pointer::parse(p) else {
             continue;
         };
-        let by_value = match pointer.get(&expected) {
+        let by_value = match pointer.get(&own) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),

@@ -21,8 +21,8 @@ use serde_json::json;
 /// Facility names, as the configuration spells them.
 const FACILITIES: [&str; 24] = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
-    "ftp", "ntp", "security", "console", "clock", "local0", "local1", "local2", "local3",
-    "local4", "local5", "local6", "local7",
+    "ftp", "ntp", "security", "console", "clock", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
 ];
 
 /// Severity names, as the configuration spells them.
@@ -71,8 +71,7 @@ pub fn run(data: &[u8]) {
     let Ok(config) = ForwarderConfig::parse(&config.to_string()) else {
         return;
     };
-    let Some(EmitterSettings::Syslog(syslog)) = config.emitters.first().map(|e| &e.settings)
-    else {
+    let Some(EmitterSettings::Syslog(syslog)) = config.emitters.first().map(|e| &e.settings) else {
         return;
     };
     let message = Rfc5424::new(syslog).format(&prepared);
@@ -101,6 +100,13 @@ fn check(message: &str, json: &str) {
     let fields: Vec<&str> = rest.split(' ').collect();
     // TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD, then the empty field before the MSG.
     assert_eq!(fields.len(), 7, "header fields: {header:?}");
-    assert!(fields[..6].iter().all(|f| !f.is_empty()), "empty header field: {header:?}");
-    assert!(fields[4].len() <= 32, "MSGID longer than 32: {:?}", fields[4]);
+    assert!(
+        fields[..6].iter().all(|f| !f.is_empty()),
+        "empty header field: {header:?}"
+    );
+    assert!(
+        fields[4].len() <= 32,
+        "MSGID longer than 32: {:?}",
+        fields[4]
+    );
 }
