@@ -190,6 +190,11 @@ impl Bench {
             ("DLQ_PREFIX".to_string(), "dlq/".to_string()),
             ("SPOOL_PREFIX".to_string(), "spool/".to_string()),
             ("AWS_LAMBDA_LOG_FORMAT".to_string(), "JSON".to_string()),
+            // The receivers' tokens are given in plain text: a local run.
+            (
+                "AUTHTRAIL_ALLOW_PLAINTEXT_SECRETS".to_string(),
+                "true".to_string(),
+            ),
         ];
         if let Some(url) = s3_endpoint {
             env.push(("AWS_ENDPOINT_URL_S3".to_string(), url));

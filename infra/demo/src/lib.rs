@@ -771,6 +771,8 @@ async fn start_function(
         .unwrap_or_default();
     env.extend(emu.env());
     env.push(("AWS_LAMBDA_LOG_LEVEL".into(), "warn".into()));
+    // The demo's SIEM tokens are given in plain text in the configuration: a local run.
+    env.push(("AUTHTRAIL_ALLOW_PLAINTEXT_SECRETS".into(), "true".into()));
     let timeout = Duration::from_secs(u64::try_from(conf.timeout().unwrap_or(60)).unwrap_or(60));
     let memory = u32::try_from(conf.memory_size().unwrap_or(256)).unwrap_or(256);
     let mut cfg = FunctionConfig::new(
