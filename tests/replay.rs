@@ -439,3 +439,68 @@ async fn usage_and_configuration_errors_exit_2_with_a_clear_message_and_send_not
     }
     assert!(b.receiver.received().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_sequence_range_is_replayed_exactly_and_resumed_without_repeats() {
+    let b = Bench::new("replay-stream").await;
+    b.emu.create_stream("authtrail-events", 1).await.unwrap();
+    let kinesis = b.emu.kinesis().await;
+    let mut seqs = Vec::new();
+    let mut shard = String::new();
+    for i in 0..10 {
+        let r = envelope(&format!("seq-{i}"), "11:00:00.000");
+        let put = kinesis
+            .put_record()
+            .stream_name("authtrail-events")
+            .partition_key("pk")
+            .data(aws_sdk_kinesis::primitives::Blob::new(
+                serde_json::to_vec(&r).unwrap(),
+            ))
+            .send()
+            .await
+            .unwrap();
+        seqs.push(put.sequence_number().to_string());
+        shard = put.shard_id().to_string();
+    }
+    let config = b.config(json!({"mode": "mask", "fields": ["/event/ipAddress"]}));
+    let state = b.state("stream.state.json");
+    let args = [
+        "--emitter",
+        "webhook",
+        "--stream",
+        "authtrail-events",
+        "--shard",
+        &shard,
+        "--from-seq",
+        &seqs[3],
+        "--to-seq",
+        &seqs[6],
+        "--state",
+        &state,
+        "--quiet",
+    ];
+    for _ in 0..2 {
+        let run = b.replay(&config, &args).await;
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            b.webhook_ids(),
+            vec!["seq-3", "seq-4", "seq-5", "seq-6"],
+            "both ends included, once, in order"
+        );
+    }
+    // Without --to-seq: up to the shard's end.
+    let open = [
+        "--emitter",
+        "webhook",
+        "--stream",
+        "authtrail-events",
+        "--shard",
+        &shard,
+        "--from-seq",
+        &seqs[8],
+        "--quiet",
+    ];
+    let run = b.replay(&config, &open).await;
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(b.webhook_ids()[4..], ["seq-8", "seq-9"]);
+}
