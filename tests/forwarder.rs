@@ -166,6 +166,11 @@ impl Bench {
                 ("DLQ_BUCKET".to_string(), "dlq".to_string()),
                 ("DLQ_PREFIX".to_string(), "dlq/".to_string()),
                 ("AWS_LAMBDA_LOG_FORMAT".to_string(), "JSON".to_string()),
+                // A local run: the tests give tokens in the configuration.
+                (
+                    "AUTHTRAIL_ALLOW_PLAINTEXT_SECRETS".to_string(),
+                    "true".to_string(),
+                ),
             ])
             .with_timeout(Duration::from_secs(15));
         cfg.inherit_env = false;

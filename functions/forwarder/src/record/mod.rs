@@ -49,8 +49,9 @@ pub struct Prepared {
     pub class: Arc<Classified>,
     /// The filtered and redacted record as one line of JSON (no trailing newline).
     pub json: String,
-    /// Stable document id ([`transform::doc_id`]): the `event.id` of a Contract 1 envelope,
-    /// else the hex SHA-256 of the record's bytes as received.
+    /// Stable document id ([`transform::doc_id`]): the event id (`event.id` of a Contract 1
+    /// envelope, a top-level `id` otherwise), else the hex SHA-256 of the record's bytes as
+    /// received.
     pub doc_id: String,
 }
 

@@ -106,13 +106,13 @@ impl Transform {
 }
 
 /// A record's document id (Elasticsearch `_id`, the same for every emitter and every
-/// delivery): the `event.id` of a Contract 1 envelope (user or admin event), else the hex
-/// SHA-256 of the record's bytes as received from the stream (`raw`, before any transform).
+/// delivery): the event id (the `event.id` of a Contract 1 envelope, the top-level `id` of any
+/// other record; non-empty, at most 256 bytes), else the hex SHA-256 of the record's bytes as
+/// received from the stream (`raw`, before any transform).
 pub fn doc_id(class: &Classified, raw: &str) -> String {
-    let envelope = matches!(class.kind(), "user-event" | "admin-event");
     match &class.id {
-        Some(id) if envelope => id.clone(),
-        _ => hex::encode(Sha256::digest(raw.as_bytes())),
+        Some(id) => id.clone(),
+        None => hex::encode(Sha256::digest(raw.as_bytes())),
     }
 }
 
@@ -167,17 +167,19 @@ mod tests {
     }
 
     #[test]
-    fn document_id_is_the_envelope_event_id_else_the_sha256_of_the_bytes_as_received() {
+    fn document_id_is_the_event_id_else_the_sha256_of_the_bytes_as_received() {
         let t = transform(&["/id"], &["/user"], RedactionMode::Mask);
         let envelope =
             r#"{"eventType":"admin-event","event":{"id":"a-1","operationType":"CREATE"}}"#;
         assert_eq!(prepared(&t, envelope).doc_id, "a-1");
-        // Not an envelope: a top-level `id` is not the event id; the hash covers the bytes as
-        // they came from the stream (trailing newline included), not the transformed text.
-        let foxpass = "{\"service\":\"ldap\",\"method\":\"bind\",\"id\":\"x\",\"user\":\"u\"}\n";
-        let expected = hex::encode(Sha256::digest(foxpass.as_bytes()));
-        assert_eq!(prepared(&t, foxpass).doc_id, expected);
-        assert_eq!(prepared(&Transform::identity(), foxpass).doc_id, expected);
+        let foxpass = r#"{"service":"ldap","method":"bind","id":"x","user":"u"}"#;
+        assert_eq!(prepared(&t, foxpass).doc_id, "x");
+        // No id: the hash covers the bytes as they came from the stream (trailing newline
+        // included), not the transformed text.
+        let anonymous = "{\"service\":\"ldap\",\"method\":\"bind\",\"user\":\"u\"}\n";
+        let expected = hex::encode(Sha256::digest(anonymous.as_bytes()));
+        assert_eq!(prepared(&t, anonymous).doc_id, expected);
+        assert_eq!(prepared(&Transform::identity(), anonymous).doc_id, expected);
     }
 
     #[test]

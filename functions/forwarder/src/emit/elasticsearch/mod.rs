@@ -1,6 +1,6 @@
 //! `elasticsearch` (alias `opensearch`): `POST {url}/_bulk` with a `create` action per record
-//! whose `_id` is the record's [document id](crate::record::Prepared::doc_id) (the event id of
-//! a Contract 1 envelope, else the hex SHA-256 of the record's bytes as received), then the
+//! whose `_id` is the record's [document id](crate::record::Prepared::doc_id) (its event id,
+//! else the hex SHA-256 of the record's bytes as received), then the
 //! record; per-item results honoured ([`bulk`]): a 409 (the document exists) means an earlier
 //! delivery took it, so a re-delivery neither duplicates nor overwrites. Over the shared
 //! [HTTP transport](crate::emit::transport), answers capped at [`MAX_RESPONSE_BYTES`].
