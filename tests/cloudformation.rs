@@ -1712,3 +1712,29 @@ async fn a_function_without_its_template_environment_fails_at_init_naming_a_vari
         );
     }
 }
+
+#[test]
+fn the_mpas_base_url_must_be_https_unless_it_is_a_loopback_host() {
+    for name in ["mpas-producer.yaml", "pipeline.yaml"] {
+        let t = template_json(name);
+        let p = &parameters(&t)["MpasBaseUrl"];
+        for good in [
+            "https://mpas.example.com",
+            "https://mpas.example.com:8443/auth",
+            "http://127.0.0.1:8080",
+            "http://localhost:9/x",
+            "http://[::1]:8080",
+        ] {
+            assert!(parameter_accepts(p, good), "{name}: refuses {good}");
+        }
+        for bad in [
+            "http://mpas.example.com",
+            "http://10.0.0.5:8080",
+            "http://127.0.0.1.evil.example",
+            "ftp://mpas.example.com",
+            "https:// spaced",
+        ] {
+            assert!(!parameter_accepts(p, bad), "{name}: accepts {bad}");
+        }
+    }
+}
