@@ -46,6 +46,8 @@ mod deliver;
 mod expire;
 mod prepare;
 mod quorum;
+#[cfg(test)]
+mod spool_tests;
 mod spooling;
 #[cfg(test)]
 mod tests;

@@ -56,8 +56,8 @@ impl Emitter for Fake {
 }
 
 #[derive(Default)]
-struct MemDlq {
-    objects: Mutex<HashMap<String, Value>>,
+pub(super) struct MemDlq {
+    pub(super) objects: Mutex<HashMap<String, Value>>,
     fail: bool,
 }
 
@@ -130,7 +130,7 @@ fn forwarder(
     }
 }
 
-fn rec(seq: u32, data: &str, age_ms: i64) -> InputRecord {
+pub(super) fn rec(seq: u32, data: &str, age_ms: i64) -> InputRecord {
     InputRecord {
         source: Source {
             stream: "s".into(),
@@ -142,13 +142,13 @@ fn rec(seq: u32, data: &str, age_ms: i64) -> InputRecord {
     }
 }
 
-fn login(t: &str) -> String {
+pub(super) fn login(t: &str) -> String {
     format!(
         r#"{{"timestamp":"2025-02-12T19:27:50.156Z","eventType":"user-event","event":{{"id":"{t}-id","type":"{t}"}}}}"#
     )
 }
 
-fn deadline() -> Instant {
+pub(super) fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
 
