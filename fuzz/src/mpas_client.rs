@@ -37,6 +37,8 @@ struct Script {
 
 /// The runtime, the server and one client, made once per process.
 struct Setup {
+    /// Held for the whole of one input: the script is shared (tests run in parallel).
+    busy: Mutex<()>,
     runtime: Runtime,
     script: Arc<Mutex<Script>>,
     source: HttpEventSource,
@@ -66,6 +68,7 @@ fn setup() -> Option<&'static Setup> {
             )
             .ok()?;
             Some(Setup {
+                busy: Mutex::new(()),
                 runtime,
                 script,
                 source,
@@ -76,9 +79,13 @@ fn setup() -> Option<&'static Setup> {
 
 /// One input: `[status, token body, 0, page body, 0, retry-after]`.
 pub fn run(data: &[u8]) {
-    let Some((&status, rest)) = data.split_first() else {
-        return;
-    };
+    let _ = fetch(data);
+}
+
+/// What the client made of one input: the number of events of the page, or its error's
+/// text; `None` for an empty input or when the server could not start.
+pub fn fetch(data: &[u8]) -> Option<Result<usize, String>> {
+    let (&status, rest) = data.split_first()?;
     let mut parts = rest.splitn(3, |&b| b == 0);
     let token_body = parts.next().unwrap_or_default().to_vec();
     let page_body = parts.next().unwrap_or_default().to_vec();
@@ -87,9 +94,11 @@ pub fn run(data: &[u8]) {
         .and_then(|v| std::str::from_utf8(v).ok())
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic()))
         .map(str::to_string);
-    let Some(setup) = setup() else {
-        return;
-    };
+    let setup = setup()?;
+    let _busy = setup
+        .busy
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Ok(mut script) = setup.script.lock() {
         *script = Script {
             token_body,
@@ -106,9 +115,10 @@ pub fn run(data: &[u8]) {
         max: 100,
         ascending: Some(true),
     };
-    let _ = setup
+    let page = setup
         .runtime
         .block_on(setup.source.fetch_page(EventKind::User, &query));
+    Some(page.map(|events| events.len()).map_err(|e| e.to_string()))
 }
 
 /// Accepts connections for the life of the process.

@@ -16,7 +16,12 @@ fn inputs(dir: &str) -> Vec<(&'static str, PathBuf)> {
         };
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
         paths.sort();
-        found.extend(paths.into_iter().filter(|p| p.is_file()).map(|p| (target, p)));
+        found.extend(
+            paths
+                .into_iter()
+                .filter(|p| p.is_file())
+                .map(|p| (target, p)),
+        );
     }
     found
 }
@@ -43,7 +48,10 @@ fn replay(dir: &str) -> (usize, Vec<String>) {
 #[test]
 fn every_seed_input_passes_its_target() {
     let (n, failed) = replay("corpus");
-    assert!(n >= authtrail_fuzz::TARGETS.len(), "seed corpora missing: {n} inputs");
+    assert!(
+        n >= authtrail_fuzz::TARGETS.len(),
+        "seed corpora missing: {n} inputs"
+    );
     assert!(failed.is_empty(), "seed inputs that fail: {failed:#?}");
 }
 
@@ -58,4 +66,22 @@ fn every_fixed_finding_stays_fixed() {
 fn open_findings_are_fixed() {
     let (_, failed) = replay("findings");
     assert!(failed.is_empty(), "open findings: {failed:#?}");
+}
+
+#[test]
+fn the_mpas_target_reaches_the_page_reader_and_its_errors() {
+    let token = br#"{"access_token":"t","expires_in":300,"token_type":"Bearer"}"#;
+    let page = br#"[{"id":"e1","time":1739388470156,"type":"LOGIN"},{"id":"e2","time":1739388470157,"type":"LOGOUT"}]"#;
+    let input = |status: u8, page: &[u8]| {
+        let parts: [&[u8]; 5] = [&[status], token, b"\0", page, b"\0"];
+        parts.concat()
+    };
+    assert_eq!(
+        authtrail_fuzz::mpas_client::fetch(&input(0, page)),
+        Some(Ok(2))
+    );
+    let garbage = authtrail_fuzz::mpas_client::fetch(&input(0, b"[{"));
+    assert!(matches!(garbage, Some(Err(_))), "{garbage:?}");
+    let refused = authtrail_fuzz::mpas_client::fetch(&input(3, br#"{"error":"bad"}"#));
+    assert!(matches!(refused, Some(Err(e)) if e.contains("400")));
 }
