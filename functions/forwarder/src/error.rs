@@ -71,6 +71,18 @@ pub enum ForwarderError {
         /// The store's answer.
         detail: String,
     },
+    /// A spool object could not be written, read, listed or deleted.
+    #[error("{operation} s3://{bucket}/{key}: {detail}")]
+    Spool {
+        /// The S3 operation (`PutObject`, `GetObject`, `ListObjectsV2`, `DeleteObject`).
+        operation: &'static str,
+        /// The spool bucket.
+        bucket: String,
+        /// The object key or prefix.
+        key: String,
+        /// The store's answer.
+        detail: String,
+    },
     /// A record without a sequence number failed: Lambda cannot be told which one.
     #[error("record without a sequence number cannot be reported as a batch item failure")]
     NoSequenceNumber,
@@ -92,6 +104,7 @@ impl ForwarderError {
             | ForwarderError::RecordNotAnObject
             | ForwarderError::RecordNotSerializable(_) => "MalformedRecord",
             ForwarderError::DeadLetterNotWritten { .. } => "DeadLetterWriteFailed",
+            ForwarderError::Spool { .. } => "SpoolFailed",
             ForwarderError::NoSequenceNumber => "InvalidEvent",
         }
     }

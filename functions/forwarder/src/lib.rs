@@ -9,8 +9,9 @@
 //!   Firehose, stdout), each with its configuration, encoder and delivery.
 //! - [`forward`]: one invocation: prepare, deliver (retries), age-out, quorum, the dead-letter
 //!   trail ([`dlq`]).
-//! - [`handler`]: the Lambda handler; [`error`]: the error type and the `errorType` names
-//!   Lambda reports.
+//! - [`spool`]: the per-emitter spool in S3, its redrive and breaker.
+//! - [`handler`]: the Lambda handler (Kinesis batches and scheduled redrives); [`error`]: the
+//!   error type and the `errorType` names Lambda reports.
 //!
 //! `main.rs` only wires: [`Handler::from_env`] then [`Handler::handle`] per invocation.
 
@@ -24,8 +25,9 @@ pub mod handler;
 pub mod kinesis;
 pub mod record;
 pub mod replay;
+pub mod spool;
 
 pub use error::ForwarderError;
 pub use forward::build;
 pub use handler::{Handler, log_summary};
-pub use kinesis::KinesisBatch;
+pub use kinesis::{ForwarderEvent, KinesisBatch};

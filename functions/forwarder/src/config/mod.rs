@@ -4,10 +4,10 @@
 //! offending key path, for example `emitters[2] ("syslog").facility`.
 //!
 //! This module holds the top level (the emitters list, the quorum `emitToAllOf` /
-//! `emitAtLeastOneOf`, `filterPolicies`, `redaction`, `retry`); the settings every emitter shares
-//! are in [`emitter`] and the shared parts in files of their own ([`buffering`], [`retry`],
-//! [`filter`], [`redaction`], [`secret`], [`tls`]). Each emitter type's own settings live in its
-//! folder under [`crate::emit`].
+//! `emitAtLeastOneOf`, `filterPolicies`, `redaction`, `retry`, `spool`); the settings every
+//! emitter shares are in [`emitter`] and the shared parts in files of their own ([`buffering`],
+//! [`retry`], [`filter`], [`redaction`], [`secret`], [`spool`], [`tls`]). Each emitter type's own
+//! settings live in its folder under [`crate::emit`].
 //!
 //! Secrets (`token`, `password`, `hmacKey` and their `*SecretArn` forms) are kept as
 //! [`SecretRef`]s here and resolved at cold start by [`crate::build`]; their values never appear
@@ -26,6 +26,7 @@ pub mod filter;
 pub mod redaction;
 pub mod retry;
 pub mod secret;
+pub mod spool;
 pub mod tls;
 
 pub use crate::emit::{EmitterSettings, EmitterType};
@@ -37,6 +38,7 @@ pub use emitter::{DEFAULT_EMIT_TIMEOUT, EmitterConfig};
 pub use redaction::RedactionConfig;
 pub use retry::RetryPolicy;
 pub use secret::SecretRef;
+pub use spool::SpoolConfig;
 
 /// The configuration as written (serde form).
 #[derive(Deserialize)]
@@ -59,6 +61,9 @@ struct RawConfig {
     /// The retry policy of every emitter.
     #[serde(default)]
     retry: Option<retry::RawRetry>,
+    /// The spool of records an emitter could not take.
+    #[serde(default)]
+    spool: Option<spool::RawSpool>,
 }
 
 /// The transform applied to records before they leave the function: field filter, then
@@ -91,6 +96,8 @@ pub struct ForwarderConfig {
     pub transform: TransformConfig,
     /// `retry`.
     pub retry: RetryPolicy,
+    /// `spool`.
+    pub spool: SpoolConfig,
 }
 
 /// A configuration error at key path `path`.
@@ -194,11 +201,13 @@ fn validate(raw: RawConfig) -> Result<ForwarderConfig, ForwarderError> {
         redaction: redaction::validate_redaction("redaction", raw.redaction.as_ref())?,
     };
     let retry = retry::validate_retry(raw.retry)?;
+    let spool = spool::validate_spool(raw.spool)?;
     Ok(ForwarderConfig {
         emitters,
         quorum,
         transform,
         retry,
+        spool,
     })
 }
 

@@ -264,9 +264,16 @@ pub fn splittable_status(status: u16) -> bool {
     matches!(status, 400 | 413 | 422)
 }
 
+/// Whether a refusal is one an operator fixes (credentials, permissions, a wrong URL, a proxy
+/// that wants credentials): 401, 403, 404 and 407. Such records are spooled, not dead-lettered,
+/// when a spool is configured (408 is retryable already).
+pub fn operator_fixable_status(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 407)
+}
+
 /// The outcomes of an answer that accepts or refuses a whole request of `n` records: 2xx
-/// delivered, retryable statuses retried (with `Retry-After`), content refusals split, other
-/// refusals permanent.
+/// delivered, retryable statuses retried (with `Retry-After`), refusals an operator fixes
+/// unavailable (spooled), content refusals split, other refusals permanent.
 pub fn classify_response(
     status: u16,
     retry_after: Option<Duration>,
@@ -280,6 +287,8 @@ pub fn classify_response(
     failure.retry_after = retry_after;
     if is_retryable_status(status) {
         all(n, Outcome::Retryable(failure))
+    } else if operator_fixable_status(status) {
+        all(n, Outcome::Unavailable(failure))
     } else if splittable_status(status) {
         all(n, Outcome::Rejected(failure))
     } else {
@@ -296,7 +305,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses_429_and_5xx_are_retryable_with_retry_after_and_other_4xx_are_permanent() {
+    fn responses_429_and_5xx_are_retryable_401_403_404_407_unavailable_and_other_4xx_permanent() {
         let o = classify_response(429, Some(Duration::from_secs(3)), "slow down", 2);
         assert!(
             matches!(&o[0], Outcome::Retryable(x) if x.retry_after == Some(Duration::from_secs(3)) && x.status == "429")
@@ -313,8 +322,18 @@ mod tests {
             Outcome::Rejected(_)
         ));
         assert!(matches!(
-            &classify_response(403, None, "", 1)[0],
+            &classify_response(409, None, "", 1)[0],
             Outcome::Permanent(_)
+        ));
+        for status in [401, 403, 404, 407] {
+            assert!(
+                matches!(&classify_response(status, None, "", 1)[0], Outcome::Unavailable(x) if x.status == status.to_string()),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            &classify_response(408, None, "", 1)[0],
+            Outcome::Retryable(_)
         ));
         assert_eq!(
             classify_response(204, None, "", 3),
