@@ -84,7 +84,9 @@ impl Pointer {
             };
         }
         match cur {
-            Value::Object(map) => map.remove(last),
+            // `shift_remove`: the other keys keep their order (serde_json's `remove` with
+            // `preserve_order` moves the last key into the gap).
+            Value::Object(map) => map.shift_remove(last),
             Value::Array(items) => match last.parse::<usize>() {
                 Ok(i) if i < items.len() => Some(items.remove(i)),
                 _ => None,
@@ -212,5 +214,12 @@ mod tests {
         assert_eq!(Pointer::parse("/list/5").unwrap().remove(&mut v), None);
         assert_eq!(Pointer::parse("/nope/x").unwrap().remove(&mut v), None);
         assert_eq!(v, json!({"event": {"details": {"a": "b"}}, "list": [2, 3]}));
+    }
+
+    #[test]
+    fn removing_a_key_keeps_the_order_of_the_others() {
+        let mut v: Value = serde_json::from_str(r#"{"a":1,"b":2,"c":3,"d":4}"#).unwrap();
+        Pointer::parse("/b").unwrap().remove(&mut v);
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":1,"c":3,"d":4}"#);
     }
 }
