@@ -191,15 +191,28 @@ impl Bench {
             .unwrap()
     }
 
-    /// Every dead letter in the bucket, by key.
-    async fn dead_letters(&self) -> BTreeMap<String, Value> {
-        self.emu
-            .objects("dlq", "dlq/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(key, body)| (key, serde_json::from_slice(&body).unwrap()))
-            .collect()
+    /// Every dead letter in the bucket with the key of its object: JSON-lines objects (one
+    /// letter per line) and the single-letter `.json` objects of earlier versions.
+    async fn dead_letters(&self) -> Vec<(String, Value)> {
+        self.json_lines("dlq/").await
+    }
+
+    /// Every JSON object under `prefix` of the bucket, one per line of each object (an object
+    /// that is one JSON value, pretty-printed or not, is one), with its object's key.
+    async fn json_lines(&self, prefix: &str) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for (key, body) in self.emu.objects("dlq", prefix).await.unwrap() {
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(one) => out.push((key, one)),
+                Err(_) => {
+                    let text = String::from_utf8(body).unwrap();
+                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                        out.push((key.clone(), serde_json::from_str(line).unwrap()));
+                    }
+                }
+            }
+        }
+        out
     }
 
     async fn create_secret(&self, name: &str, value: &str) -> String {
@@ -372,11 +385,12 @@ async fn http_splunk_and_elasticsearch_receive_their_wire_formats_filtered_and_r
     // The malformed record went to the dead-letter prefix with its bytes, and blocked nothing.
     let dlq = b.dead_letters().await;
     assert_eq!(dlq.len(), 1, "{dlq:?}");
-    let (key, letter) = dlq.iter().next().unwrap();
+    let (key, letter) = &dlq[0];
     assert!(
-        key.ends_with("-malformed.json") && key.contains("/fwd-http-shardId-000000000000-"),
+        key.ends_with(".jsonl") && key.contains("/fwd-http-shardId-000000000000-"),
         "{key}"
     );
+    assert_eq!(letter["emitter"], "malformed", "{letter}");
     assert_eq!(letter["dataBase64"], "dGhpcyBpcyBub3QganNvbgo=");
 }
 
@@ -484,8 +498,8 @@ async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered
  {
     let b = Bench::new("fwd-quorum-down").await;
     let url = b.receiver.url();
-    // Splunk answers 503 for longer than the record age limit: Lambda retries the records, then
-    // the forwarder dead-letters them for splunk (permanent) and they are done.
+    // Without a spool: splunk answers 503 for longer than the record age limit, Lambda retries
+    // the records, then the forwarder dead-letters them for splunk (permanent) and they are done.
     b.receiver
         .fail_endpoint_for(Endpoint::SplunkHec, Duration::from_secs(600), 503);
     let config = json!({
@@ -494,7 +508,8 @@ async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered
             {"name": "splunk", "type": "splunk-hec", "url": url, "token": SPLUNK_TOKEN, "caBundle": b.ca()}
         ],
         "emitToAllOf": ["webhook", "splunk"],
-        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 100, "maxRecordAgeInSec": 3}
+        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 100, "maxRecordAgeInSec": 3},
+        "spool": {"enabled": false}
     });
     let records = mixed(10);
     b.put_json(&records).await;
@@ -508,7 +523,7 @@ async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered
 
     let dlq = b.dead_letters().await;
     assert_eq!(dlq.len(), 10, "{dlq:?}");
-    for letter in dlq.values() {
+    for (_, letter) in &dlq {
         assert_eq!(
             (letter["emitter"].as_str(), letter["status"].as_str()),
             (Some("splunk"), Some("503"))
@@ -522,8 +537,8 @@ async fn a_required_emitter_that_is_down_gets_records_retried_then_dead_lettered
         );
     }
     assert_eq!(
-        dlq.values()
-            .map(|l| id_of(&l["record"]))
+        dlq.iter()
+            .map(|(_, l)| id_of(&l["record"]))
             .collect::<BTreeSet<_>>(),
         records.iter().map(id_of).collect()
     );
@@ -542,9 +557,9 @@ async fn permanent_refusals_are_dead_lettered_and_a_quorum_met_without_an_emitte
 {
     let b = Bench::new("fwd-quorum-perm").await;
     let url = b.receiver.url();
-    // Elasticsearch refuses documents containing "LOGIN_ERROR" (400 mapping error, per item);
-    // splunk has a wrong token (403: permanent); the webhook works. emitAtLeastOneOf is met by
-    // the webhook, so the records are done at once.
+    // Without a spool: Elasticsearch refuses documents containing "LOGIN_ERROR" (400 mapping
+    // error, per item); splunk has a wrong token (403: permanent without a spool); the webhook
+    // works. emitAtLeastOneOf is met by the webhook, so the records are done at once.
     b.receiver.reject_bulk_items_containing("LOGIN_ERROR", 400);
     let config = json!({
         "emitters": [
@@ -554,7 +569,8 @@ async fn permanent_refusals_are_dead_lettered_and_a_quorum_met_without_an_emitte
         ],
         "emitToAllOf": ["elastic"],
         "emitAtLeastOneOf": ["webhook", "splunk"],
-        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 100}
+        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 100},
+        "spool": {"enabled": false}
     });
     let records = mixed(10);
     b.put_json(&records).await;
@@ -568,9 +584,9 @@ async fn permanent_refusals_are_dead_lettered_and_a_quorum_met_without_an_emitte
 
     let dlq = b.dead_letters().await;
     let by_emitter = |name: &str| {
-        dlq.values()
-            .filter(|l| l["emitter"] == name)
-            .cloned()
+        dlq.iter()
+            .filter(|(_, l)| l["emitter"] == name)
+            .map(|(_, l)| l.clone())
             .collect::<Vec<_>>()
     };
     let elastic = by_emitter("elastic");
@@ -595,15 +611,72 @@ async fn permanent_refusals_are_dead_lettered_and_a_quorum_met_without_an_emitte
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_spool_on_a_403_refusal_leaves_the_records_in_the_emitters_spool_not_in_dead_letters()
+ {
+    let b = Bench::new("fwd-spool-403").await;
+    let url = b.receiver.url();
+    // The spool is on by default: splunk's wrong token (403) is a refusal an operator fixes, so
+    // its records wait in splunk's spool, with their status, and are done for this batch.
+    let config = json!({
+        "emitters": [
+            {"name": "webhook", "type": "http", "url": format!("{url}/ingest"), "token": INGEST_TOKEN, "caBundle": b.ca()},
+            {"name": "splunk", "type": "splunk-hec", "url": url, "token": "wrong-token", "caBundle": b.ca(), "include": ["admin-event"]}
+        ],
+        "emitAtLeastOneOf": ["webhook", "splunk"],
+        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 100}
+    });
+    let records = mixed(10);
+    b.put_json(&records).await;
+    let f = b.forwarder(&config).await;
+    let stats = b.source(&f, 100).await.drain().await.unwrap();
+    assert_drained_cleanly(&stats);
+    assert_eq!(
+        stats.total.retries, 0,
+        "spooled records are done: {stats:?}"
+    );
+
+    assert!(b.dead_letters().await.is_empty(), "nothing dead-lettered");
+    let spooled = b.json_lines("spool/").await;
+    assert!(
+        spooled
+            .iter()
+            .all(|(key, _)| key.starts_with("spool/splunk/")),
+        "{spooled:?}"
+    );
+    assert!(
+        spooled.iter().all(|(_, line)| line["status"] == "403"),
+        "{spooled:?}"
+    );
+    let admin: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["eventType"] == "admin-event")
+        .map(id_of)
+        .collect();
+    assert_eq!(admin.len(), 2);
+    assert_eq!(spooled.len(), admin.len(), "{spooled:?}");
+    assert_eq!(
+        spooled
+            .iter()
+            .map(|(_, line)| id_of(&line["record"]))
+            .collect::<BTreeSet<_>>(),
+        admin
+    );
+    assert!(b.receiver.events(Endpoint::SplunkHec).is_empty());
+    assert_eq!(b.receiver.events(Endpoint::Ingest).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_is_down_for_a_while_loses_nothing_once_it_returns() {
     let b = Bench::new("fwd-outage").await;
     let url = b.receiver.url();
+    // Without a spool: the outage is carried by Lambda's retries of the batch.
     let config = json!({
         "emitters": [
             {"name": "elastic", "type": "elasticsearch", "url": url, "index": "audit", "caBundle": b.ca(), "buffering": {"maxBatchedEvents": 25}},
             {"name": "webhook", "type": "http", "url": format!("{url}/ingest"), "token": INGEST_TOKEN, "caBundle": b.ca()}
         ],
-        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 200}
+        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 200},
+        "spool": {"enabled": false}
     });
     let records = mixed(120);
     b.put_json(&records).await;
