@@ -7,6 +7,12 @@
 //! 2. Delivery: one invocation's worth of records forwarded to the local HTTPS receiver (TLS,
 //!    gzip, strict wire-format checks) by the real emitters. Target: 50,000 events/s from one
 //!    invocation. The receiver runs in the same process, on the same cores.
+//! 3. Spool: the redrive's throughput (records/s from an in-memory spool holding one
+//!    invocation's worth of records into the local receiver) and the spool store's requests per
+//!    Kinesis invocation in the steady state with nothing spooled (target 0).
+//!
+//! The configurations give plain loopback tokens and keys: run with
+//! `AUTHTRAIL_ALLOW_PLAINTEXT_SECRETS=true` (`make bench` sets it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -22,7 +28,9 @@ use authtrail_forwarder::emit::http::HttpEmitter;
 use authtrail_forwarder::emit::splunk_hec::SplunkHecEmitter;
 use authtrail_forwarder::emit::syslog::SyslogEmitter;
 use authtrail_forwarder::emit::transport::ResolvedAuth;
+use authtrail_forwarder::forward::InputRecord;
 use authtrail_forwarder::record::{self, Prepared, Transform};
+use authtrail_forwarder::spool::memory::MemorySpool;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -38,7 +46,7 @@ fn rounds() -> usize {
         .unwrap_or(16)
 }
 
-/// Whether a part (`transform`, `delivery`) runs: all of them, or the ones named in
+/// Whether a part (`transform`, `delivery`, `spool`) runs: all of them, or the ones named in
 /// `AUTHTRAIL_BENCH_ONLY` (comma-separated).
 fn part_runs(part: &str) -> bool {
     std::env::var("AUTHTRAIL_BENCH_ONLY")
@@ -160,6 +168,13 @@ impl DeadLetterSink for NoDlq {
 }
 
 fn main() {
+    let allowed = std::env::var(authtrail_forwarder::config::secret::ALLOW_PLAINTEXT_SECRETS_ENV)
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    assert!(
+        allowed,
+        "the benchmark's emitters use plain loopback secrets: run it with {}=true (make bench does)",
+        authtrail_forwarder::config::secret::ALLOW_PLAINTEXT_SECRETS_ENV
+    );
     let (event, data_bytes) = kinesis_event_json();
     println!(
         "forwarder benchmark: {RECORDS} records of ~{} bytes per batch ({:.1} MB event JSON), best of {} rounds, one thread",
@@ -172,6 +187,9 @@ fn main() {
     }
     if part_runs("delivery") {
         delivery_figures(&event);
+    }
+    if part_runs("spool") {
+        spool_figures(&event);
     }
 }
 
@@ -326,6 +344,125 @@ fn delivery_figures(event: &[u8]) {
             }
             println!("deliver {label:<50} {:>8.2} ms/batch {:>10.0} events/s", best.as_secs_f64() * 1000.0, RECORDS as f64 / best.as_secs_f64());
         }
+        assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// The batch's records as if they had just arrived (the spool's retention counts from arrival).
+fn fresh_inputs(event: &[u8]) -> Vec<InputRecord> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut inputs = serde_json::from_slice::<KinesisBatch>(event)
+        .unwrap()
+        .records;
+    for r in &mut inputs {
+        r.source.arrival_ms = now_ms;
+    }
+    inputs
+}
+
+/// A forwarder of `emitter` (with the benchmark's filter and hash redaction) spooling into
+/// `store`.
+async fn spooling_forwarder(
+    emitter: Value,
+    retry: Value,
+    store: Arc<MemorySpool>,
+) -> authtrail_forwarder::forward::Forwarder {
+    let cfg = json!({"emitters": [emitter], "retry": retry,
+        "filterPolicies": {"field": {"excludeIf": ["/event/details/code_id"]}},
+        "redaction": {"mode": "hash", "fields": ["/event/ipAddress", "/event/details/username"], "hmacKey": "bench-key"}});
+    let cfg = ForwarderConfig::parse(&cfg.to_string()).unwrap();
+    authtrail_forwarder::build(&cfg, None, Arc::new(NoDlq), "dlq/")
+        .await
+        .unwrap()
+        .with_spool(store, "spool/", cfg.spool)
+}
+
+fn spool_figures(event: &[u8]) {
+    println!("-- spool: redrive into the local HTTPS receiver; steady-state store requests --");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("authtrail-bench-spool-{}", std::process::id()));
+        let options = siem_receiver::ReceiverOptions::default();
+        let receiver = siem_receiver::Receiver::start(&dir, options).await.unwrap();
+        let url = receiver.url();
+        let ca = receiver.ca_path().display().to_string();
+        let inputs = fresh_inputs(event);
+        let deadline = || tokio::time::Instant::now() + Duration::from_secs(60);
+        // A port nobody listens on: the emitter is down, every record is spooled.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let down = format!("https://{}", closed.local_addr().unwrap());
+        drop(closed);
+        for (label, name, up, kind) in [
+            ("http NDJSON, gzip", "webhook", format!("{url}/ingest"), "http"),
+            ("splunk-hec, gzip", "splunk", url.clone(), "splunk-hec"),
+            ("elasticsearch _bulk, gzip", "es", url.clone(), "elasticsearch"),
+        ] {
+            let emitter = |u: &str| match kind {
+                "splunk-hec" => json!({"name": name, "type": kind, "url": u, "caBundle": ca, "token": "test-hec-token"}),
+                "http" => json!({"name": name, "type": kind, "url": u, "caBundle": ca, "gzip": true}),
+                _ => json!({"name": name, "type": kind, "url": u, "caBundle": ca}),
+            };
+            // One invocation's worth of records spooled while the emitter is down.
+            let store = Arc::new(MemorySpool::new());
+            let fill = spooling_forwarder(emitter(&down), json!({"maxAttempts": 1}), store.clone()).await;
+            let r = fill.process(&inputs, deadline()).await;
+            assert_eq!(r.emitters[0].1.spooled, RECORDS, "{label}: {:?}", r.emitters);
+            let objects: Vec<(String, Vec<u8>)> = store
+                .objects()
+                .into_iter()
+                .filter(|(k, _)| !k.ends_with("/.lease"))
+                .collect();
+            let mut best = Duration::MAX;
+            let mut requests = 0;
+            for round in 0..=rounds().min(4) {
+                let store = Arc::new(MemorySpool::new());
+                for (k, body) in &objects {
+                    store.insert(k, body.clone());
+                }
+                let fwd = spooling_forwarder(emitter(&up), json!({}), store.clone()).await;
+                let t = Instant::now();
+                let r = fwd.redrive_all(deadline(), "bench").await;
+                let el = t.elapsed();
+                let s = &r.emitters[0].1;
+                assert_eq!((s.redriven, s.redrive_failures), (RECORDS, 0), "{label}: {s:?}");
+                assert!(
+                    store.objects().keys().all(|k| k.ends_with("/.lease")),
+                    "{label}: the spool is empty after the redrive"
+                );
+                if round > 0 {
+                    best = best.min(el);
+                    requests = store.requests();
+                }
+            }
+            println!(
+                "redrive {label:<50} {:>8.2} ms/{RECORDS} {:>10.0} records/s  ({} objects, {requests} store requests)",
+                best.as_secs_f64() * 1000.0,
+                RECORDS as f64 / best.as_secs_f64(),
+                objects.len()
+            );
+        }
+        // The steady state: the spool on, the emitter up, nothing spooled.
+        let store = Arc::new(MemorySpool::new());
+        let webhook = json!({"name": "webhook", "type": "http", "url": format!("{url}/ingest"), "caBundle": ca, "gzip": true});
+        let fwd = spooling_forwarder(webhook, json!({}), store.clone()).await;
+        let invocations = rounds().max(4);
+        let mut best = Duration::MAX;
+        for _ in 0..invocations {
+            let t = Instant::now();
+            let r = fwd.process(&inputs, deadline()).await;
+            best = best.min(t.elapsed());
+            assert!(r.failures.is_empty(), "{:?}", r.emitters);
+        }
+        println!(
+            "steady state, spool on, http NDJSON gzip: {:.2} store requests per invocation (target 0) over {invocations} invocations; deliver {:>10.0} events/s",
+            store.requests() as f64 / invocations as f64,
+            RECORDS as f64 / best.as_secs_f64()
+        );
         assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
         let _ = std::fs::remove_dir_all(&dir);
     });
