@@ -1,8 +1,13 @@
 //! Benchmark of the archiver's CPU path: a full `KinesisEvent` payload in, finished compressed
-//! archive body out (parse, base64, validation, gzip), on one thread, with peak heap.
+//! archive body out (parse, base64, validation, gzip or zstd), on one thread, with peak heap;
+//! then the same job done by a plain Python archiver (`benches/peer_archiver.py`: `json.loads`
+//! per record, gzip, one boto3 `put_object` to an in-memory stand-in) on the same payload in the
+//! same run, with the ratio of the two times at the same gzip level.
 //!
 //! Run with `cargo bench -p authtrail-archiver --bench archiver` (or `make bench`).
-//! Set `ARCHIVER_BENCH_RUNS` to change the number of timed runs (default 30).
+//! Set `ARCHIVER_BENCH_RUNS` to change the number of timed runs (default 30) and
+//! `ARCHIVER_BENCH_PYTHON` to choose the peer's interpreter (default: the project's `.venv`,
+//! else `python3`; the peer is skipped, saying so, when none runs).
 
 // The counting allocator below needs `unsafe impl GlobalAlloc`; the workspace denies unsafe
 // code, so it is allowed here only, for this measurement-only allocator that forwards to the
@@ -11,12 +16,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use authtrail_archiver::batch;
-use authtrail_archiver::config::{Compression, DEFAULT_GZIP_LEVEL};
+use authtrail_archiver::config::{Compression, DEFAULT_GZIP_LEVEL, ZSTD_LEVEL};
 use base64::Engine;
 
 struct Counting;
@@ -175,7 +183,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn measure(label: &str, runs: usize, f: impl Fn() -> usize) {
+/// Times `f` warm and prints the figures; returns the median in milliseconds.
+fn measure(label: &str, runs: usize, f: impl Fn() -> usize) -> f64 {
     black_box(f()); // warm-up
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
@@ -188,13 +197,84 @@ fn measure(label: &str, runs: usize, f: impl Fn() -> usize) {
     }
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     let min = times.iter().min().copied().unwrap_or_default();
+    let median_ms = median(times).as_secs_f64() * 1e3;
     println!(
-        "  {label:<44} median {:>7.2} ms  min {:>7.2} ms  peak heap above input {:>6.1} MB  output {:>9} B",
-        median(times).as_secs_f64() * 1e3,
+        "  {label:<44} median {median_ms:>7.2} ms  min {:>7.2} ms  peak heap above input {:>6.1} MB  output {:>9} B",
         min.as_secs_f64() * 1e3,
         peak as f64 / 1_048_576.0,
         out
     );
+    median_ms
+}
+
+/// zstd's compression context lives on the C heap, which the counting allocator does not see:
+/// its size after compressing the payload's records once, in bytes.
+fn zstd_context_bytes(payload: &[u8]) -> usize {
+    let ev = authtrail_core::kinesis::parse(payload).unwrap();
+    let mut size = 0;
+    for group in batch::group_by_shard(&ev.records) {
+        let b = batch::build(group).unwrap();
+        let mut cctx = zstd::zstd_safe::CCtx::create();
+        cctx.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(ZSTD_LEVEL))
+            .unwrap();
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(b.body.len()));
+        cctx.compress2(&mut out, &b.body).unwrap();
+        size = size.max(cctx.sizeof());
+    }
+    size
+}
+
+/// The Python interpreter for the peer.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ARCHIVER_BENCH_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Runs the Python peer on `payload` at the given gzip levels: median ms per level.
+fn run_peer(payload: &[u8], runs: usize, levels: &[u32]) -> Result<BTreeMap<u32, f64>, String> {
+    let file = std::env::temp_dir().join(format!("archiver-bench-{}.json", std::process::id()));
+    std::fs::write(&file, payload).map_err(|e| e.to_string())?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer_archiver.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(&file)
+        .arg(runs.to_string())
+        .args(levels.iter().map(u32::to_string))
+        .output();
+    let _ = std::fs::remove_file(&file);
+    let out = out.map_err(|e| format!("cannot start {}: {e}", python().display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let mut medians = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let fields: BTreeMap<&str, &str> = line
+            .split_whitespace()
+            .filter_map(|f| f.split_once('='))
+            .collect();
+        let (Some(level), Some(ms)) = (fields.get("level"), fields.get("median_ms")) else {
+            continue;
+        };
+        println!(
+            "  {:<44} median {:>7} ms  min {:>7} ms  (boto3 {})                 output {:>9} B",
+            format!("Python peer, gzip level {level}"),
+            ms,
+            fields.get("min_ms").unwrap_or(&"?"),
+            fields.get("boto3").unwrap_or(&"?"),
+            fields.get("output").unwrap_or(&"?"),
+        );
+        if let (Ok(l), Ok(m)) = (level.parse(), ms.parse()) {
+            medians.insert(l, m);
+        }
+    }
+    Ok(medians)
 }
 
 fn main() {
@@ -219,7 +299,7 @@ fn main() {
             p.len() as f64 / 1_048_576.0,
             data as f64 / 1_048_576.0
         );
-        measure(
+        let level1 = measure(
             &format!("gzip level {DEFAULT_GZIP_LEVEL} (default)"),
             runs,
             || {
@@ -231,14 +311,44 @@ fn main() {
                 )
             },
         );
-        measure("gzip level 6", runs, || {
+        let level6 = measure("gzip level 6", runs, || {
             archive_once(&p, Compression::Gzip { level: 6 })
         });
+        let zstd = measure(&format!("zstd level {ZSTD_LEVEL}"), runs, || {
+            archive_once(&p, Compression::Zstd { level: ZSTD_LEVEL })
+        });
+        println!(
+            "  {:<44} {:.1} MB (C heap, add to the zstd line's peak)",
+            "zstd context",
+            zstd_context_bytes(&p) as f64 / 1_048_576.0
+        );
         measure("no compression", runs, || {
             archive_once(&p, Compression::None)
         });
         measure("(reference) aws_lambda_events parse only", runs, || {
             parse_with_aws_lambda_events(&p)
         });
+        if p.len() > PAYLOAD_LIMIT {
+            continue;
+        }
+        match run_peer(&p, runs, &[6, DEFAULT_GZIP_LEVEL]) {
+            Ok(peer) => {
+                for (level, ours) in [(6, level6), (DEFAULT_GZIP_LEVEL, level1)] {
+                    if let Some(theirs) = peer.get(&level) {
+                        println!(
+                            "  ratio at gzip level {level}: Python peer {theirs:.2} ms / authtrail {ours:.2} ms = {:.1}x",
+                            theirs / ours
+                        );
+                    }
+                }
+                if let Some(theirs) = peer.get(&6) {
+                    println!(
+                        "  ratio Python peer gzip 6 / authtrail zstd {ZSTD_LEVEL}: {theirs:.2} ms / {zstd:.2} ms = {:.1}x",
+                        theirs / zstd
+                    );
+                }
+            }
+            Err(e) => println!("  Python peer skipped: {}", e.trim()),
+        }
     }
 }

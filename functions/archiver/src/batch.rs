@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::io::Write;
 use std::ops::Range;
 
 use authtrail_core::kinesis::EventRecord;
@@ -221,21 +220,40 @@ pub fn archive_body(
     compress(lines, compression)
 }
 
-/// Compresses `data` as configured (gzip with a deterministic header: no name, mtime 0).
+/// Compresses `data` as configured.
+///
+/// gzip is one standard member made by libdeflate from the whole buffer at once, with the
+/// fixed header any gzip writer without a name makes (no name, mtime 0, OS "unknown"), so
+/// objects are reproducible; zstd is one frame with the content size in its header.
 pub fn compress(data: Bytes, compression: Compression) -> Result<Bytes, ArchiveError> {
     match compression {
         Compression::None => Ok(data),
-        Compression::Gzip { level } => {
-            let mut enc = flate2::GzBuilder::new().write(
-                Vec::with_capacity(data.len() / 4 + 64),
-                flate2::Compression::new(level),
-            );
-            enc.write_all(&data).map_err(ArchiveError::Compress)?;
-            enc.finish()
-                .map(Bytes::from)
-                .map_err(ArchiveError::Compress)
-        }
+        Compression::Gzip { level } => gzip(&data, level).map(Bytes::from),
+        Compression::Zstd { level } => zstd::bulk::compress(&data, level)
+            .map(Bytes::from)
+            .map_err(ArchiveError::Compress),
     }
+}
+
+/// gzip of `data` in one pass (libdeflate); `level` 0-9 means what it means for zlib.
+fn gzip(data: &[u8], level: u32) -> Result<Vec<u8>, ArchiveError> {
+    let level = i32::try_from(level)
+        .ok()
+        .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
+        .ok_or_else(|| {
+            ArchiveError::Compress(std::io::Error::other(format!(
+                "gzip level {level} is not supported"
+            )))
+        })?;
+    let mut compressor = libdeflater::Compressor::new(level);
+    let mut out = vec![0; compressor.gzip_compress_bound(data.len())];
+    let n = compressor
+        .gzip_compress(data, &mut out)
+        .map_err(|e| ArchiveError::Compress(std::io::Error::other(e)))?;
+    out.truncate(n);
+    // Give back the bound's slack (about the input's size) before the object is uploaded.
+    out.shrink_to_fit();
+    Ok(out)
 }
 
 /// One line of an error object.

@@ -92,10 +92,10 @@ fn archived_lines(objects: &HashMap<String, MemoryObject>) -> Vec<String> {
     }
     let mut lines = Vec::new();
     for o in by_first.values() {
-        let body = if o.content_type == "application/gzip" {
-            gunzip(&o.body)
-        } else {
-            o.body.to_vec()
+        let body = match o.content_type.as_str() {
+            "application/gzip" => gunzip(&o.body),
+            "application/zstd" => zstd::stream::decode_all(&o.body[..]).unwrap(),
+            _ => o.body.to_vec(),
         };
         lines.extend(String::from_utf8(body).unwrap().lines().map(str::to_string));
     }
@@ -133,6 +133,51 @@ async fn batch_becomes_one_gzip_object_under_the_contract_key_with_metadata() {
     assert_eq!(summary.objects, 1);
     assert_eq!(summary.bytes_in, expected.len());
     assert_eq!(summary.bytes_out, o.body.len());
+}
+
+#[tokio::test]
+async fn gzip_objects_at_every_level_are_one_standard_member_with_a_fixed_header_read_by_flate2() {
+    let expected: Vec<u8> = (1..3001).flat_map(good).collect();
+    for level in 0..=9 {
+        let a = archiver(Compression::Gzip { level });
+        a.process(&event(&goods(1..3001))).await.unwrap();
+        let objects = a.store().objects();
+        let key = format!("raw/2025/02/12/19/audit-{SHARD}-{}.jsonl.gz", seq_str(1));
+        let body = &objects[&key].body;
+        // ID1 ID2, deflate, no flags (no name), mtime 0; OS byte "unknown".
+        assert_eq!(&body[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0], "level {level}");
+        assert_eq!(body[9], 255, "level {level}");
+        // flate2's decoder (independent of the compressor) reads exactly the records, and the
+        // member ends the object (a single-member decoder leaves nothing after it).
+        let mut decoder = flate2::read::GzDecoder::new(&body[..]);
+        let mut out = Vec::new();
+        decoder.read_to_end(&mut out).unwrap();
+        assert_eq!(out, expected, "level {level}");
+        assert!(decoder.into_inner().is_empty(), "level {level}");
+        if level > 0 {
+            assert!(body.len() < expected.len() / 2, "level {level} compresses");
+        }
+    }
+}
+
+#[tokio::test]
+async fn zstd_mode_writes_a_jsonl_zst_object_that_decompresses_to_the_records() {
+    let a = archiver(Compression::Zstd { level: 3 });
+    let (resp, summary) = a.process(&event(&goods(1..1001))).await.unwrap();
+    assert!(resp.batch_item_failures.is_empty());
+    let objects = a.store().objects();
+    assert_eq!(objects.len(), 1);
+    let key = format!("raw/2025/02/12/19/audit-{SHARD}-{}.jsonl.zst", seq_str(1));
+    let o = &objects[&key];
+    assert_eq!(o.content_type, "application/zstd");
+    assert_eq!(o.metadata[META_FIRST], seq_str(1));
+    assert_eq!(o.metadata[META_LAST], seq_str(1000));
+    assert_eq!(o.metadata[META_COUNT], "1000");
+    let expected: Vec<u8> = (1..1001).flat_map(good).collect();
+    assert_eq!(zstd::stream::decode_all(&o.body[..]).unwrap(), expected);
+    assert!(o.body.len() < expected.len() / 4);
+    assert_eq!(summary.bytes_out, o.body.len());
+    assert_eq!(archived_lines(&objects), expected_lines(1..1001));
 }
 
 #[tokio::test]
