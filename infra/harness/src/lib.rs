@@ -5,8 +5,10 @@
 //! emulator-specific in the functions themselves: they read the standard `AWS_*` variables that
 //! [`Emulator::env`] returns.
 
+mod postgres;
 mod proxy;
 
+pub use postgres::{Postgres, pg_bin_dir, shared as shared_postgres};
 pub use proxy::CutProxy;
 
 use std::net::TcpListener;
@@ -41,6 +43,14 @@ pub enum HarnessError {
     Io(#[from] std::io::Error),
     #[error("AWS call failed: {0}")]
     Aws(String),
+    #[error("test setup failed: {0}")]
+    Setup(String),
+    #[error("{what} failed ({status}): {stderr}")]
+    Command {
+        what: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 /// The workspace root (where the top-level `Cargo.toml` and `.venv/` live).
