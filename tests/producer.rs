@@ -277,8 +277,11 @@ fn summary(inv: &Invocation) -> Option<Value> {
 }
 
 /// Invokes until one run completes with the whole window read and nothing new to write.
+/// Bounded: 30 runs (a loaded machine can need more than a handful after a fault), then it
+/// fails naming what the last run reported.
 async fn settle(f: &LambdaFunction) {
-    for _ in 0..10 {
+    let mut last = String::new();
+    for _ in 0..30 {
         let inv = invoke_scheduled(f, "producer-every-minute").await.unwrap();
         if let Some(s) = summary(&inv)
             && s["complete"] == true
@@ -287,8 +290,10 @@ async fn settle(f: &LambdaFunction) {
         {
             return;
         }
+        last = format!("{:?}", inv.outcome);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("the producer never caught up");
+    panic!("the producer never caught up; last run: {last}");
 }
 
 /// 50,000 events with late commits, ties and 10% faults, several scheduled runs (a 44k backlog,
