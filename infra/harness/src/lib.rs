@@ -8,7 +8,7 @@
 mod postgres;
 mod proxy;
 
-pub use postgres::{Postgres, pg_bin_dir, shared as shared_postgres};
+pub use postgres::{Database, Postgres, pg_bin_dir, shared as shared_postgres};
 pub use proxy::CutProxy;
 
 use std::net::TcpListener;

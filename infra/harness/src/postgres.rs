@@ -33,7 +33,6 @@ const RECORD_SEP: char = '\u{1e}';
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A PostgreSQL server running on a loopback port until dropped.
-#[derive(Debug)]
 pub struct Postgres {
     port: u16,
     password: String,
@@ -45,6 +44,16 @@ pub struct Postgres {
     run_as: Option<&'static str>,
     running: bool,
     _scratch: ScratchDir,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("port", &self.port)
+            .field("data", &self.data)
+            .field("running", &self.running)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The directory holding the PostgreSQL server binaries (`initdb`, `pg_ctl`, `psql`).
@@ -405,56 +414,60 @@ impl Postgres {
         &self.log
     }
 
-    /// A libpq connection string for the test role over TLS verifying the throwaway CA
-    /// (without the password: `psql` gets it through `PGPASSWORD`).
+    /// A `psql` client of the test database ([`DATABASE`]) as the test role.
+    pub fn db(&self) -> Database {
+        self.db_named(DATABASE)
+    }
+
+    fn db_named(&self, name: &str) -> Database {
+        Database {
+            port: self.port,
+            name: name.to_string(),
+            password: self.password.clone(),
+            psql: self.bin.join("psql"),
+            ca_pem: self.ca_pem.clone(),
+        }
+    }
+
+    /// Creates another database owned by the test role (a lowercase identifier), so that tests
+    /// sharing one server keep their tables apart, and returns its client.
+    pub fn create_database(&self, name: &str) -> Result<Database, HarnessError> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(HarnessError::Setup(format!(
+                "database name {name:?}: lowercase letters, digits and _ only"
+            )));
+        }
+        self.admin_sql("postgres", &format!("CREATE DATABASE {name} OWNER {ROLE}"))?;
+        Ok(self.db_named(name))
+    }
+
+    /// The test database's connection string (see [`Database::conninfo`]).
     pub fn conninfo(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} dbname={DATABASE} user={ROLE} sslmode=verify-full sslrootcert={}",
-            self.port,
-            self.ca_pem.display()
-        )
+        self.db().conninfo()
     }
 
-    /// Runs `sql` with `psql` as the test role over verified TLS and returns its rows, each a
-    /// list of column values as text (NULL as the empty string).
+    /// [`Database::query`] on the test database.
     pub fn query(&self, sql: &str) -> Result<Vec<Vec<String>>, HarnessError> {
-        let out = self.psql(&["-A", "-t", "-F", "\u{1f}", "-R", "\u{1e}", "-c", sql])?;
-        let out = out.strip_suffix('\n').unwrap_or(&out);
-        Ok(out
-            .split(RECORD_SEP)
-            .filter(|r| !r.is_empty())
-            .map(|r| r.split(FIELD_SEP).map(str::to_string).collect())
-            .collect())
+        self.db().query(sql)
     }
 
-    /// Runs a `SELECT` with `psql` as the test role over verified TLS and returns its rows as
-    /// JSON objects (column name to value, with PostgreSQL's own JSON conversion).
+    /// [`Database::query_json`] on the test database.
     pub fn query_json(&self, select: &str) -> Result<Vec<serde_json::Value>, HarnessError> {
-        let wrapped = format!("SELECT coalesce(json_agg(q), '[]'::json) FROM ({select}) AS q");
-        let out = self.psql(&["-A", "-t", "-c", &wrapped])?;
-        serde_json::from_str(out.trim()).map_err(|e| HarnessError::Setup(format!("psql JSON: {e}")))
+        self.db().query_json(select)
     }
 
-    /// Runs SQL statements with `psql` as the test role over verified TLS, stopping at the
-    /// first error.
+    /// [`Database::execute`] on the test database.
     pub fn execute(&self, sql: &str) -> Result<(), HarnessError> {
-        self.psql(&["-c", sql]).map(drop)
+        self.db().execute(sql)
     }
 
-    /// Runs a SQL file (`psql -f`) as the test role over verified TLS.
+    /// [`Database::execute_file`] on the test database.
     pub fn execute_file(&self, path: &Path) -> Result<(), HarnessError> {
-        let path = path.display().to_string();
-        self.psql(&["-f", &path]).map(drop)
-    }
-
-    fn psql(&self, args: &[&str]) -> Result<String, HarnessError> {
-        let mut cmd = Command::new(self.bin.join("psql"));
-        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.conninfo()])
-            .args(args)
-            .env("PGPASSWORD", &self.password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGSERVICE");
-        self.run("psql", &mut cmd)
+        self.db().execute_file(path)
     }
 
     /// Starts a background shell that stops the server when `pid` (the calling process)
@@ -517,4 +530,98 @@ pub fn shared() -> Result<&'static std::sync::Mutex<Postgres>, HarnessError> {
     });
     slot.as_ref()
         .map_err(|e| HarnessError::Setup(format!("shared PostgreSQL: {e}")))
+}
+
+/// A `psql` client of one database of a [`Postgres`] server, as the test role over TLS that
+/// verifies the throwaway CA: the way tests read rows back with a client other than the
+/// emitter's. Owns its connection details, so it outlives a lock on a shared server.
+#[derive(Clone)]
+pub struct Database {
+    port: u16,
+    name: String,
+    password: String,
+    psql: PathBuf,
+    ca_pem: PathBuf,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("port", &self.port)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A libpq connection string for the test role over TLS verifying the throwaway CA
+    /// (without the password: `psql` gets it through `PGPASSWORD`).
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} dbname={} user={ROLE} sslmode=verify-full sslrootcert={}",
+            self.port,
+            self.name,
+            self.ca_pem.display()
+        )
+    }
+
+    /// Runs `sql` and returns its rows, each a list of column values as text (NULL as the
+    /// empty string).
+    pub fn query(&self, sql: &str) -> Result<Vec<Vec<String>>, HarnessError> {
+        let out = self.psql(&["-A", "-t", "-F", "\u{1f}", "-R", "\u{1e}", "-c", sql])?;
+        let out = out.strip_suffix('\n').unwrap_or(&out);
+        Ok(out
+            .split(RECORD_SEP)
+            .filter(|r| !r.is_empty())
+            .map(|r| r.split(FIELD_SEP).map(str::to_string).collect())
+            .collect())
+    }
+
+    /// Runs a `SELECT` and returns its rows as JSON objects (column name to value, with
+    /// PostgreSQL's own JSON conversion).
+    pub fn query_json(&self, select: &str) -> Result<Vec<serde_json::Value>, HarnessError> {
+        let wrapped = format!("SELECT coalesce(json_agg(q), '[]'::json) FROM ({select}) AS q");
+        let out = self.psql(&["-A", "-t", "-c", &wrapped])?;
+        serde_json::from_str(out.trim()).map_err(|e| HarnessError::Setup(format!("psql JSON: {e}")))
+    }
+
+    /// Runs SQL statements, stopping at the first error.
+    pub fn execute(&self, sql: &str) -> Result<(), HarnessError> {
+        self.psql(&["-c", sql]).map(drop)
+    }
+
+    /// Runs a SQL file (`psql -f`), stopping at the first error.
+    pub fn execute_file(&self, path: &Path) -> Result<(), HarnessError> {
+        let path = path.display().to_string();
+        self.psql(&["-f", &path]).map(drop)
+    }
+
+    fn psql(&self, args: &[&str]) -> Result<String, HarnessError> {
+        let out = Command::new(&self.psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.conninfo()])
+            .args(args)
+            .env("PGPASSWORD", &self.password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env_remove("PGSERVICE")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| HarnessError::Spawn {
+                what: "psql".into(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(HarnessError::Command {
+                what: "psql".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            })
+        }
+    }
 }

@@ -70,3 +70,43 @@ fn postgres_refuses_a_client_that_does_not_trust_its_ca_and_a_wrong_password() {
     assert!(run(pg.conninfo(), pg.password()));
     let _ = std::fs::remove_file(&other_ca);
 }
+
+#[test]
+fn postgres_databases_keep_tables_apart_and_a_paused_server_comes_back_with_its_rows() {
+    let mut pg = match Postgres::start() {
+        Ok(pg) => pg,
+        Err(e) => panic!("PostgreSQL did not start: {e}"),
+    };
+    let other = pg
+        .create_database("other_db")
+        .unwrap_or_else(|e| panic!("create_database: {e}"));
+    other
+        .execute("CREATE TABLE only_here (n int); INSERT INTO only_here VALUES (7)")
+        .unwrap_or_else(|e| panic!("execute: {e}"));
+    assert!(pg.query("SELECT n FROM only_here").is_err());
+    pg.pause().unwrap_or_else(|e| panic!("pause: {e}"));
+    assert!(
+        other.query("SELECT n FROM only_here").is_err(),
+        "down while paused"
+    );
+    pg.resume().unwrap_or_else(|e| panic!("resume: {e}"));
+    assert_eq!(
+        other
+            .query("SELECT n FROM only_here")
+            .unwrap_or_else(|e| panic!("query: {e}")),
+        vec![vec!["7".to_string()]]
+    );
+}
+
+#[test]
+fn the_shared_server_is_started_once_per_test_binary() {
+    let a = authtrail_harness::shared_postgres().unwrap_or_else(|e| panic!("shared: {e}"));
+    let b = authtrail_harness::shared_postgres().unwrap_or_else(|e| panic!("shared: {e}"));
+    assert!(std::ptr::eq(a, b));
+    let db = a.lock().unwrap_or_else(|e| panic!("lock: {e}")).db();
+    assert_eq!(
+        db.query("SELECT 1")
+            .unwrap_or_else(|e| panic!("query: {e}")),
+        vec![vec!["1".to_string()]]
+    );
+}
