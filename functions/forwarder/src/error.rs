@@ -83,6 +83,15 @@ pub enum ForwarderError {
         /// The store's answer.
         detail: String,
     },
+    /// The `postgres` emitter could not prepare its database at cold start (`createSchema`,
+    /// reading the mapped tables' columns).
+    #[error("emitter {emitter:?}: PostgreSQL: {detail}")]
+    Postgres {
+        /// The emitter.
+        emitter: String,
+        /// The server's or the driver's answer (never the password).
+        detail: String,
+    },
     /// A record without a sequence number failed: Lambda cannot be told which one.
     #[error("record without a sequence number cannot be reported as a batch item failure")]
     NoSequenceNumber,
@@ -105,6 +114,7 @@ impl ForwarderError {
             | ForwarderError::RecordNotSerializable(_) => "MalformedRecord",
             ForwarderError::DeadLetterNotWritten { .. } => "DeadLetterWriteFailed",
             ForwarderError::Spool { .. } => "SpoolFailed",
+            ForwarderError::Postgres { .. } => "DatabaseUnavailable",
             ForwarderError::NoSequenceNumber => "InvalidEvent",
         }
     }
@@ -209,6 +219,13 @@ mod tests {
                     detail: "AccessDenied".into(),
                 },
                 "DeadLetterWriteFailed",
+            ),
+            (
+                ForwarderError::Postgres {
+                    emitter: "pg".into(),
+                    detail: "connection refused".into(),
+                },
+                "DatabaseUnavailable",
             ),
             (ForwarderError::NoSequenceNumber, "InvalidEvent"),
         ];

@@ -222,6 +222,7 @@ registry! {
     Syslog => syslog::SyslogConfig, "syslog";
     Firehose => firehose::FirehoseConfig, "firehose";
     Stdout => stdout::StdoutConfig, "stdout";
+    Postgres => postgres::PostgresConfig, "postgres" | "jdbc";
 }
 
 #[cfg(test)]
