@@ -240,3 +240,98 @@ fn the_migration_creates_the_default_table_with_its_key_and_indexes() {
         assert!(sql.contains(&format!("\n    {} ", c.name)), "{}", c.name);
     }
 }
+
+/// Live tests against a PostgreSQL server (run with `--ignored`): `AUTHTRAIL_PG_TEST_PORT`
+/// (on 127.0.0.1, TLS on), `AUTHTRAIL_PG_TEST_PASSWORD` (user `postgres`, database `audit`),
+/// `AUTHTRAIL_PG_TEST_CA` (the PEM of the CA that signed the server's certificate).
+mod live {
+    use super::*;
+
+    fn env(k: &str) -> String {
+        std::env::var(k).unwrap_or_else(|_| panic!("{k} is needed by the live tests"))
+    }
+
+    fn config(extra: &str) -> PostgresConfig {
+        pg(&format!(
+            r#"{{"name":"pg","type":"postgres","host":"127.0.0.1","port":{},"database":"audit",
+            "username":"postgres","password":{:?},"caBundle":{:?},"caBundleOnly":true{extra}}}"#,
+            env("AUTHTRAIL_PG_TEST_PORT"),
+            env("AUTHTRAIL_PG_TEST_PASSWORD"),
+            env("AUTHTRAIL_PG_TEST_CA"),
+        ))
+    }
+
+    async fn sql(statements: &str) -> Vec<tokio_postgres::Row> {
+        let c = config("");
+        let target = db::Target::resolve("check", &c, None).await.unwrap();
+        let client = target.connect().await.unwrap();
+        let mut last = Vec::new();
+        for s in statements.split(';').filter(|s| !s.trim().is_empty()) {
+            last = client.query(s, &[]).await.unwrap();
+        }
+        last
+    }
+
+    const ADMIN: &str = r#"{"eventType":"admin-event","event":{"id":"a-1","time":1739388470156,"realmId":"r1","operationType":"CREATE","resourceType":"USER","resourcePath":"users/u9","authDetails":{"userId":"u0"}}}"#;
+
+    #[tokio::test]
+    #[ignore = "needs a PostgreSQL server (AUTHTRAIL_PG_TEST_*)"]
+    async fn live_rows_land_once_over_tls_even_when_the_chunk_is_sent_twice() {
+        sql("DROP TABLE IF EXISTS live_events").await;
+        let c = config(r#","table":"live_events","createSchema":true"#);
+        let e = PostgresEmitter::start("pg", &c, None).await.unwrap();
+        let batch = [prepared(E1, 0), prepared(E2, 1), prepared(ADMIN, 2)];
+        assert_eq!(e.emit(&batch).await, vec![Outcome::Delivered; 3]);
+        assert_eq!(e.emit(&batch).await, vec![Outcome::Delivered; 3]);
+        let rows = sql("SELECT kind, type, user_id, time::text, event->>'eventType' FROM live_events ORDER BY kind, type").await;
+        let got: Vec<(String, String, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("admin-event".into(), "USER:CREATE".into(), Some("u0".into())),
+                ("other".into(), "ldap:bind".into(), None),
+                ("user-event".into(), "LOGIN".into(), None),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a PostgreSQL server (AUTHTRAIL_PG_TEST_*)"]
+    async fn live_a_mapped_value_that_does_not_fit_is_refused_and_the_rest_stored() {
+        sql("DROP TABLE IF EXISTS live_logins; CREATE TABLE live_logins (id text PRIMARY KEY, at timestamptz NOT NULL, n integer)").await;
+        let c = config(
+            r#","tableMappings":[{"event":"user-event","table":"live_logins","fieldToColumn":{"/event/id":"id","/event/time":"at","/event/n":"n"}}]"#,
+        );
+        let e = PostgresEmitter::start("pg", &c, None).await.unwrap();
+        let bad_time = r#"{"eventType":"user-event","event":{"id":"b-1","time":"never","type":"LOGIN"}}"#;
+        let null_time = r#"{"eventType":"user-event","event":{"id":"b-2","type":"LOGIN","time":null,"n":1}}"#;
+        let o = e
+            .emit(&[prepared(E1, 0), prepared(bad_time, 1), prepared(null_time, 2)])
+            .await;
+        assert_eq!(o[0], Outcome::Delivered);
+        assert!(matches!(&o[1], Outcome::Permanent(f) if f.status == "column"), "{o:?}");
+        assert!(matches!(&o[2], Outcome::Permanent(f) if f.status == "23502"), "{o:?}");
+        let rows = sql("SELECT id, at::text FROM live_logins").await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, String>(0), "id-1");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a PostgreSQL server (AUTHTRAIL_PG_TEST_*)"]
+    async fn live_a_mapping_to_an_unknown_column_fails_the_cold_start_naming_the_key() {
+        sql("DROP TABLE IF EXISTS live_small; CREATE TABLE live_small (id text)").await;
+        let c = config(
+            r#","tableMappings":[{"event":"other","table":"live_small","fieldToColumn":{"/id":"id","/x":"nope"}}]"#,
+        );
+        let e = PostgresEmitter::start("pg", &c, None).await.err().unwrap().to_string();
+        assert!(e.contains("tableMappings[0].fieldToColumn./x") && e.contains("nope"), "{e}");
+        let c = config(
+            r#","tableMappings":[{"event":"other","table":"live_missing","fieldToColumn":{"/id":"id"}}]"#,
+        );
+        let e = PostgresEmitter::start("pg", &c, None).await.err().unwrap().to_string();
+        assert!(e.contains("tableMappings[0].table"), "{e}");
+    }
+}
