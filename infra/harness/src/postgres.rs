@@ -297,8 +297,8 @@ impl Postgres {
         self.wait_accepting()
     }
 
-    /// Waits until a TLS connection with the test role's password is accepted (or the
-    /// superuser's over the socket before the role exists).
+    /// Waits until the server answers a query (as the superuser over its Unix socket, which
+    /// works before the test role exists).
     fn wait_accepting(&self) -> Result<(), HarnessError> {
         let started = Instant::now();
         while started.elapsed() < START_TIMEOUT {
