@@ -294,3 +294,69 @@ pub fn connect_outcome(f: Failure) -> Outcome {
         Outcome::Retryable(f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const ARN: &str = "arn:aws:secretsmanager:eu-west-1:1:secret:rds";
+
+    #[test]
+    fn an_rds_secret_gives_its_password_and_the_connection_fields() {
+        let s = Secret::new(
+            r#"{"username":"fwd","password":"hunter2","engine":"postgres","host":"db.example","port":5433,"dbname":"audit"}"#,
+        );
+        let (pw, f) = read_secret(ARN, s).unwrap();
+        assert_eq!(pw.expose(), "hunter2");
+        assert_eq!(f.username.as_deref(), Some("fwd"));
+        assert_eq!(f.host.as_deref(), Some("db.example"));
+        assert_eq!(f.port, Some(5433));
+        assert_eq!(f.dbname.as_deref(), Some("audit"));
+        let (_, f) = read_secret(ARN, Secret::new(r#"{"password":"p","port":"6543"}"#)).unwrap();
+        assert_eq!(f.port, Some(6543));
+    }
+
+    #[test]
+    fn a_plain_secret_is_the_password_and_a_json_one_without_password_names_its_fields_only() {
+        let (pw, f) = read_secret(ARN, Secret::new("s3cret")).unwrap();
+        assert_eq!(pw.expose(), "s3cret");
+        assert!(f.host.is_none());
+        let e = read_secret(ARN, Secret::new(r#"{"username":"u","pass":"hunter2"}"#))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("\"password\"") && e.contains("pass"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_target_takes_given_keys_over_the_secret_and_hides_the_password() {
+        let crate::emit::EmitterSettings::Postgres(c) = crate::emit::test_support::settings(
+            r#"{"name":"pg","type":"postgres","host":"127.0.0.1","database":"a","username":"u","password":"hunter2","tls":false}"#,
+        ) else {
+            panic!()
+        };
+        let t = Target::resolve("pg", &c, None).await.unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 5432));
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("tls: false"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_refused_is_retried_not_dead_lettered() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let crate::emit::EmitterSettings::Postgres(c) = crate::emit::test_support::settings(
+            &format!(r#"{{"name":"pg","type":"postgres","host":"127.0.0.1","port":{port},"database":"a","username":"u","password":"p","tls":false}}"#),
+        ) else {
+            panic!()
+        };
+        let t = Target::resolve("pg", &c, None).await.unwrap();
+        let f = t.connect().await.unwrap_err();
+        assert!(matches!(connect_outcome(f), Outcome::Retryable(_)));
+    }
+}

@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{BoxFuture, Emitter, Failure, Outcome};
 use crate::ForwarderError;
-use crate::record::Prepared;
+use crate::record::{Classified, Prepared};
 
 mod config;
 pub mod db;
@@ -32,6 +32,18 @@ use rows::{Column, Row};
 enum Dest {
     Default,
     Mapping(usize),
+}
+
+/// Where a record of `class` goes: the first mapping naming one of its event types (the
+/// type or its part), else the first naming its kind, else the default table.
+fn route(maps: &[TableMapping], class: &Classified) -> Dest {
+    let kind = class.kind();
+    let by_type = maps
+        .iter()
+        .position(|m| m.event != kind && class.names().any(|n| n == m.event));
+    by_type
+        .or_else(|| maps.iter().position(|m| m.event == kind))
+        .map_or(Dest::Default, Dest::Mapping)
 }
 
 /// One row to store: the record's position in the chunk, where it goes, its parameters.
@@ -89,19 +101,6 @@ impl PostgresEmitter {
         Ok(emitter)
     }
 
-    /// Where a record goes: the first mapping naming its event type (or the type's part),
-    /// else the first naming its kind, else the default table.
-    fn dest(&self, p: &Prepared) -> Dest {
-        let maps = &self.config.table_mappings;
-        let kind = p.class.kind();
-        let by_type = maps
-            .iter()
-            .position(|m| m.event != kind && p.class.names().any(|n| n == m.event));
-        by_type
-            .or_else(|| maps.iter().position(|m| m.event == kind))
-            .map_or(Dest::Default, Dest::Mapping)
-    }
-
     /// A free pooled connection, or the next one once it is free.
     async fn slot(&self) -> Option<MutexGuard<'_, Option<Client>>> {
         let n = self.pool.len();
@@ -139,7 +138,7 @@ impl PostgresEmitter {
         let mut outcomes = vec![Outcome::Delivered; batch.len()];
         let mut pending = Vec::with_capacity(batch.len());
         for (at, p) in batch.iter().enumerate() {
-            let dest = self.dest(p);
+            let dest = route(&self.config.table_mappings, &p.class);
             let row = match dest {
                 Dest::Default => rows::default_row(p),
                 Dest::Mapping(i) => match (self.config.table_mappings.get(i), schema.get(i)) {

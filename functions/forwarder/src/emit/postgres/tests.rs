@@ -335,3 +335,19 @@ mod live {
         assert!(e.contains("tableMappings[0].table"), "{e}");
     }
 }
+
+#[test]
+fn a_record_goes_to_the_mapping_naming_its_type_before_the_one_naming_its_kind() {
+    let c = pg(&format!(
+        r#"{{{BASE},"tableMappings":[
+        {{"event":"user-event","table":"users","fieldToColumn":{{"/a":"a"}}}},
+        {{"event":"LOGIN","table":"logins","fieldToColumn":{{"/a":"a"}}}},
+        {{"event":"ldap","table":"ldap","fieldToColumn":{{"/a":"a"}}}}]}}"#
+    ));
+    let m = &c.table_mappings;
+    assert_eq!(route(m, &prepared(E1, 0).class), Dest::Mapping(1));
+    assert_eq!(route(m, &prepared(E2, 0).class), Dest::Mapping(2));
+    let admin = r#"{"eventType":"admin-event","event":{"id":"a","operationType":"CREATE"}}"#;
+    assert_eq!(route(m, &prepared(admin, 0).class), Dest::Default);
+    assert_eq!(route(&[], &prepared(E1, 0).class), Dest::Default);
+}
