@@ -1729,7 +1729,7 @@ fn the_mpas_base_url_must_be_https_unless_it_is_a_loopback_host() {
         }
         for bad in [
             "http://mpas.example.com",
-            "http://10.0.0.5:8080",
+            "http://192.0.2.5:8080",
             "http://127.0.0.1.evil.example",
             "ftp://mpas.example.com",
             "https:// spaced",

@@ -54,7 +54,7 @@ fn admin_event(i: usize) -> Value {
     let t = T0 + i as i64;
     json!({"timestamp": ts(t), "eventType": "admin-event", "event": {
         "id": format!("ev-{i:05}"), "time": t, "realmId": "9f1c1f2e-realm",
-        "authDetails": {"realmId": "master", "clientId": "admin-cli", "userId": "admin-1", "ipAddress": "10.9.9.9"},
+        "authDetails": {"realmId": "master", "clientId": "admin-cli", "userId": "admin-1", "ipAddress": "203.0.113.9"},
         "operationType": "CREATE", "resourceType": "USER", "resourcePath": format!("users/u-{i}"),
         "representation": "{\"username\":\"carol\",\"enabled\":true}"
     }})
@@ -359,7 +359,7 @@ async fn http_splunk_and_elasticsearch_receive_their_wire_formats_filtered_and_r
     let bytes = all_bytes(&b.receiver);
     assert!(!bytes.contains("code_id"), "excludeIf field leaked");
     assert!(
-        !bytes.contains("10.20.") && !bytes.contains("10.9.9.9") && !bytes.contains("alice"),
+        !bytes.contains("10.20.") && !bytes.contains("203.0.113.9") && !bytes.contains("alice"),
         "redacted values leaked"
     );
     let doc = &docs[&("audit".to_string(), "ev-00001".to_string())];

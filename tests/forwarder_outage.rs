@@ -49,7 +49,7 @@ fn login(i: usize) -> Value {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     json!({"timestamp": ts, "eventType": "user-event", "event": {
         "id": format!("ev-{i:05}"), "time": t, "type": "LOGIN", "realmId": "realm-1", "clientId": "account-console",
-        "userId": format!("user-{i}"), "sessionId": format!("sess-{i}"), "ipAddress": "10.1.2.3",
+        "userId": format!("user-{i}"), "sessionId": format!("sess-{i}"), "ipAddress": "198.51.100.3",
         "details": {"auth_method": "openid-connect", "username": format!("user{i}")}}})
 }
 

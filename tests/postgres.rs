@@ -40,7 +40,7 @@ fn user_event(i: usize, kind: &str) -> Value {
     let t = T0 + i as i64;
     let mut event = json!({
         "id": format!("ev-{i:05}"), "time": t, "type": kind, "realmId": "9f1c1f2e-realm", "clientId": "account-console",
-        "userId": format!("user-{i}"), "sessionId": format!("sess-{i}"), "ipAddress": format!("10.20.0.{i}"),
+        "userId": format!("user-{i}"), "sessionId": format!("sess-{i}"), "ipAddress": format!("198.51.100.{}", i % 250),
         "details": {"auth_method": "openid-connect", "username": format!("alice{i}")}
     });
     if kind.ends_with("_ERROR") {
@@ -53,7 +53,7 @@ fn admin_event(i: usize) -> Value {
     let t = T0 + i as i64;
     json!({"timestamp": ts(t), "eventType": "admin-event", "event": {
         "id": format!("ev-{i:05}"), "time": t, "realmId": "9f1c1f2e-realm",
-        "authDetails": {"realmId": "master", "clientId": "admin-cli", "userId": "admin-1", "ipAddress": "10.9.9.9"},
+        "authDetails": {"realmId": "master", "clientId": "admin-cli", "userId": "admin-1", "ipAddress": "203.0.113.9"},
         "operationType": "CREATE", "resourceType": "USER", "resourcePath": format!("users/u-{i}"),
         "representation": "{\"username\":\"carol\",\"enabled\":true}"
     }})
@@ -438,7 +438,7 @@ async fn user_admin_and_foxpass_records_land_as_rows_exactly_once_after_a_retrie
             Some("account-console"),
             Some("user-1"),
             Some("sess-1"),
-            Some("10.20.0.1"),
+            Some("198.51.100.1"),
             Some("invalid_user_credentials"),
         )
     );

@@ -136,7 +136,7 @@ fn envelope(id: &str, ts: &str) -> Value {
     let t = chrono::DateTime::parse_from_rfc3339(&format!("2025-02-01T{ts}Z")).unwrap();
     json!({"timestamp": format!("2025-02-01T{ts}Z"), "eventType": "user-event", "event": {
         "id": id, "time": t.timestamp_millis(), "type": "LOGIN", "realmId": "realm-1", "clientId": "account-console",
-        "userId": format!("user-{id}"), "ipAddress": "10.1.2.3", "details": {"username": "alice"}}})
+        "userId": format!("user-{id}"), "ipAddress": "198.51.100.3", "details": {"username": "alice"}}})
 }
 
 /// A Foxpass-style record without a `timestamp`.

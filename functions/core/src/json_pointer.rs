@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn get_mut_replaces_in_place() {
-        let mut v = json!({"event": {"ipAddress": "10.0.0.1"}, "list": [1, 2]});
+        let mut v = json!({"event": {"ipAddress": "192.0.2.1"}, "list": [1, 2]});
         *Pointer::parse("/event/ipAddress")
             .unwrap()
             .get_mut(&mut v)

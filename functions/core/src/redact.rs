@@ -155,7 +155,7 @@ mod tests {
             RedactionMode::Mask,
         )
         .unwrap();
-        let mut v = json!({"event": {"ipAddress": "10.0.0.1", "details": {"username": "alice", "auth_method": "openid-connect"}}});
+        let mut v = json!({"event": {"ipAddress": "192.0.2.1", "details": {"username": "alice", "auth_method": "openid-connect"}}});
         assert_eq!(r.apply(&mut v), 2);
         assert_eq!(v["event"]["ipAddress"], "<redacted>");
         assert_eq!(v["event"]["details"]["username"], "<redacted>");

@@ -695,7 +695,7 @@ mod tests {
     fn plain_http_base_url_is_refused_unless_the_host_is_loopback() {
         for url in [
             "http://mpas.example.com",
-            "http://10.0.0.1:8080",
+            "http://192.0.2.1:8080",
             "http://127.example.com",
         ] {
             let e = err_with("MPAS_BASE_URL", url);

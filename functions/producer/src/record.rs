@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn user_event_envelope_matches_contract_one_with_default_redaction() {
-        let event = json!({"id":"e1","time":1739388470156i64,"type":"LOGIN","realmId":"r","clientId":"admin-cli","userId":"u","sessionId":"s","ipAddress":"10.0.0.1","details":{"auth_method":"openid-connect","username":"alice"}});
+        let event = json!({"id":"e1","time":1739388470156i64,"type":"LOGIN","realmId":"r","clientId":"admin-cli","userId":"u","sessionId":"s","ipAddress":"192.0.2.1","details":{"auth_method":"openid-connect","username":"alice"}});
         let rec = build_record(EventKind::User, event, &user_redactor(), 1 << 20);
         let line = String::from_utf8(rec.data).unwrap();
         assert_eq!(
@@ -296,20 +296,20 @@ mod tests {
         .unwrap();
         let a = build_record(
             EventKind::User,
-            json!({"time":1,"ipAddress":"10.0.0.1"}),
+            json!({"time":1,"ipAddress":"192.0.2.1"}),
             &r,
             1 << 20,
         );
         let b = build_record(
             EventKind::User,
-            json!({"time":2,"ipAddress":"10.0.0.1"}),
+            json!({"time":2,"ipAddress":"192.0.2.1"}),
             &r,
             1 << 20,
         );
         let pa: Value = serde_json::from_slice(&a.data).unwrap();
         let pb: Value = serde_json::from_slice(&b.data).unwrap();
         let ip = pa["event"]["ipAddress"].as_str().unwrap();
-        assert!(ip.starts_with("hmac-sha256:") && !ip.contains("10.0.0.1"));
+        assert!(ip.starts_with("hmac-sha256:") && !ip.contains("192.0.2.1"));
         assert_eq!(pa["event"]["ipAddress"], pb["event"]["ipAddress"]);
     }
 

@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn hash_ignore_flags_replace_the_default_redacted_fields() {
-        let a = json!({"time": 1, "type": "LOGIN", "ipAddress": "10.0.0.1"});
+        let a = json!({"time": 1, "type": "LOGIN", "ipAddress": "192.0.2.1"});
         let b = json!({"time": 1, "type": "LOGIN", "ipAddress": "<redacted>"});
         let default = args(&[]).key_policy();
         assert_eq!(default.key("user-event", &a), default.key("user-event", &b));

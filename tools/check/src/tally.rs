@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn events_with_ids_match_by_kind_and_id_whatever_the_redaction() {
         let p = KeyPolicy::default();
-        let a = p.key("user-event", &json!({"id": "e1", "ipAddress": "10.0.0.1"}));
+        let a = p.key("user-event", &json!({"id": "e1", "ipAddress": "192.0.2.1"}));
         let b = p.key(
             "user-event",
             &json!({"id": "e1", "ipAddress": "<redacted>"}),
@@ -240,10 +240,10 @@ mod tests {
     #[test]
     fn events_without_ids_match_by_content_minus_redacted_fields() {
         let p = KeyPolicy::default();
-        let raw = json!({"time": 1, "type": "LOGIN", "ipAddress": "10.0.0.1", "details": {"username": "alice", "auth_method": "x"}});
+        let raw = json!({"time": 1, "type": "LOGIN", "ipAddress": "192.0.2.1", "details": {"username": "alice", "auth_method": "x"}});
         let red = json!({"time": 1, "type": "LOGIN", "ipAddress": "<redacted>", "details": {"username": "<redacted>", "auth_method": "x"}});
         assert_eq!(p.key("user-event", &raw), p.key("user-event", &red));
-        let other = json!({"time": 2, "type": "LOGIN", "ipAddress": "10.0.0.1", "details": {"username": "alice", "auth_method": "x"}});
+        let other = json!({"time": 2, "type": "LOGIN", "ipAddress": "192.0.2.1", "details": {"username": "alice", "auth_method": "x"}});
         assert_ne!(p.key("user-event", &raw), p.key("user-event", &other));
     }
 

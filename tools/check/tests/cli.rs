@@ -68,7 +68,7 @@ async fn check_says_complete_when_the_archive_holds_every_ledger_event_once() {
     let lines: Vec<String> = ["a", "b", "c"]
         .iter()
         .enumerate()
-        .map(|(i, id)| json!({"kind": "user-event", "event": {"id": id, "time": i + 1, "ipAddress": "10.0.0.1"}}).to_string())
+        .map(|(i, id)| json!({"kind": "user-event", "event": {"id": id, "time": i + 1, "ipAddress": "192.0.2.1"}}).to_string())
         .collect();
     std::fs::write(&ledger, lines.join("\n")).unwrap();
     let (code, out) = run_check(

@@ -183,7 +183,7 @@ fn http_is_allowed_for_loopback_receivers_only() {
     );
     assert!(
         ForwarderConfig::parse(
-            r#"{"emitters":[{"name":"w","type":"http","url":"http://10.0.0.1/ingest"}]}"#
+            r#"{"emitters":[{"name":"w","type":"http","url":"http://192.0.2.1/ingest"}]}"#
         )
         .is_err()
     );
@@ -243,7 +243,7 @@ fn an_empty_emit_to_all_of_is_refused_not_read_as_no_quorum() {
 fn urls_with_credentials_are_refused_and_never_echoed() {
     for url in [
         "https://alice:hunter2@siem.example/ingest",
-        "http://alice:hunter2@10.0.0.1/ingest",
+        "http://alice:hunter2@192.0.2.1/ingest",
         "ftp://alice:hunter2@siem.example/",
         "https://alice:hunter2@[bad/",
     ] {

@@ -1,4 +1,5 @@
 //! Helpers of the emitters' unit tests.
+#![cfg(test)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

@@ -154,7 +154,7 @@ mod tests {
             &["/event/ipAddress"],
             RedactionMode::Mask,
         );
-        let raw = r#"{"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"10.1.2.3","details":{"code_id":"c"}}}"#;
+        let raw = r#"{"eventType":"user-event","event":{"type":"LOGIN","ipAddress":"198.51.100.3","details":{"code_id":"c"}}}"#;
         let p = prepared(&t, raw);
         assert_eq!(
             p.json,

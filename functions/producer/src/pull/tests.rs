@@ -62,7 +62,7 @@ impl FakeSource {
             "time": e.time,
             "type": "LOGIN",
             "realmId": "r",
-            "ipAddress": "10.0.0.1",
+            "ipAddress": "192.0.2.1",
             "details": {"username": "alice", "marker": e.id},
         });
         if !self.legacy {

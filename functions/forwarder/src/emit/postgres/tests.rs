@@ -133,7 +133,7 @@ fn table_mappings_keep_their_pointers_and_columns_in_order() {
 
 #[test]
 fn the_default_row_holds_the_event_id_kind_type_time_and_envelope_fields() {
-    let admin = r#"{"eventType":"admin-event","event":{"id":"a-1","time":1739388470156,"realmId":"r1","operationType":"CREATE","resourceType":"USER","resourcePath":"users/u9","authDetails":{"realmId":"master","clientId":"admin-cli","userId":"u0","ipAddress":"10.0.0.1"}}}"#;
+    let admin = r#"{"eventType":"admin-event","event":{"id":"a-1","time":1739388470156,"realmId":"r1","operationType":"CREATE","resourceType":"USER","resourcePath":"users/u9","authDetails":{"realmId":"master","clientId":"admin-cli","userId":"u0","ipAddress":"192.0.2.1"}}}"#;
     let row = default_row(&prepared(admin, 0)).unwrap();
     assert_eq!(row.len(), rows::default_columns().len());
     let s = |i: usize| row[i].as_deref();
@@ -144,7 +144,7 @@ fn the_default_row_holds_the_event_id_kind_type_time_and_envelope_fields() {
     assert_eq!(s(4), Some("r1"), "the event's realm before authDetails'");
     assert_eq!(s(5), Some("admin-cli"));
     assert_eq!(s(6), Some("u0"));
-    assert_eq!(s(8), Some("10.0.0.1"));
+    assert_eq!(s(8), Some("192.0.2.1"));
     assert_eq!(s(9), Some("USER"));
     assert_eq!(s(10), Some("users/u9"));
     assert_eq!(s(12), Some(admin));
