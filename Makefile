@@ -8,7 +8,7 @@ SHELL        := /bin/bash
 
 VENV         ?= .venv
 CARGO        ?= cargo
-APT_TEST_PKGS := rsyslog rsyslog-gnutls gnutls-bin postgresql-15 postgresql-client-15
+APT_TEST_PKGS := rsyslog rsyslog-gnutls gnutls-bin postgresql-15 postgresql-client-15 activemq
 TEMPLATES    := $(wildcard cloudformation/*.yaml)
 LAMBDA_BINS  := authtrail-producer authtrail-archiver authtrail-forwarder
 export PATH  := $(CURDIR)/$(VENV)/bin:$(PATH)

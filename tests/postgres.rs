@@ -462,6 +462,26 @@ async fn user_admin_and_foxpass_records_land_as_rows_exactly_once_after_a_retrie
     assert_eq!(fox["kind"].as_str(), Some("other"));
     assert_eq!(fox["event"], records[3]);
 
+    // Every row says where it came from: the stream, its one shard, distinct sequence numbers.
+    let sources = b
+        .rows("SELECT stream, shard, sequence_number FROM authtrail_events")
+        .await;
+    assert_eq!(sources.len(), 40);
+    assert!(
+        sources
+            .iter()
+            .all(|r| r["stream"].as_str() == Some(b.stream.as_str())
+                && r["shard"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("shardId-"))),
+        "{sources:?}"
+    );
+    let sequences: BTreeSet<&str> = sources
+        .iter()
+        .filter_map(|r| r["sequence_number"].as_str())
+        .collect();
+    assert_eq!(sequences.len(), 40, "one distinct sequence number per row");
+
     // Lambda retries the whole shard as one batch (other boundaries than the first delivery):
     // every record is done and no row is added or changed.
     let inv = f.invoke(b.whole_shard_event().await).await.unwrap();

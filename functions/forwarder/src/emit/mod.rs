@@ -223,6 +223,8 @@ registry! {
     Firehose => firehose::FirehoseConfig, "firehose";
     Stdout => stdout::StdoutConfig, "stdout";
     Postgres => postgres::PostgresConfig, "postgres" | "jdbc";
+    Kafka => kafka::KafkaConfig, "kafka";
+    Jms => jms::JmsConfig, "jms";
 }
 
 #[cfg(test)]
@@ -235,7 +237,10 @@ mod tests {
             assert_eq!(EmitterType::parse(t.as_str()), Some(t));
             assert_eq!(
                 t.setting_keys().is_empty(),
-                t == EmitterType::Stdout,
+                matches!(
+                    t,
+                    EmitterType::Stdout | EmitterType::Kafka | EmitterType::Jms
+                ),
                 "{t:?}"
             );
         }
@@ -243,7 +248,7 @@ mod tests {
             EmitterType::parse("opensearch"),
             Some(EmitterType::Elasticsearch)
         );
-        assert_eq!(EmitterType::parse("kafka"), None);
+        assert_eq!(EmitterType::parse("amqp"), None);
         assert!(
             EmitterType::Syslog
                 .setting_keys()

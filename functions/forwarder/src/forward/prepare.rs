@@ -44,10 +44,13 @@ pub(super) fn prepare(
         let parsed =
             record::parse_classify(&r.data, r.source.arrival_ms).and_then(|(raw, class)| {
                 let class = Arc::new(class);
+                let source = Arc::new(r.source.clone());
                 let mut out = Vec::with_capacity(used.len());
                 for &p in &used {
                     if let Some(t) = profiles.get(p) {
-                        out.push((p, Arc::new(t.prepare(i, class.clone(), raw)?)));
+                        let mut prep = t.prepare(i, class.clone(), raw)?;
+                        prep.source = Some(source.clone());
+                        out.push((p, Arc::new(prep)));
                     }
                 }
                 Ok((class, out))

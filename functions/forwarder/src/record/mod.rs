@@ -53,6 +53,9 @@ pub struct Prepared {
     /// envelope, a top-level `id` otherwise), else the hex SHA-256 of the record's bytes as
     /// received.
     pub doc_id: String,
+    /// Where the record came from (stream, shard, sequence number), when known: set for
+    /// records of a Kinesis batch and for spooled records; `None` in unit tests' records.
+    pub source: Option<Arc<Source>>,
 }
 
 impl Prepared {

@@ -89,6 +89,7 @@ impl Transform {
             class,
             json,
             doc_id,
+            source: None,
         })
     }
 

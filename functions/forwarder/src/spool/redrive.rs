@@ -192,6 +192,12 @@ fn prepared(i: usize, line: &SpoolLine) -> Option<Arc<Prepared>> {
     if let Some(id) = &line.doc_id {
         p.doc_id = id.clone();
     }
+    p.source = Some(Arc::new(Source {
+        stream: Arc::from(line.stream.as_str()),
+        shard: Arc::from(line.shard.as_str()),
+        sequence_number: line.sequence_number.clone(),
+        arrival_ms: line.arrival_ms,
+    }));
     Some(Arc::new(p))
 }
 

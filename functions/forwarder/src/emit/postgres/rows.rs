@@ -121,8 +121,8 @@ fn rfc3339_ms(ms: i64) -> Option<String> {
 
 /// The default table's row of `p`. Envelope fields are read from `event` (and its
 /// `authDetails` for admin events); other records are read at their top level. The source
-/// columns (`stream`, `shard`, `sequence_number`) are `NULL`: emitters are given the prepared
-/// record, not its stream position.
+/// columns (`stream`, `shard`, `sequence_number`) come from the record's Kinesis position
+/// (`NULL` when the record has none, as in unit tests).
 pub fn default_row(p: &Prepared) -> Result<Row, String> {
     let value = p
         .value()
@@ -146,9 +146,9 @@ pub fn default_row(p: &Prepared) -> Result<Row, String> {
         event_field(event, "resourcePath"),
         event_field(event, "error"),
         Some(p.json.clone()),
-        None,
-        None,
-        None,
+        p.source.as_ref().map(|s| s.stream.to_string()),
+        p.source.as_ref().map(|s| s.shard.to_string()),
+        p.source.as_ref().map(|s| s.sequence_number.clone()),
     ])
 }
 
