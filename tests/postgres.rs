@@ -695,3 +695,45 @@ async fn an_rds_managed_secret_supplies_host_port_database_user_and_password() {
         "the password never reaches the logs"
     );
 }
+
+/// With `iamAuth`, the real binary signs an RDS IAM token with the function's credentials (here
+/// moto's test credentials) and logs in with it over verified TLS. A local PostgreSQL cannot
+/// check an RDS token (only RDS can), so the login is refused: what this proves is the path
+/// (token as the password, TLS on, the refusal an operator's problem: no row, a dead letter
+/// with SQLSTATE 28P01) and that no token reaches the logs or the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_iam_auth_the_token_is_the_login_over_tls_and_never_reaches_logs_or_dead_letters() {
+    let b = Bench::new("pg-iam").await;
+    let mut emitter = b.emitter(json!({"iamAuth": true, "createSchema": true}));
+    emitter.as_object_mut().unwrap().remove("password");
+    let config =
+        json!({"emitters": [emitter], "retry": {"maxAttempts": 1}, "spool": {"enabled": false}});
+    let records = mixed(4);
+    b.put(&records).await;
+    let f = b.forwarder(&config).await;
+    let stats = b.source(&f, 100).await.drain().await.unwrap();
+    assert_drained_cleanly(&stats);
+    let letters = b.dead_letters().await;
+    assert_eq!(letters.len(), 4, "{letters:?}");
+    let text = serde_json::to_string(&letters).unwrap();
+    assert!(
+        text.contains("28P01"),
+        "the server refused the login: {text}"
+    );
+    let log = std::fs::read_to_string(b.scratch.path().join("forwarder.log")).unwrap();
+    for leaked in ["X-Amz-Signature", "X-Amz-Credential", "Action=connect"] {
+        assert!(!text.contains(leaked), "{leaked} in the dead letters");
+        assert!(!log.contains(leaked), "{leaked} in the forwarder's log");
+    }
+    let server_log = tokio::task::spawn_blocking(|| {
+        let pg = shared_postgres().unwrap().lock().unwrap();
+        std::fs::read_to_string(pg.log_path()).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        server_log.contains("password authentication failed for user \"authtrail\""),
+        "the token reached the server as the password"
+    );
+    assert!(!server_log.contains("X-Amz-Signature"));
+}

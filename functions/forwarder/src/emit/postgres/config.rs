@@ -41,6 +41,10 @@ pub struct RawPostgres {
     /// Secrets Manager ARN of the password: a plain string, or an RDS-managed secret's JSON
     /// (`{"username","password","host","port","dbname"}`), whose fields fill the keys not given.
     password_secret_arn: Option<String>,
+    /// RDS IAM database authentication: each new connection's password is a token signed
+    /// with the function's role (default `false`; excludes `password` and
+    /// `passwordSecretArn`; needs TLS and `host`, `database`, `username`).
+    iam_auth: Option<bool>,
     /// TLS to the server, certificate always verified (default `true`; `false` only for a
     /// loopback host).
     tls: Option<bool>,
@@ -84,6 +88,15 @@ pub struct RawConnectionPool {
     connection_timeout: Option<u64>,
 }
 
+/// How the emitter logs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// A password, plain or by ARN (hidden in `Debug`).
+    Password(SecretRef),
+    /// RDS IAM authentication: a token signed with the function's role per connection.
+    Iam,
+}
+
 /// A validated `tableMappings` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableMapping {
@@ -106,8 +119,8 @@ pub struct PostgresConfig {
     pub database: Option<String>,
     /// User (`None`: from the secret).
     pub username: Option<String>,
-    /// The password, plain or by ARN (hidden in `Debug`).
-    pub password: SecretRef,
+    /// How it logs in.
+    pub auth: Auth,
     /// Whether TLS is used (verification always on).
     pub tls: bool,
     /// Extra trusted CAs.
@@ -226,6 +239,35 @@ fn pool(
     Ok((size, Duration::from_secs(secs)))
 }
 
+/// How emitter `label` logs in: `iamAuth`, else `password` / `passwordSecretArn` (one of
+/// them required).
+fn auth(label: &str, raw: &RawPostgres) -> Result<Auth, ForwarderError> {
+    if raw.iam_auth == Some(true) {
+        if raw.password.is_some() || raw.password_secret_arn.is_some() {
+            return Err(err(
+                format!("{label}.iamAuth"),
+                "excludes password and passwordSecretArn (the password is a token signed with \
+                 the function's role)",
+            ));
+        }
+        return Ok(Auth::Iam);
+    }
+    secret_ref(
+        label,
+        "password",
+        "passwordSecretArn",
+        raw.password.as_ref(),
+        raw.password_secret_arn.as_ref(),
+    )?
+    .map(Auth::Password)
+    .ok_or_else(|| {
+        err(
+            format!("{label}.passwordSecretArn"),
+            "is required for type postgres (or iamAuth: true, or password for local runs only)",
+        )
+    })
+}
+
 fn non_empty(label: &str, key: &str, v: Option<String>) -> Result<Option<String>, ForwarderError> {
     match v {
         Some(s) if s.trim().is_empty() => Err(err(format!("{label}.{key}"), "must not be empty")),
@@ -237,20 +279,8 @@ impl EmitterSpec for PostgresConfig {
     type Raw = RawPostgres;
 
     fn validate(label: &str, raw: RawPostgres) -> Result<Self, ForwarderError> {
-        let password = secret_ref(
-            label,
-            "password",
-            "passwordSecretArn",
-            raw.password.as_ref(),
-            raw.password_secret_arn.as_ref(),
-        )?
-        .ok_or_else(|| {
-            err(
-                format!("{label}.passwordSecretArn"),
-                "is required for type postgres (or password, local runs only)",
-            )
-        })?;
-        let from_secret = matches!(password, SecretRef::Arn(_));
+        let auth = auth(label, &raw)?;
+        let from_secret = matches!(auth, Auth::Password(SecretRef::Arn(_)));
         let host = non_empty(label, "host", raw.host)?;
         let database = non_empty(label, "database", raw.database)?;
         let username = non_empty(label, "username", raw.username)?;
@@ -266,6 +296,12 @@ impl EmitterSpec for PostgresConfig {
             return Err(err(format!("{label}.port"), "must be 1..=65535 (got 0)"));
         }
         let tls = raw.tls.unwrap_or(true);
+        if auth == Auth::Iam && !tls {
+            return Err(err(
+                format!("{label}.tls"),
+                "must be true with iamAuth (RDS accepts IAM tokens over TLS only)",
+            ));
+        }
         if let Some(h) = &host
             && !tls
             && !is_loopback(h)
@@ -298,7 +334,7 @@ impl EmitterSpec for PostgresConfig {
             port: raw.port,
             database,
             username,
-            password,
+            auth,
             tls,
             ca_bundle: raw.ca_bundle,
             ca_bundle_only: raw.ca_bundle_only.unwrap_or(false),

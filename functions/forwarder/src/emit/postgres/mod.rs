@@ -6,7 +6,8 @@
 //! re-delivery never duplicates a row (a row already there counts as delivered). A value that
 //! does not fit its column fails its record only ([`rows`]); a statement the server refuses
 //! for its data is split in halves until the bad record is alone. Connections are kept in a
-//! small pool across warm invocations.
+//! small pool across warm invocations; each logs in with the password or, with `iamAuth`, a
+//! fresh RDS IAM token ([`iam`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,9 +22,10 @@ use crate::record::{Classified, Prepared};
 
 mod config;
 pub mod db;
+pub mod iam;
 pub mod rows;
 
-pub use config::{PostgresConfig, RawConnectionPool, RawPostgres, RawTableMapping, TableMapping};
+pub use config::{Auth, PostgresConfig, RawConnectionPool, RawPostgres, RawTableMapping, TableMapping};
 use db::{Schema, Target};
 use rows::{Column, Row};
 

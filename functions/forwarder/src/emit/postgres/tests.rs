@@ -58,6 +58,43 @@ fn host_database_and_username_may_come_from_the_rds_secret_only_with_a_secret_ar
     assert!(e.contains("passwordSecretArn"), "{e}");
 }
 
+const IAM: &str = r#""name":"pg","type":"postgres","host":"audit.cluster-abc.eu-west-1.rds.amazonaws.com","database":"audit","username":"forwarder","iamAuth":true"#;
+
+#[test]
+fn iam_auth_needs_no_password_and_logs_in_with_a_token() {
+    let c = pg(&format!("{{{IAM}}}"));
+    assert_eq!(c.auth, Auth::Iam);
+    assert!(c.tls);
+    let c = pg(&format!("{{{BASE}}}"));
+    assert!(matches!(c.auth, Auth::Password(_)));
+    let c = pg(&format!("{{{BASE},\"iamAuth\":false}}"));
+    assert!(matches!(c.auth, Auth::Password(_)));
+}
+
+#[test]
+fn iam_auth_with_a_password_without_tls_or_without_host_is_refused_naming_the_key() {
+    let arn = r#""passwordSecretArn":"arn:aws:secretsmanager:eu-west-1:1:secret:pg""#;
+    let cases = [
+        (format!("{{{IAM},{arn}}}"), "\"pg\").iamAuth"),
+        (format!("{{{IAM},\"password\":\"hunter2\"}}"), "\"pg\").iamAuth"),
+        (format!("{{{IAM},\"tls\":false}}"), "\"pg\").tls"),
+        (
+            format!("{{{},\"tls\":false}}", IAM.replace("audit.cluster-abc.eu-west-1.rds.amazonaws.com", "127.0.0.1")),
+            "\"pg\").tls",
+        ),
+        (
+            format!("{{{}}}", IAM.replace(r#""host":"audit.cluster-abc.eu-west-1.rds.amazonaws.com","#, "")),
+            "\"pg\").host",
+        ),
+        (format!("{{{}}}", IAM.replace(r#","username":"forwarder""#, "")), "\"pg\").username"),
+    ];
+    for (emitter, key) in cases {
+        let e = refusal(&emitter);
+        assert!(e.contains(key), "{emitter}: {e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}
+
 #[test]
 fn plaintext_to_a_remote_host_is_refused_naming_tls_and_allowed_to_loopback() {
     let e = refusal(&format!("{{{BASE},\"tls\":false}}"));
