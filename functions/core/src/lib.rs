@@ -11,6 +11,8 @@
 //! - [`json_pointer`]: RFC 6901 pointers; [`redact`]: redaction by pointer.
 //! - [`error`]: the error type of these mechanisms and error-chain formatting.
 //! - [`seqnum`], [`config`], [`secret`], [`metrics`] (CloudWatch EMF), [`aws`] (SDK set-up).
+//! - [`tally`]: reconciliation tallies (record identity and minute, count-and-sum digests, the
+//!   producer's and the forwarder's tallies, the per-window reconciliation object).
 
 pub mod aws;
 pub mod chunk;
@@ -28,5 +30,6 @@ pub mod retry;
 pub mod s3key;
 pub mod secret;
 pub mod seqnum;
+pub mod tally;
 
 pub use error::{Error, error_chain};
