@@ -11,16 +11,20 @@
 //! `time`: everything visible up to this time was written; the next run re-reads from
 //! `time - settle window`. `seen`: dedupe keys (event ids, or content hashes on legacy servers)
 //! of events written whose time is inside the re-read window, with their times for pruning.
+//! `tally` (when the store has a [`TallyRecorder`]): what was put per minute of event time, for
+//! the reconciler (see [`crate::tally`]); saved with the cursor it belongs to.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use authtrail_core::envelope::{EventKind, format_timestamp};
+use authtrail_core::tally::line::ProducerTally;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CheckpointStoreError, ProducerError};
 use crate::lease::Lease;
+use crate::tally::TallyRecorder;
 
 /// Server flavour remembered in the cursor (the seen keys are ids or hashes accordingly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +71,9 @@ pub struct Checkpoint {
     /// When the document was last saved (ISO-8601).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// What was put per minute of event time (for the reconciler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tally: Option<ProducerTally>,
 }
 
 impl Checkpoint {
@@ -100,6 +107,7 @@ impl Default for Checkpoint {
             user: None,
             admin: None,
             updated_at: None,
+            tally: None,
         }
     }
 }
@@ -125,6 +133,11 @@ pub trait CheckpointStore: Send + Sync {
         body: Vec<u8>,
         condition: Condition,
     ) -> impl Future<Output = Result<String, CheckpointStoreError>> + Send;
+    /// The recorder of records put since the last save, whose tally every save of a run's
+    /// checkpoint carries (`None`: no tally is kept).
+    fn tally_recorder(&self) -> Option<&TallyRecorder> {
+        None
+    }
 }
 
 /// Reads and parses the checkpoint object: the document and its ETag, or an empty document
@@ -133,6 +146,11 @@ pub trait CheckpointStore: Send + Sync {
 pub async fn load<C: CheckpointStore>(
     store: &C,
 ) -> Result<(Checkpoint, Option<String>), ProducerError> {
+    // A run starts (or ends after a failure) here: records noted and not saved belong to a run
+    // that failed, and are put again by the next one.
+    if let Some(recorder) = store.tally_recorder() {
+        recorder.discard();
+    }
     match store.load().await? {
         None => Ok((Checkpoint::default(), None)),
         Some((body, etag)) => {
@@ -168,12 +186,15 @@ struct CheckpointView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     admin: Option<&'a KindCursor>,
     updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tally: Option<&'a ProducerTally>,
 }
 
 impl HeldCheckpoint {
     /// Saves the document, with `cursor`'s kind replaced by it when given, on condition that
     /// the object is unchanged since the last save. Someone else's change is
-    /// [`ProducerError::LeaseLost`].
+    /// [`ProducerError::LeaseLost`]. With a tally recorder, the tally saved is the last one
+    /// plus the records put since.
     pub async fn save<C: CheckpointStore>(
         &mut self,
         store: &C,
@@ -184,12 +205,17 @@ impl HeldCheckpoint {
             Some((EventKind::Admin, c)) => (self.doc.user.as_ref(), Some(c)),
             None => (self.doc.user.as_ref(), self.doc.admin.as_ref()),
         };
+        let now = crate::pull::now_ms();
+        let staged = store
+            .tally_recorder()
+            .map(|r| r.take_into(self.doc.tally.as_ref(), user, admin, now));
         let view = CheckpointView {
             version: 1,
             lease: self.doc.lease.as_ref(),
             user,
             admin,
-            updated_at: format_timestamp(crate::pull::now_ms()),
+            updated_at: format_timestamp(now),
+            tally: staged.as_ref().or(self.doc.tally.as_ref()),
         };
         let body = serde_json::to_vec(&view).map_err(ProducerError::CheckpointEncode)?;
         match store
@@ -198,6 +224,9 @@ impl HeldCheckpoint {
         {
             Ok(etag) => {
                 self.etag = etag;
+                if staged.is_some() {
+                    self.doc.tally = staged;
+                }
                 Ok(())
             }
             Err(CheckpointStoreError::Conflict) => Err(ProducerError::LeaseLost),
@@ -211,6 +240,7 @@ pub struct S3CheckpointStore {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    tally: Option<Arc<TallyRecorder>>,
 }
 
 impl S3CheckpointStore {
@@ -220,7 +250,14 @@ impl S3CheckpointStore {
             client,
             bucket: bucket.to_string(),
             key: key.to_string(),
+            tally: None,
         }
+    }
+
+    /// Keeps the reconciliation tally of `recorder` in the checkpoint.
+    pub fn with_tally(mut self, recorder: Arc<TallyRecorder>) -> Self {
+        self.tally = Some(recorder);
+        self
     }
 
     fn location(&self) -> String {
@@ -304,6 +341,10 @@ impl CheckpointStore for S3CheckpointStore {
             }),
         }
     }
+
+    fn tally_recorder(&self) -> Option<&TallyRecorder> {
+        self.tally.as_deref()
+    }
 }
 
 /// In-memory store with the same conditional semantics, for unit tests and benchmarks.
@@ -318,9 +359,19 @@ pub struct MemoryCheckpointStore {
     /// When set, every save after this many successful ones fails as if the process had died
     /// before the write landed (nothing is stored, not even the lease release).
     pub crash_after_saves: Mutex<Option<usize>>,
+    /// The reconciliation tally's recorder, when the test keeps a tally.
+    pub tally: Option<Arc<TallyRecorder>>,
 }
 
 impl MemoryCheckpointStore {
+    /// An empty store whose saves keep the tally of `recorder`.
+    pub fn with_tally(recorder: Arc<TallyRecorder>) -> Self {
+        Self {
+            tally: Some(recorder),
+            ..Self::default()
+        }
+    }
+
     /// The current object, parsed.
     pub fn current(&self) -> Option<Checkpoint> {
         let guard = self.inner.lock().ok()?;
@@ -380,6 +431,10 @@ impl CheckpointStore for MemoryCheckpointStore {
         *guard = Some((body, version));
         self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(format!("\"{version}\""))
+    }
+
+    fn tally_recorder(&self) -> Option<&TallyRecorder> {
+        self.tally.as_deref()
     }
 }
 

@@ -5,8 +5,8 @@
 //! against in-memory fakes: [`mpas::EventSource`], [`authtrail_core::put_batch::BatchWriter`] (the sink),
 //! [`checkpoint::CheckpointStore`]. Where things are: [`pull`] (the algorithm, with its modern
 //! and legacy variants), [`lease`], [`checkpoint`], [`sink`] (one file per sink), [`record`]
-//! (the envelope), [`summary`] (the run summary), [`error`] (every failure and its
-//! `errorType`).
+//! (the envelope), [`summary`] (the run summary), [`tally`] (what was put per minute, for the
+//! reconciler), [`error`] (every failure and its `errorType`).
 
 pub mod checkpoint;
 pub mod config;
@@ -17,6 +17,7 @@ pub mod pull;
 pub mod record;
 pub mod sink;
 pub mod summary;
+pub mod tally;
 
 use authtrail_core::config::ConfigError;
 use authtrail_core::put_batch::BatchWriter;
@@ -33,9 +34,11 @@ use crate::mpas::{ClientOptions, HttpEventSource};
 use crate::pull::{Producer, PullSettings};
 use crate::sink::{AnySink, FirehoseClient, KinesisSink};
 use crate::summary::RunSummary;
+use crate::tally::{TallyRecorder, TallySink};
 
-/// The producer as deployed: HTTPS to MPAS, Kinesis or Firehose, S3 checkpoint.
-pub type LambdaProducer = Producer<HttpEventSource, AnySink, S3CheckpointStore>;
+/// The producer as deployed: HTTPS to MPAS, Kinesis or Firehose (tallied for the reconciler),
+/// S3 checkpoint.
+pub type LambdaProducer = Producer<HttpEventSource, TallySink<AnySink>, S3CheckpointStore>;
 
 /// Builds the redactors of both kinds from the settings (the hash key already resolved).
 pub fn build_redactors(
@@ -109,11 +112,18 @@ pub async fn init(
             stream,
         )),
     };
+    let recorder = std::sync::Arc::new(TallyRecorder::new(
+        settings.settle_window,
+        settings.user_events,
+        settings.admin_events,
+    ));
+    let sink = TallySink::new(sink, recorder.clone());
     let store = S3CheckpointStore::new(
         authtrail_core::aws::s3_client(sdk),
         &settings.checkpoint_bucket,
         &settings.checkpoint_key,
-    );
+    )
+    .with_tally(recorder);
     Ok(Producer::new(
         PullSettings::from(settings),
         source,
