@@ -1738,3 +1738,167 @@ fn the_mpas_base_url_must_be_https_unless_it_is_a_loopback_host() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The forwarder inside a VPC and RDS IAM authentication (brokers and databases in a VPC)
+// ---------------------------------------------------------------------------------------------
+
+const FORWARDER_STACKS: &[&str] = &["siem-forwarder.yaml", "pipeline.yaml"];
+const RDS_CONNECT_ARN: &str = "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${DatabaseResourceId}/${DatabaseIamUser}";
+
+#[test]
+fn the_forwarder_joins_a_vpc_and_may_connect_to_rds_with_iam_only_when_their_parameters_are_given()
+{
+    let no_value = json!({"Ref": "AWS::NoValue"});
+    for name in FORWARDER_STACKS {
+        let t = template_json(name);
+        let p = parameters(&t);
+        for list in ["ForwarderSubnetIds", "ForwarderSecurityGroupIds"] {
+            assert_eq!(p[list]["Type"], "CommaDelimitedList", "{name} {list}");
+            assert_eq!(
+                p[list]["Default"], "",
+                "{name}: {list} is empty (no VPC) by default"
+            );
+        }
+        for (param, good, bad) in [
+            (
+                "DatabaseResourceId",
+                [
+                    "",
+                    "db-ABCDEFGHIJKLMNOPQRSTUVWXY1",
+                    "cluster-ABCDEFGHIJKL0123",
+                ],
+                "arn:aws:rds:eu-west-1:123456789012:db:audit",
+            ),
+            (
+                "DatabaseIamUser",
+                ["", "authtrail_writer", "forwarder"],
+                "writer\"}",
+            ),
+        ] {
+            assert_eq!(p[param]["Default"], "", "{name} {param}");
+            for v in good {
+                assert!(
+                    parameter_accepts(&p[param], v),
+                    "{name}: {param} refuses {v:?}"
+                );
+            }
+            assert!(
+                !parameter_accepts(&p[param], bad),
+                "{name}: {param} accepts {bad:?}"
+            );
+        }
+        assert_eq!(
+            t["Conditions"]["ForwarderInVpc"],
+            json!({"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "ForwarderSubnetIds"}]}, ""]}]}),
+            "{name}"
+        );
+        assert_eq!(
+            t["Conditions"]["HasDatabaseIam"],
+            json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "DatabaseResourceId"}, ""]}]}),
+            "{name}"
+        );
+        for rule in [
+            "ForwarderVpcNeedsSubnetsAndSecurityGroups",
+            "DatabaseIamNeedsUser",
+            "DatabaseIamNeedsResourceId",
+        ] {
+            assert!(t["Rules"][rule].is_object(), "{name}: rule {rule}");
+        }
+        let (_, f) = resources_of(&t, "AWS::Lambda::Function")
+            .into_iter()
+            .find(|(_, f)| function_crate(f) == "forwarder")
+            .unwrap();
+        assert_eq!(
+            f["Properties"]["VpcConfig"],
+            json!({"Fn::If": ["ForwarderInVpc",
+                {"SubnetIds": {"Ref": "ForwarderSubnetIds"}, "SecurityGroupIds": {"Ref": "ForwarderSecurityGroupIds"}},
+                no_value]}),
+            "{name}: VpcConfig only when subnets are given"
+        );
+        let role_id = f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap();
+        let role = &t["Resources"][role_id]["Properties"];
+        assert_eq!(
+            role["ManagedPolicyArns"],
+            json!({"Fn::If": ["ForwarderInVpc",
+                [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"}],
+                no_value]}),
+            "{name}: the network-interface permissions a VPC function needs, only in a VPC"
+        );
+        let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap();
+        let connect = json!({"Fn::If": ["HasDatabaseIam",
+            {"Sid": "ConnectDatabaseWithIam", "Effect": "Allow", "Action": "rds-db:connect",
+             "Resource": {"Fn::Sub": RDS_CONNECT_ARN}},
+            no_value]});
+        assert!(
+            statements.contains(&connect),
+            "{name}: rds-db:connect on the one database user, only when given"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forwarder_stacks_in_a_vpc_set_vpc_config_and_grant_rds_iam_connect_to_one_database_user() {
+    let aws = Aws::start().await;
+    let stream_arn = aws.emu.create_stream("vpc-events", 1).await.unwrap();
+    let subnets = "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788";
+    let groups = "sg-0123456789abcdef0";
+    let vpc = [
+        ("ForwarderSubnetIds", subnets),
+        ("ForwarderSecurityGroupIds", groups),
+        ("DatabaseResourceId", "db-ABCDEFGHIJKLMNOPQRSTUVWXY1"),
+        ("DatabaseIamUser", "authtrail_writer"),
+        ("ForwarderConfig", STDOUT_FORWARDER_CONFIG),
+        ("CodeBucket", CODE_BUCKET),
+    ];
+    let siem: Vec<(&str, &str)> = vpc
+        .iter()
+        .copied()
+        .chain([("StreamArn", stream_arn.as_str())])
+        .collect();
+    let pipeline: Vec<(&str, &str)> = vpc
+        .iter()
+        .copied()
+        .chain([("StreamName", "vpc-pipeline-events")])
+        .collect();
+    let connect = (
+        set(&["rds-db:connect"]),
+        set(&[
+            "arn:aws:rds-db:us-east-1:123456789012:dbuser:db-ABCDEFGHIJKLMNOPQRSTUVWXY1/authtrail_writer",
+        ]),
+    );
+    for (stack_name, template, params) in [
+        ("siem-vpc", "siem-forwarder.yaml", siem),
+        ("pipeline-vpc", "pipeline.yaml", pipeline),
+    ] {
+        let stack = aws.create_stack(stack_name, template, &params).await;
+        let f = aws.function(stack.output("ForwarderFunctionName")).await;
+        let v = f.vpc_config().expect("VpcConfig");
+        assert_eq!(v.subnet_ids().join(","), subnets, "{template}");
+        assert_eq!(v.security_group_ids().join(","), groups, "{template}");
+        let perms = aws.role_statements(stack.physical("ForwarderRole")).await;
+        assert_eq!(
+            perms.get("ConnectDatabaseWithIam"),
+            Some(&connect),
+            "{template}"
+        );
+    }
+    // Without the parameters: no VPC, no rds-db:connect.
+    let stack = aws
+        .create_stack(
+            "siem-plain",
+            "siem-forwarder.yaml",
+            &[
+                ("StreamArn", &stream_arn),
+                ("ForwarderConfig", STDOUT_FORWARDER_CONFIG),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    let f = aws.function(stack.output("ForwarderFunctionName")).await;
+    assert!(f.vpc_config().is_none_or(|v| v.subnet_ids().is_empty()));
+    let perms = aws.role_statements(stack.physical("ForwarderRole")).await;
+    assert!(!perms.contains_key("ConnectDatabaseWithIam"));
+}
