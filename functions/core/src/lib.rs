@@ -11,6 +11,8 @@
 //! - [`json_pointer`]: RFC 6901 pointers; [`redact`]: redaction by pointer.
 //! - [`error`]: the error type of these mechanisms and error-chain formatting.
 //! - [`seqnum`], [`config`], [`secret`], [`metrics`] (CloudWatch EMF), [`aws`] (SDK set-up).
+//! - [`preflight`]: the preflight report and the S3 conditional-write probe every function runs
+//!   when invoked with `{"authtrail": "preflight"}`.
 //! - [`tally`]: reconciliation tallies (record identity and minute, count-and-sum digests, the
 //!   producer's and the forwarder's tallies, the per-window reconciliation object).
 
@@ -24,6 +26,7 @@ pub mod firehose;
 pub mod json_pointer;
 pub mod kinesis;
 pub mod metrics;
+pub mod preflight;
 pub mod put_batch;
 pub mod redact;
 pub mod retry;
