@@ -5,6 +5,7 @@
 //! emulator-specific in the functions themselves: they read the standard `AWS_*` variables that
 //! [`Emulator::env`] returns.
 
+pub mod activemq;
 mod postgres;
 mod proxy;
 
