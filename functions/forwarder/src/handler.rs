@@ -82,6 +82,9 @@ impl Handler {
             ForwarderEvent::Scheduled => self.forwarder.redrive_all(deadline, request_id).await,
         };
         log_summary(&result, started.elapsed(), request_id);
+        if let Some(tally) = &result.tally {
+            crate::tally::emit(tally);
+        }
         let mut response = KinesisEventResponse::default();
         for seq in &result.failures {
             if seq.is_empty() {

@@ -12,6 +12,7 @@
 //! - [`spool`]: the per-emitter spool in S3, its redrive and breaker.
 //! - [`handler`]: the Lambda handler (Kinesis batches and scheduled redrives); [`error`]: the
 //!   error type and the `errorType` names Lambda reports.
+//! - [`tally`]: the reconciliation tally line of each Kinesis invocation.
 //!
 //! `main.rs` only wires: [`Handler::from_env`] then [`Handler::handle`] per invocation.
 
@@ -26,6 +27,7 @@ pub mod kinesis;
 pub mod record;
 pub mod replay;
 pub mod spool;
+pub mod tally;
 
 pub use error::ForwarderError;
 pub use forward::build;

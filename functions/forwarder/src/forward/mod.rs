@@ -166,6 +166,10 @@ pub struct BatchResult {
     pub spool_write_failures: usize,
     /// Per emitter, by name.
     pub emitters: Vec<(String, EmitterStats)>,
+    /// The reconciliation tally of the records finished (Kinesis batches only; see
+    /// [`crate::tally`]).
+    #[serde(skip)]
+    pub tally: Option<authtrail_core::tally::line::ForwarderTally>,
 }
 
 /// Where one record stands with one emitter.
@@ -270,6 +274,7 @@ impl Forwarder {
         )
         .await;
         self.add_spool_stats(&mut stats, &redrives);
+        let tally = crate::tally::of_batch(&self.slots, records, &statuses, &done);
         BatchResult {
             failures: records
                 .iter()
@@ -283,6 +288,7 @@ impl Forwarder {
             dead_letter_errors,
             spool_write_failures,
             emitters: self.named(stats),
+            tally,
         }
     }
 
