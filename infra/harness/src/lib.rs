@@ -6,6 +6,7 @@
 //! [`Emulator::env`] returns.
 
 pub mod activemq;
+pub mod kafka;
 mod postgres;
 mod proxy;
 

@@ -237,7 +237,7 @@ mod tests {
             assert_eq!(EmitterType::parse(t.as_str()), Some(t));
             assert_eq!(
                 t.setting_keys().is_empty(),
-                matches!(t, EmitterType::Stdout | EmitterType::Kafka),
+                matches!(t, EmitterType::Stdout),
                 "{t:?}"
             );
         }
