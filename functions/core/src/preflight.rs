@@ -212,8 +212,8 @@ pub struct BucketProbe<'a> {
     pub key: &'a str,
     /// Also check `If-Match` (the producer's cursor is replaced with `If-Match: <ETag>`).
     pub if_match: bool,
-    /// Delete the probe object afterwards (when the caller may); else it stays, a few bytes,
-    /// and the next preflight finds it.
+    /// Delete the probe object afterwards (when the caller may); else it stays (empty) and
+    /// the next preflight finds it.
     pub delete: bool,
 }
 
@@ -334,16 +334,14 @@ async fn put_probe(
     key: &str,
     cond: Cond<'_>,
 ) -> Result<Option<String>, S3Failure> {
-    let body = format!(
-        "authtrail preflight probe, {}\n",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    );
+    // Empty, so that whatever reads the prefix line by line (dead letters, the archive's
+    // readers) finds nothing in it; the metadata says what it is.
     let req = s3
         .put_object()
         .bucket(bucket)
         .key(key)
-        .content_type("text/plain")
-        .body(body.into_bytes().into());
+        .metadata("authtrail", "preflight probe")
+        .body(Vec::new().into());
     let req = match cond {
         Cond::IfNoneMatch => req.if_none_match("*"),
         Cond::IfMatch(etag) => req.if_match(etag),

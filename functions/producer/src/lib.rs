@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod lease;
 pub mod mpas;
+pub mod preflight;
 pub mod pull;
 pub mod record;
 pub mod sink;
@@ -63,9 +64,17 @@ pub fn build_redactors(
 
 /// Cold start: reads and validates the configuration, resolves secrets, builds the clients.
 pub async fn init_from_env() -> Result<LambdaProducer, ProducerError> {
+    init_with_preflight_from_env().await.map(|(p, _)| p)
+}
+
+/// [`init_from_env`], keeping the settings for the checks of the preflight test payload
+/// ([`preflight::Preflight`]).
+pub async fn init_with_preflight_from_env()
+-> Result<(LambdaProducer, preflight::Preflight), ProducerError> {
     let settings = Settings::from_env()?;
     let sdk = authtrail_core::aws::load_sdk_config().await;
-    init(&settings, &sdk).await
+    let producer = init(&settings, &sdk).await?;
+    Ok((producer, preflight::Preflight::new(settings, sdk)))
 }
 
 /// Builds the deployed producer from validated settings.
