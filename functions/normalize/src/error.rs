@@ -8,7 +8,4 @@ pub enum NormalizeError {
     /// The normalised record could not be written as JSON.
     #[error("normalised record not serializable: {0}")]
     Serialize(#[source] serde_json::Error),
-    /// The JSON writer produced bytes that are not UTF-8 (never expected).
-    #[error("normalised record is not UTF-8")]
-    NotUtf8,
 }

@@ -222,7 +222,8 @@ fn write_json<T: serde::Serialize + ?Sized>(
     let mut buf = std::mem::take(out).into_bytes();
     let result = serde_json::to_writer(&mut buf, value).map_err(NormalizeError::Serialize);
     // serde_json writes UTF-8 only; the check keeps this free of `unsafe`.
-    *out = String::from_utf8(buf).map_err(|_| NormalizeError::NotUtf8)?;
+    *out = String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     result
 }
 

@@ -1,6 +1,6 @@
 //! The settings every emitter has (`name`, `type`, `enabled`, `include` / `exclude`,
-//! `buffering`, `emitTimeoutInSec`, `filterPolicies`, `redaction`) and the check of the keys
-//! that belong to its type, which its folder under [`crate::emit`] validates.
+//! `buffering`, `emitTimeoutInSec`, `filterPolicies`, `redaction`, `format`) and the check of
+//! the keys that belong to its type, which its folder under [`crate::emit`] validates.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::buffering::{Buffering, RawBuffering, validate_buffering};
 use super::filter::{RawFilterPolicies, validate_filter};
 use super::redaction::{RawRedaction, validate_redaction};
-use super::{TransformConfig, err, keeps_its_text};
+use super::{Format, TransformConfig, err, keeps_its_text};
 use crate::ForwarderError;
 use crate::emit::{EmitterSettings, EmitterType};
 use crate::filter::Selector;
@@ -40,6 +40,10 @@ pub(crate) struct RawEmitter {
     filter_policies: Option<RawFilterPolicies>,
     /// This emitter's redaction, instead of the top-level one.
     redaction: Option<RawRedaction>,
+    /// How records leave: `raw` (default: the record's JSON as it is), `ocsf`, `ecs`, or `cef`
+    /// (syslog only). An `http` emitter's `format` also takes its body framings `ndjson` and
+    /// `json-array` (raw records), as before.
+    format: Option<Value>,
     /// Every other key: the settings of the emitter's type.
     #[serde(flatten)]
     settings: Map<String, Value>,
@@ -60,7 +64,11 @@ pub struct EmitterConfig {
     pub buffering: Buffering,
     /// `emitTimeoutInSec`.
     pub emit_timeout: Duration,
-    /// `Some` when this emitter overrides the top-level filter policies or redaction.
+    /// `format`: how records leave (`raw` unless set).
+    pub format: Format,
+    /// `Some` when this emitter's transform is not the top-level one: its own filter policies
+    /// or redaction, or a format other than `raw` (then set by [`super::ForwarderConfig`]'s
+    /// validation, with the top-level filter and redaction unless it has its own).
     pub transform_override: Option<TransformConfig>,
     /// The settings of its type.
     pub settings: EmitterSettings,
@@ -116,11 +124,17 @@ pub(crate) fn validate_emitter(
                 e.filter_policies.as_ref(),
             )?,
             redaction: validate_redaction(&format!("{label}.redaction"), e.redaction.as_ref())?,
+            format: Format::Raw,
         })
     } else {
         None
     };
-    let settings = EmitterSettings::validate(kind, label, e.settings)?;
+    let mut type_settings = e.settings;
+    let format = validate_format(label, kind, e.format, &mut type_settings)?;
+    let mut settings = EmitterSettings::validate(kind, label, type_settings)?;
+    if let EmitterSettings::Syslog(syslog) = &mut settings {
+        syslog.cef = format == Format::Cef;
+    }
     Ok(EmitterConfig {
         name: e.name,
         kind,
@@ -128,9 +142,61 @@ pub(crate) fn validate_emitter(
         selector,
         buffering,
         emit_timeout,
+        format,
         transform_override,
         settings,
     })
+}
+
+/// The body framings of type `http` that its `format` key has always taken (raw records).
+const HTTP_FRAMINGS: &[&str] = &["ndjson", "json-array", "json"];
+
+/// `format`: `raw`, `ocsf`, `ecs`, or `cef` for `syslog`. For type `http` the key also takes
+/// the body framings `ndjson` and `json-array`, handed to the type's own settings (the records
+/// stay raw).
+fn validate_format(
+    label: &str,
+    kind: EmitterType,
+    value: Option<Value>,
+    type_settings: &mut Map<String, Value>,
+) -> Result<Format, ForwarderError> {
+    let key = format!("{label}.format");
+    let Some(value) = value else {
+        return Ok(Format::Raw);
+    };
+    let Some(name) = value.as_str() else {
+        return Err(err(key, "must be a string"));
+    };
+    if kind == EmitterType::Http && HTTP_FRAMINGS.contains(&name) {
+        type_settings.insert("format".into(), value);
+        return Ok(Format::Raw);
+    }
+    let names: Vec<&str> = Format::ALL
+        .iter()
+        .filter(|f| **f != Format::Cef || kind == EmitterType::Syslog)
+        .map(|f| f.as_str())
+        .collect();
+    let extra = if kind == EmitterType::Http {
+        ", or the body framings ndjson, json-array"
+    } else {
+        ""
+    };
+    match Format::parse(name) {
+        Some(Format::Cef) if kind != EmitterType::Syslog => Err(err(
+            key,
+            format!(
+                "cef is only for type syslog (CEF lines travel in syslog messages); type {} \
+                 takes {}{extra}",
+                kind.as_str(),
+                names.join(", ")
+            ),
+        )),
+        Some(format) => Ok(format),
+        None => Err(err(
+            key,
+            format!("must be one of {}{extra} (got {name:?})", names.join(", ")),
+        )),
+    }
 }
 
 /// `include` / `exclude`: non-empty event type names.
@@ -213,5 +279,122 @@ impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
         option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
         ignored_any
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::ForwarderConfig;
+    use super::*;
+
+    fn parse(emitter: &str, top: &str) -> Result<ForwarderConfig, ForwarderError> {
+        ForwarderConfig::parse(&format!(r#"{{"emitters": [{emitter}]{top}}}"#))
+    }
+
+    fn message(emitter: &str) -> String {
+        parse(emitter, "").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn format_defaults_to_raw_and_takes_ocsf_and_ecs_on_every_type() {
+        let c = parse(r#"{"name": "s", "type": "stdout"}"#, "").unwrap();
+        assert_eq!(c.emitters[0].format, Format::Raw);
+        assert_eq!(c.emitters[0].transform_override, None);
+        for (ty, extra) in [
+            ("stdout", ""),
+            ("http", r#", "url": "https://siem.example/in""#),
+            ("firehose", r#", "deliveryStream": "d""#),
+            ("syslog", r#", "host": "collector.example""#),
+        ] {
+            for f in ["ocsf", "ecs"] {
+                let c = parse(
+                    &format!(r#"{{"name": "e", "type": "{ty}", "format": "{f}"{extra}}}"#),
+                    "",
+                )
+                .unwrap();
+                assert_eq!(c.emitters[0].format.as_str(), f, "{ty}");
+            }
+        }
+    }
+
+    #[test]
+    fn cef_is_refused_outside_syslog_naming_the_key() {
+        let m = message(
+            r#"{"name": "web", "type": "http", "url": "https://siem.example/in", "format": "cef"}"#,
+        );
+        assert!(
+            m.contains(r#"emitters[0] ("web").format"#) && m.contains("only for type syslog"),
+            "{m}"
+        );
+        assert!(
+            m.contains("raw, ocsf, ecs, or the body framings ndjson, json-array"),
+            "{m}"
+        );
+        let m = message(r#"{"name": "out", "type": "stdout", "format": "cef"}"#);
+        assert!(
+            m.contains(r#"("out").format"#) && m.contains("takes raw, ocsf, ecs"),
+            "{m}"
+        );
+        let c = parse(
+            r#"{"name": "sl", "type": "syslog", "host": "collector.example", "format": "cef"}"#,
+            "",
+        )
+        .unwrap();
+        let EmitterSettings::Syslog(s) = &c.emitters[0].settings else {
+            panic!("not syslog")
+        };
+        assert!(s.cef);
+        assert_eq!(c.emitters[0].format, Format::Cef);
+    }
+
+    #[test]
+    fn unknown_and_non_string_formats_are_refused_naming_the_key() {
+        let m = message(r#"{"name": "s", "type": "stdout", "format": "leef"}"#);
+        assert!(
+            m.contains(r#"("s").format"#)
+                && m.contains(r#"must be one of raw, ocsf, ecs (got "leef")"#),
+            "{m}"
+        );
+        let m = message(r#"{"name": "s", "type": "syslog", "host": "h", "format": "OCSF"}"#);
+        assert!(m.contains("must be one of raw, ocsf, ecs, cef"), "{m}");
+        let m = message(r#"{"name": "s", "type": "stdout", "format": 3}"#);
+        assert!(m.contains(r#"("s").format: must be a string"#), "{m}");
+    }
+
+    #[test]
+    fn http_body_framings_keep_working_under_the_format_key() {
+        let c = parse(
+            r#"{"name": "w", "type": "http", "url": "https://siem.example/in", "format": "json-array"}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.emitters[0].format, Format::Raw);
+        let EmitterSettings::Http(h) = &c.emitters[0].settings else {
+            panic!("not http")
+        };
+        assert!(matches!(h.format, crate::emit::http::HttpFormat::JsonArray));
+    }
+
+    #[test]
+    fn a_format_uses_the_top_level_filter_and_redaction_unless_the_emitter_has_its_own() {
+        let top = r#", "redaction": {"fields": ["/event/ipAddress"]}"#;
+        let c = parse(
+            r#"{"name": "a", "type": "stdout", "format": "ocsf"},
+               {"name": "b", "type": "stdout", "format": "ecs", "redaction": {"fields": ["/event/userId"]}},
+               {"name": "c", "type": "stdout"}"#,
+            top,
+        )
+        .unwrap();
+        let a = c.emitters[0].transform_override.as_ref().unwrap();
+        assert_eq!(
+            (a.format, &a.redaction),
+            (Format::Ocsf, &c.transform.redaction)
+        );
+        let b = c.emitters[1].transform_override.as_ref().unwrap();
+        assert_eq!(b.format, Format::Ecs);
+        assert_ne!(b.redaction, c.transform.redaction);
+        assert_eq!(c.emitters[2].transform_override, None);
+        assert_eq!(c.transform.format, Format::Raw);
     }
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::ForwarderError;
 use crate::filter::FieldFilter;
+pub use authtrail_normalize::Format;
 
 pub mod buffering;
 pub mod emitter;
@@ -67,13 +68,16 @@ struct RawConfig {
 }
 
 /// The transform applied to records before they leave the function: field filter, then
-/// redaction. The top-level one applies to every emitter without its own override.
+/// redaction, then the emitter's `format`. The top-level one (format `raw`) applies to every
+/// emitter without its own override; records are transformed once per distinct transform.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransformConfig {
     /// `filterPolicies.field`.
     pub filter: FieldFilter,
     /// `redaction`.
     pub redaction: Option<RedactionConfig>,
+    /// The emitter's `format` (`raw` at the top level).
+    pub format: Format,
 }
 
 /// Which emitters must take a record for it to be done.
@@ -199,7 +203,20 @@ fn validate(raw: RawConfig) -> Result<ForwarderConfig, ForwarderError> {
     let transform = TransformConfig {
         filter: filter::validate_filter("filterPolicies", raw.filter_policies.as_ref())?,
         redaction: redaction::validate_redaction("redaction", raw.redaction.as_ref())?,
+        format: Format::Raw,
     };
+    // An emitter with a format of its own transforms with the top-level filter and redaction
+    // (or its own) into that format.
+    for e in &mut emitters {
+        if e.format != Format::Raw {
+            let mut own = e
+                .transform_override
+                .take()
+                .unwrap_or_else(|| transform.clone());
+            own.format = e.format;
+            e.transform_override = Some(own);
+        }
+    }
     let retry = retry::validate_retry(raw.retry)?;
     let spool = spool::validate_spool(raw.spool)?;
     Ok(ForwarderConfig {

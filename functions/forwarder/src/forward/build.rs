@@ -26,7 +26,7 @@ async fn build_transform(
     let redactor = redactor
         .transpose()
         .map_err(|e| err("redaction", e.to_string()))?;
-    Ok(Transform::new(t.filter.clone(), redactor))
+    Ok(Transform::new(t.filter.clone(), redactor).with_format(t.format))
 }
 
 /// Builds the forwarder from a validated configuration: reads secrets, builds one client per
@@ -38,13 +38,20 @@ pub async fn build(
     dlq_prefix: &str,
 ) -> Result<Forwarder, ForwarderError> {
     let mut profiles = vec![build_transform(sdk, &config.transform).await?];
+    // One profile per distinct transform (filter, redaction, format): records are transformed
+    // once per profile, however many emitters share it.
+    let mut distinct = vec![&config.transform];
     let mut slots = Vec::new();
     for e in &config.emitters {
         let profile = match &e.transform_override {
-            Some(t) => {
-                profiles.push(build_transform(sdk, t).await?);
-                profiles.len() - 1
-            }
+            Some(t) => match distinct.iter().position(|d| *d == t) {
+                Some(i) => i,
+                None => {
+                    profiles.push(build_transform(sdk, t).await?);
+                    distinct.push(t);
+                    profiles.len() - 1
+                }
+            },
             None => 0,
         };
         slots.push(Slot {

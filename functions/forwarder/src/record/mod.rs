@@ -1,7 +1,8 @@
 //! One stream record: parsed once and classified ([`classify`]: its event type names for
 //! `include` / `exclude`), then transformed ([`transform`]: field filter, redaction, mostly by
-//! splicing the original text, [`splice`] over the byte scanner [`scan`]) into a [`Prepared`]
-//! record that emitters format.
+//! splicing the original text, [`splice`] over the byte scanner [`scan`]; then the emitter's
+//! `format`, OCSF / ECS / CEF by `authtrail_normalize`) into a [`Prepared`] record that
+//! emitters send.
 //!
 //! Event type names of a record (all of them are matched by `include` / `exclude`):
 //! - Contract 1 envelope, `eventType: user-event`: `user-event` and `event.type` (`LOGIN_ERROR`).
@@ -47,8 +48,12 @@ pub struct Prepared {
     pub index: usize,
     /// Its classification.
     pub class: Arc<Classified>,
-    /// The filtered and redacted record as one line of JSON (no trailing newline).
+    /// The filtered and redacted record as one line of JSON (no trailing newline): as it came
+    /// (format `raw`), or its OCSF event or ECS document (formats `ocsf`, `ecs`). With format
+    /// `cef` the JSON record, which the spool and dead letters keep.
     pub json: String,
+    /// With format `cef`: the record's CEF line, which the syslog emitter sends.
+    pub cef: Option<String>,
     /// Stable document id ([`transform::doc_id`]): the event id (`event.id` of a Contract 1
     /// envelope, a top-level `id` otherwise), else the hex SHA-256 of the record's bytes as
     /// received.
@@ -59,6 +64,27 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The record's CEF line: the one the transform made, else made now from the JSON record
+    /// (spooled and replayed records keep their JSON).
+    pub fn cef_line(&self) -> String {
+        if let Some(line) = &self.cef {
+            return line.clone();
+        }
+        let value = serde_json::from_str::<Value>(&self.json).unwrap_or(Value::Null);
+        let mut out = String::new();
+        let class = transform::classification(&self.class);
+        match authtrail_normalize::render(
+            authtrail_normalize::Format::Cef,
+            &value,
+            &class,
+            Some(&self.json),
+            &mut out,
+        ) {
+            Ok(()) => out,
+            Err(_) => self.json.clone(),
+        }
+    }
+
     /// The transformed record as a `serde_json::Value` (dead letters, tests).
     pub fn value(&self) -> Option<Value> {
         serde_json::from_str(&self.json).ok()

@@ -1,11 +1,14 @@
 //! The transform every record goes through before it leaves the function: the field filter,
-//! then redaction. Mostly done on the record's text ([`super::splice`]); the
-//! `serde_json::Value` path defines the behaviour and takes the cases the text path does not
-//! handle.
+//! then redaction, then the emitter's format. Filter and redaction are mostly done on the
+//! record's text ([`super::splice`]); the `serde_json::Value` path defines the behaviour and
+//! takes the cases the text path does not handle. Formats other than `raw` read the
+//! transformed record into a `serde_json::Value` once and render it with
+//! `authtrail_normalize`, so redaction always comes before mapping.
 
 use std::sync::Arc;
 
 use authtrail_core::redact::Redactor;
+use authtrail_normalize::{Classification, Format, Kind, NormalizeError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -14,7 +17,8 @@ use super::{Classified, Prepared, parse};
 use crate::ForwarderError;
 use crate::filter::FieldFilter;
 
-/// Field filter then redaction: what every record goes through before it leaves the function.
+/// Field filter, redaction, format: what every record goes through before it leaves the
+/// function.
 #[derive(Debug, Clone)]
 pub struct Transform {
     /// The field filter (`filterPolicies.field`).
@@ -23,6 +27,8 @@ pub struct Transform {
     pub redactor: Option<Redactor>,
     /// `redactor` compiled for the text path.
     text: Option<TextRedaction>,
+    /// The emitter's `format` (`raw` unless set by [`Transform::with_format`]).
+    pub format: Format,
 }
 
 impl Transform {
@@ -33,7 +39,14 @@ impl Transform {
             filter,
             redactor,
             text,
+            format: Format::Raw,
         }
+    }
+
+    /// The same transform, rendering records in `format`.
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
     }
 
     /// The transform that changes nothing.
@@ -41,7 +54,7 @@ impl Transform {
         Self::new(FieldFilter::default(), None)
     }
 
-    /// Whether the transform changes nothing.
+    /// Whether filter and redaction change nothing (the format aside).
     pub fn is_identity(&self) -> bool {
         self.filter.is_empty() && self.redactor.as_ref().is_none_or(Redactor::is_empty)
     }
@@ -65,6 +78,9 @@ impl Transform {
     /// - Else (multi-line text, `includeIf`, duplicate keys on a pointer's path, array elements
     ///   removed, overlapping redactions) the record is parsed into a `serde_json::Value`,
     ///   transformed and re-serialized as compact JSON.
+    ///
+    /// Then the format: `raw` leaves the JSON as it is; `ocsf` and `ecs` replace it with the
+    /// normalised record; `cef` keeps it and adds the CEF line ([`Prepared::cef`]).
     pub fn prepare(
         &self,
         index: usize,
@@ -84,10 +100,15 @@ impl Transform {
             self.apply(&mut value);
             serde_json::to_string(&value).map_err(ForwarderError::RecordNotSerializable)?
         };
+        let (json, cef) = match self.format {
+            Format::Raw => (json, None),
+            format => render(format, &class, json)?,
+        };
         Ok(Prepared {
             index,
             class,
             json,
+            cef,
             doc_id,
             source: None,
         })
@@ -104,6 +125,41 @@ impl Transform {
         };
         splice::splice(&self.filter, raw, redaction)
     }
+}
+
+/// The classification `authtrail_normalize` reads, from the forwarder's.
+pub(crate) fn classification(class: &Classified) -> Classification<'_> {
+    Classification {
+        kind: Kind::from_name(class.kind()),
+        event_type: class.event_type(),
+        time_ms: class.time_ms,
+        id: class.id.as_deref(),
+    }
+}
+
+/// `json` (the transformed record) rendered in `format` (not `raw`): the JSON of the record
+/// (the normalised one for OCSF and ECS) and, for CEF, the CEF line.
+fn render(
+    format: Format,
+    class: &Classified,
+    json: String,
+) -> Result<(String, Option<String>), ForwarderError> {
+    let value: Value = serde_json::from_str(&json).map_err(ForwarderError::RecordNotJson)?;
+    let mut out = String::with_capacity(json.len() * 2);
+    authtrail_normalize::render(
+        format,
+        &value,
+        &classification(class),
+        Some(&json),
+        &mut out,
+    )
+    .map_err(|e| match e {
+        NormalizeError::Serialize(e) => ForwarderError::RecordNotSerializable(e),
+    })?;
+    Ok(match format {
+        Format::Cef => (json, Some(out)),
+        _ => (out, None),
+    })
 }
 
 /// A record's document id (Elasticsearch `_id`, the same for every emitter and every
@@ -277,5 +333,60 @@ mod tests {
         );
         assert_eq!(v["c"], authtrail_core::redact::pseudonym(&key, "10"));
         assert!(!p.json.contains("al\\u0069ce"));
+    }
+
+    const LOGIN_ERROR: &str = r#"{"timestamp":"2025-02-12T19:27:50.156Z","eventType":"user-event","event":{"id":"e-7","time":1739388470156,"type":"LOGIN_ERROR","realmId":"r","clientId":"account-console","userId":"u-1","ipAddress":"192.0.2.1","error":"invalid_user_credentials","details":{"auth_method":"openid-connect","username":"alice","code_id":"c"}}}"#;
+
+    #[test]
+    fn formats_render_after_filter_and_redaction_and_keep_the_event_id_as_document_id() {
+        let base = transform(
+            &["/event/details/code_id"],
+            &["/event/ipAddress", "/event/details/username"],
+            RedactionMode::Mask,
+        );
+        let ocsf = prepared(&base.clone().with_format(Format::Ocsf), LOGIN_ERROR);
+        let v = ocsf.value().unwrap();
+        assert_eq!(v["class_uid"], 3002);
+        assert_eq!(v["status_id"], 2);
+        assert_eq!(v["user"], serde_json::json!({"uid": "u-1"}));
+        assert_eq!(v["unmapped"]["ipAddress"], "<redacted>");
+        assert!(v["unmapped"]["details"].get("code_id").is_none());
+        assert!(!ocsf.json.contains("alice") && !ocsf.json.contains("192.0.2.1"));
+        assert_eq!((ocsf.doc_id.as_str(), &ocsf.cef), ("e-7", &None));
+        let ecs = prepared(&base.clone().with_format(Format::Ecs), LOGIN_ERROR);
+        let d = ecs.value().unwrap();
+        assert_eq!(d["event"]["outcome"], "failure");
+        let original = d["event"]["original"].as_str().unwrap();
+        assert_eq!(original, prepared(&base, LOGIN_ERROR).json);
+        assert_eq!(ecs.doc_id, "e-7");
+    }
+
+    #[test]
+    fn cef_keeps_the_json_record_and_adds_the_line() {
+        let t = transform(&[], &["/event/details/username"], RedactionMode::Mask);
+        let raw = prepared(&t, LOGIN_ERROR);
+        let cef = prepared(&t.clone().with_format(Format::Cef), LOGIN_ERROR);
+        assert_eq!(cef.json, raw.json);
+        let line = cef.cef.clone().unwrap();
+        assert!(
+            line.starts_with("CEF:0|authtrail|MPAS|1.0|LOGIN_ERROR|Authentication: Logon|3|"),
+            "{line}"
+        );
+        assert!(
+            line.contains(" src=192.0.2.1 ") && !line.contains("alice"),
+            "{line}"
+        );
+        // A record that comes back from the spool has no line yet: the same one is made.
+        let mut spooled = cef.clone();
+        spooled.cef = None;
+        assert_eq!(spooled.cef_line(), line);
+    }
+
+    #[test]
+    fn raw_format_forwards_the_same_bytes_as_before() {
+        let spaced = "{ \"eventType\" : \"user-event\", \"event\": {\"type\": \"LOGIN\"} }";
+        let t = Transform::identity().with_format(Format::Raw);
+        assert_eq!(prepared(&t, spaced).json, spaced);
+        assert_eq!(prepared(&t, spaced).cef, None);
     }
 }

@@ -87,8 +87,12 @@ const EVENT_FIELDS: &[&str] = &[
 /// The tag of documents the mapping does not know.
 pub const UNMAPPED_TAG: &str = "authtrail-unmapped";
 
-fn strings<'v>(v: Option<&'v Value>) -> Option<Vec<&'v str>> {
+fn strings(v: Option<&Value>) -> Option<Vec<&str>> {
     v?.as_array()?.iter().map(Value::as_str).collect()
+}
+
+fn is_ip(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok())
 }
 
 fn is_rfc3339_utc_ms(s: &str) -> bool {
@@ -137,7 +141,7 @@ pub fn check(doc: &Value) -> Vec<String> {
             doc.pointer("/event/outcome")
         ));
     }
-    if !text("/event/action").is_some_and(|a| !a.is_empty()) {
+    if text("/event/action").is_none_or(str::is_empty) {
         errors.push("event.action: required".into());
     }
     if text("/event/original").is_none() {
@@ -188,10 +192,10 @@ pub fn check(doc: &Value) -> Vec<String> {
             }
         }
     }
-    if let Some(ip) = doc.pointer("/source/ip") {
-        if !ip.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()) {
-            errors.push(format!("source.ip: {ip} is not an IP address"));
-        }
+    if let Some(ip) = doc.pointer("/source/ip")
+        && !is_ip(ip)
+    {
+        errors.push(format!("source.ip: {ip} is not an IP address"));
     }
     for ip in doc
         .pointer("/related/ip")
@@ -199,7 +203,7 @@ pub fn check(doc: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
     {
-        if !ip.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()) {
+        if !is_ip(ip) {
             errors.push(format!("related.ip: {ip} is not an IP address"));
         }
     }

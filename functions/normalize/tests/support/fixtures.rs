@@ -376,10 +376,10 @@ pub fn redact(f: &Fixture, mode: &str) -> Fixture {
         Kind::Other => &["/ip", "/ipAddress", "/username", "/user", "/login"],
     };
     for p in pointers {
-        if let Some(v) = out.record.pointer_mut(p) {
-            if !v.is_null() {
-                *v = redacted(mode, v);
-            }
+        if let Some(v) = out.record.pointer_mut(p)
+            && !v.is_null()
+        {
+            *v = redacted(mode, v);
         }
     }
     out

@@ -371,12 +371,14 @@ impl Ctx<'_> {
             self.value(&at, v, attr, errors);
             if let (Some(sibling), Some(id)) = (attr.str("sibling"), v.as_u64()) {
                 let caption = attr.enum_caption(&id.to_string()).flatten();
-                if let (Some(c), Some(given)) = (caption, obj.get(sibling)) {
-                    if id != 99 && !CLASSIFICATION.contains(&k.as_str()) && given != c {
-                        errors.push(format!(
-                            "{path}{sibling}: {given}, the caption of {k} {id} is {c:?}"
-                        ));
-                    }
+                if let (Some(c), Some(given)) = (caption, obj.get(sibling))
+                    && id != 99
+                    && !CLASSIFICATION.contains(&k.as_str())
+                    && given != c
+                {
+                    errors.push(format!(
+                        "{path}{sibling}: {given}, the caption of {k} {id} is {c:?}"
+                    ));
                 }
             }
         }
@@ -397,21 +399,21 @@ impl Ctx<'_> {
                 .filter(|n| obj.contains_key(*n))
                 .count()
         };
-        if let Some(list) = shape.constraints.get("at_least_one") {
-            if present(list) == 0 {
-                errors.push(format!(
-                    "{path}: {} needs at least one of {list}",
-                    shape.caption
-                ));
-            }
+        if let Some(list) = shape.constraints.get("at_least_one")
+            && present(list) == 0
+        {
+            errors.push(format!(
+                "{path}: {} needs at least one of {list}",
+                shape.caption
+            ));
         }
-        if let Some(list) = shape.constraints.get("just_one") {
-            if present(list) != 1 {
-                errors.push(format!(
-                    "{path}: {} needs exactly one of {list}",
-                    shape.caption
-                ));
-            }
+        if let Some(list) = shape.constraints.get("just_one")
+            && present(list) != 1
+        {
+            errors.push(format!(
+                "{path}: {} needs exactly one of {list}",
+                shape.caption
+            ));
         }
     }
 
@@ -464,12 +466,12 @@ impl Ctx<'_> {
         if CLASSIFICATION.contains(&name) {
             return;
         }
-        if let Some(id) = v.as_u64() {
-            if attr.enum_caption(&id.to_string()) == Some(None) {
-                errors.push(format!(
-                    "{at}: {id} is not one of the values the schema lists"
-                ));
-            }
+        if let Some(id) = v.as_u64()
+            && attr.enum_caption(&id.to_string()) == Some(None)
+        {
+            errors.push(format!(
+                "{at}: {id} is not one of the values the schema lists"
+            ));
         }
     }
 }
@@ -488,10 +490,10 @@ fn index_events(dir: &Path, out: &mut HashMap<String, PathBuf>) {
         let path = entry.path();
         if path.is_dir() {
             index_events(&path, out);
-        } else if path.extension().is_some_and(|x| x == "json") {
-            if let Some(name) = read_json(&path).get("name").and_then(Value::as_str) {
-                out.insert(name.to_string(), path);
-            }
+        } else if path.extension().is_some_and(|x| x == "json")
+            && let Some(name) = read_json(&path).get("name").and_then(Value::as_str)
+        {
+            out.insert(name.to_string(), path);
         }
     }
 }

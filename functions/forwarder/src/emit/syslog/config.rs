@@ -110,6 +110,9 @@ pub struct SyslogConfig {
     /// Largest message; bigger ones are dead-lettered (never truncated: a cut JSON event is
     /// useless to a SIEM, and a collector would cut it silently).
     pub max_message_size: usize,
+    /// Messages carry CEF lines instead of JSON records (the emitter's `format: cef`, set by
+    /// the settings every emitter has, not a key of this type).
+    pub cef: bool,
 }
 
 impl EmitterSpec for SyslogConfig {
@@ -202,6 +205,7 @@ impl EmitterSpec for SyslogConfig {
             ca_bundle: raw.ca_bundle,
             ca_bundle_only,
             max_message_size,
+            cef: false,
         })
     }
 

@@ -1,7 +1,9 @@
 //! The syslog encoder: one RFC 5424 message per record,
 //! `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - MSGID - MSG` with `PRI = facility * 8 + severity`,
 //! `TIMESTAMP` the event time (UTC, milliseconds), `MSGID` the primary event type (printable
-//! ASCII, at most 32 characters) and `MSG` the (filtered, redacted) JSON record.
+//! ASCII, at most 32 characters) and `MSG` the (filtered, redacted) JSON record, or with
+//! `format: cef` its CEF line (the one the transform made, else made from the JSON record:
+//! spooled and replayed records keep their JSON).
 
 use super::config::{SeverityMapping, SyslogConfig};
 use crate::record::Prepared;
@@ -14,6 +16,7 @@ pub struct Rfc5424 {
     mappings: Vec<SeverityMapping>,
     hostname: String,
     app_name: String,
+    cef: bool,
 }
 
 impl Rfc5424 {
@@ -25,6 +28,7 @@ impl Rfc5424 {
             mappings: config.severity_mappings.clone(),
             hostname: config.hostname.clone(),
             app_name: config.app_name.clone(),
+            cef: config.cef,
         }
     }
 
@@ -66,7 +70,14 @@ impl Rfc5424 {
             out.push('-');
         }
         out.push_str(" - ");
-        out.push_str(&p.json);
+        if self.cef {
+            match &p.cef {
+                Some(line) => out.push_str(line),
+                None => out.push_str(&p.cef_line()),
+            }
+        } else {
+            out.push_str(&p.json);
+        }
         out
     }
 }
@@ -115,5 +126,34 @@ mod tests {
             write_timestamp(&mut s, ms);
             assert_eq!(s, authtrail_core::envelope::format_timestamp(ms), "{ms}");
         }
+    }
+
+    #[test]
+    fn cef_emitters_send_the_cef_line_and_make_it_for_spooled_records() {
+        use crate::config::{EmitterSettings, ForwarderConfig};
+        use crate::record::{Transform, parse_classify};
+        use std::sync::Arc;
+        let c = ForwarderConfig::parse(
+            r#"{"emitters": [{"name": "s", "type": "syslog", "host": "collector.example", "format": "cef"}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let EmitterSettings::Syslog(config) = &c.emitters[0].settings else {
+            panic!("not syslog")
+        };
+        let encoder = Rfc5424::new(config);
+        let raw = r#"{"eventType":"user-event","event":{"id":"e","time":1739388470156,"type":"LOGOUT","userId":"u"}}"#;
+        let Ok((text, class)) = parse_classify(raw.as_bytes(), 0) else {
+            panic!("not a record")
+        };
+        let transform = Transform::identity().with_format(authtrail_normalize::Format::Cef);
+        let Ok(mut p) = transform.prepare(0, Arc::new(class), text) else {
+            panic!("not prepared")
+        };
+        let line = p.cef.clone().unwrap_or_default();
+        let message = encoder.format(&p);
+        assert!(message.starts_with("<86>1 2025-02-12T19:27:50.156Z authtrail authtrail - LOGOUT - CEF:0|"), "{message}");
+        assert!(message.ends_with(&line) && !message.contains('{'), "{message}");
+        p.cef = None;
+        assert_eq!(encoder.format(&p), message);
     }
 }
