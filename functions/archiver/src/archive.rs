@@ -18,36 +18,31 @@
 //! half-way, so the handler can report the lowest sequence number not stored; if even that
 //! write fails it reports the first record it handled, and the retry, starting at the same
 //! record, collides with what it stored.
+//!
+//! With digests on (`ARCHIVE_DIGEST_KEY_ID`), every write is journalled in the shard state
+//! before and after it, and hours the shard has moved past are closed into signed digests
+//! ([`crate::ledger`]); a scheduled event closes the hours of quiet shards.
 
 use std::cmp::Ordering;
-use std::time::Instant;
 
-use authtrail_core::metrics::Emf;
 use authtrail_core::s3key::{escape_part, hourly_key, utc_from_epoch_seconds};
 use authtrail_core::{kinesis, seqnum};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use crate::batch::{self, Sequenced, ShardBatch};
 use crate::config::Config;
+use crate::digest::{self, DigestObject, META_PREVIOUS_LAST, ObjectKind};
 use crate::error::ArchiveError;
+use crate::ledger::Journal;
+use crate::signer::{DigestSigner, NoSigner};
+use crate::state::{self, Recorded, ShardState};
 use crate::store::{Metadata, ObjectStore, PutOutcome};
 
 /// Metadata names (`x-amz-meta-*`) on archive and error objects.
 pub const META_FIRST: &str = "first-sequence-number";
 pub const META_LAST: &str = "last-sequence-number";
 pub const META_COUNT: &str = "record-count";
-
-/// Per-shard high-water marks: every item of a sink with a sequence number up to the mark is
-/// stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardState {
-    #[serde(default)]
-    pub raw: Option<String>,
-    #[serde(default)]
-    pub errors: Option<String>,
-}
 
 /// Counts of one invocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,19 +56,19 @@ pub struct Summary {
     pub already_stored: usize,
     /// Shards whose batch is reported for retry.
     pub failed_shards: usize,
+    /// Digests written (hours the shards moved past).
+    pub digests: usize,
+    /// Shards whose digests could not be written (they stay pending for the next try).
+    pub digest_failures: usize,
 }
 
-/// The archiver: configuration and the object store.
+/// The archiver: configuration, the object store, and the digest signer (`NoSigner` without
+/// digests).
 #[derive(Debug)]
-pub struct Archiver<S> {
-    store: S,
-    config: Config,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sink {
-    Raw,
-    Errors,
+pub struct Archiver<S, G = NoSigner> {
+    pub(crate) store: S,
+    pub(crate) config: Config,
+    pub(crate) signer: Option<G>,
 }
 
 /// What writing one object of a sink did.
@@ -115,9 +110,25 @@ fn min_seq<'s>(seqs: impl IntoIterator<Item = Option<&'s String>>) -> Option<Str
         .cloned()
 }
 
-impl<S: ObjectStore> Archiver<S> {
+impl<S: ObjectStore> Archiver<S, NoSigner> {
+    /// An archiver without a digest signer.
     pub fn new(store: S, config: Config) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            signer: None,
+        }
+    }
+}
+
+impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
+    /// An archiver whose digests (when `config.digests` is set) are signed by `signer`.
+    pub fn with_signer(store: S, config: Config, signer: Option<G>) -> Self {
+        Self {
+            store,
+            config,
+            signer,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -126,6 +137,11 @@ impl<S: ObjectStore> Archiver<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The digest signer, if any.
+    pub fn signer(&self) -> Option<&G> {
+        self.signer.as_ref()
     }
 
     /// The archive key of an object whose first record is `seq` and arrived at `arrival`
@@ -161,56 +177,6 @@ impl<S: ObjectStore> Archiver<S> {
         )
     }
 
-    /// Handles one invocation: the raw `KinesisEvent` JSON in, the partial-batch response out,
-    /// logging one summary line and emitting EMF metrics.
-    pub async fn handle(
-        &self,
-        payload: &[u8],
-        request_id: &str,
-    ) -> Result<KinesisEventResponse, ArchiveError> {
-        let started = Instant::now();
-        let result = self.process(payload).await;
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match &result {
-            Ok((response, s)) => {
-                tracing::info!(
-                    records = s.records,
-                    bytes_in = s.bytes_in,
-                    bytes_out = s.bytes_out,
-                    objects = s.objects,
-                    poison_records = s.poison,
-                    already_stored = s.already_stored,
-                    failed_shards = s.failed_shards,
-                    batch_item_failures = response.batch_item_failures.len(),
-                    duration_ms,
-                    "archived batch"
-                );
-                Emf::new("authtrail")
-                    .dimension("Function", "archiver")
-                    .count("Records", s.records as u64)
-                    .metric("BytesIn", s.bytes_in as f64, "Bytes")
-                    .metric("BytesOut", s.bytes_out as f64, "Bytes")
-                    .count("Objects", s.objects as u64)
-                    .count("PoisonRecords", s.poison as u64)
-                    .count("AlreadyStored", s.already_stored as u64)
-                    .count("FailedShards", s.failed_shards as u64)
-                    .metric("DurationMs", duration_ms, "Milliseconds")
-                    .property("RequestId", request_id)
-                    .emit();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, duration_ms, "batch rejected");
-                Emf::new("authtrail")
-                    .dimension("Function", "archiver")
-                    .count("RejectedBatches", 1)
-                    .metric("DurationMs", duration_ms, "Milliseconds")
-                    .property("RequestId", request_id)
-                    .emit();
-            }
-        }
-        result.map(|(r, _)| r)
-    }
-
     /// Processes the payload without logging: the response and the counts.
     pub async fn process(
         &self,
@@ -237,7 +203,7 @@ impl<S: ObjectStore> Archiver<S> {
         let first = batch.all_seqs.first()?.to_string();
         let last = batch.all_seqs.last()?.to_string();
         let state_key = self.state_key(&batch.stream, &batch.shard);
-        let state = match self.load_state(&state_key).await {
+        let state = match self.begin_shard(&state_key, batch, summary).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, stream = %batch.stream, shard = %batch.shard,
@@ -245,75 +211,117 @@ impl<S: ObjectStore> Archiver<S> {
                 return Some(first);
             }
         };
+        let mut journal = self
+            .config
+            .digests
+            .as_ref()
+            .map(|_| Journal::new(state_key.clone(), &batch.stream, &batch.shard));
         let raw = self
-            .store_sink(Sink::Raw, batch, &batch.goods, state.raw.clone())
+            .store_sink(
+                ObjectKind::Archive,
+                batch,
+                &batch.goods,
+                state.raw.clone(),
+                &mut journal,
+            )
             .await;
         let errors = self
-            .store_sink(Sink::Errors, batch, &batch.poison, state.errors.clone())
+            .store_sink(
+                ObjectKind::Errors,
+                batch,
+                &batch.poison,
+                state.errors.clone(),
+                &mut journal,
+            )
             .await;
         for r in [&raw, &errors] {
             summary.objects += r.objects;
             summary.bytes_out += r.bytes_out;
             summary.already_stored += r.already_stored;
         }
-        let new_state = ShardState {
-            raw: raw.stored_through.clone(),
-            errors: errors.stored_through.clone(),
-        };
         let failed = raw.error.is_some() || errors.error.is_some();
-        for (sink, r) in [(Sink::Raw, &raw), (Sink::Errors, &errors)] {
+        for (kind, r) in [(ObjectKind::Archive, &raw), (ObjectKind::Errors, &errors)] {
             if let Some(e) = &r.error {
-                tracing::warn!(error = %e, ?sink, stream = %batch.stream, shard = %batch.shard,
-                    first_unstored = r.first_unstored.as_deref().unwrap_or(""),
+                tracing::warn!(error = %e, sink = kind.as_str(), stream = %batch.stream,
+                    shard = %batch.shard, first_unstored = r.first_unstored.as_deref().unwrap_or(""),
                     "storing records failed");
             }
         }
-        let beyond_batch = |s: &Option<String>| {
-            s.as_deref()
-                .is_some_and(|s| seqnum::compare(s, &last) == Ordering::Greater)
-        };
-        if !failed {
-            let needs_save = new_state != state
-                && (beyond_batch(&new_state.raw) || beyond_batch(&new_state.errors));
-            if needs_save && let Err(e) = self.save_state(&state_key, &new_state).await {
-                let retry_from =
-                    min_seq([raw.first_handled.as_ref(), errors.first_handled.as_ref()])
-                        .unwrap_or(first);
-                tracing::warn!(error = %e, stream = %batch.stream, shard = %batch.shard,
-                    %retry_from, "saving the shard state failed: batch reported for retry");
-                return Some(retry_from);
+        let saved = match &journal {
+            Some(journal) => {
+                let marks = [
+                    (ObjectKind::Archive, raw.stored_through.as_ref()),
+                    (ObjectKind::Errors, errors.stored_through.as_ref()),
+                ];
+                match journal.finish(self, marks).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, stream = %batch.stream, shard = %batch.shard,
+                            "recording the written objects in the shard state failed");
+                        false
+                    }
+                }
             }
-            return None;
-        }
-        // Something failed: record the progress so the retry can start at the lowest sequence
-        // number not stored; when that is impossible, start again where this invocation did.
-        let saved = new_state == state || self.save_state(&state_key, &new_state).await.is_ok();
-        let retry_from = if saved {
-            min_seq([raw.first_unstored.as_ref(), errors.first_unstored.as_ref()])
-        } else {
-            min_seq([raw.first_handled.as_ref(), errors.first_handled.as_ref()])
+            None => {
+                self.save_marks(&state_key, state, [&raw, &errors], &last, failed)
+                    .await
+            }
         };
-        Some(retry_from.unwrap_or(first))
+        let handled = || min_seq([raw.first_handled.as_ref(), errors.first_handled.as_ref()]);
+        match (failed, saved) {
+            (false, true) => None,
+            // The state records what is stored (or the retry would start inside an object
+            // where no key collides): start again where this invocation did.
+            (false, false) => {
+                let retry_from = handled().unwrap_or(first);
+                tracing::warn!(stream = %batch.stream, shard = %batch.shard, %retry_from,
+                    "saving the shard state failed: batch reported for retry");
+                Some(retry_from)
+            }
+            // Retry from the lowest sequence number not stored when the progress is recorded;
+            // when that is impossible, start again where this invocation did.
+            (true, true) => Some(
+                min_seq([raw.first_unstored.as_ref(), errors.first_unstored.as_ref()])
+                    .unwrap_or(first),
+            ),
+            (true, false) => Some(handled().unwrap_or(first)),
+        }
     }
 
-    async fn load_state(&self, key: &str) -> Result<ShardState, ArchiveError> {
-        let Some(body) = self.store.get(key).await? else {
-            return Ok(ShardState::default());
+    /// Without digests: saves the high-water marks when the batch needs them (a stored object
+    /// ends after the batch, or a sink failed half-way). Returns whether the state is as it
+    /// must be.
+    async fn save_marks(
+        &self,
+        state_key: &str,
+        state: ShardState,
+        [raw, errors]: [&SinkResult; 2],
+        last: &str,
+        failed: bool,
+    ) -> bool {
+        let new_state = ShardState {
+            raw: raw.stored_through.clone(),
+            errors: errors.stored_through.clone(),
+            ledger: state.ledger.clone(),
         };
-        match serde_json::from_slice::<ShardState>(&body) {
-            Ok(s)
-                if s.raw.as_deref().is_none_or(seqnum::is_valid)
-                    && s.errors.as_deref().is_none_or(seqnum::is_valid) =>
-            {
-                Ok(s)
-            }
-            _ => {
-                // Never block the shard on our own bookkeeping: without the mark, only a batch
-                // that starts inside an object stored by a shorter retry could duplicate.
-                tracing::error!(key, "shard state object is not valid: ignored");
-                Ok(ShardState::default())
-            }
+        if new_state == state {
+            return true;
         }
+        let beyond_batch = |s: &Option<String>| {
+            s.as_deref()
+                .is_some_and(|s| seqnum::compare(s, last) == Ordering::Greater)
+        };
+        if !failed && !beyond_batch(&new_state.raw) && !beyond_batch(&new_state.errors) {
+            return true;
+        }
+        self.save_state(state_key, &new_state).await.is_ok()
+    }
+
+    pub(crate) async fn load_state(&self, key: &str) -> Result<ShardState, ArchiveError> {
+        Ok(match self.store.get(key).await? {
+            Some(body) => state::parse_state(key, &body),
+            None => ShardState::default(),
+        })
     }
 
     async fn save_state(&self, key: &str, state: &ShardState) -> Result<(), ArchiveError> {
@@ -327,10 +335,11 @@ impl<S: ObjectStore> Archiver<S> {
     /// Stores the items of one sink exactly once, starting after the high-water mark.
     async fn store_sink<T: Sequenced>(
         &self,
-        sink: Sink,
+        kind: ObjectKind,
         batch: &ShardBatch<'_>,
         items: &[T],
         mark: Option<String>,
+        journal: &mut Option<Journal>,
     ) -> SinkResult {
         let n = items.len();
         let mut i = match &mark {
@@ -348,7 +357,11 @@ impl<S: ObjectStore> Archiver<S> {
         // A vanished object (deleted, or a non-atomic emulator) is retried a few times.
         let mut vanished = 0;
         while i < n {
-            match self.write_from(sink, batch, items, i).await {
+            let previous = result.stored_through.clone();
+            match self
+                .write_from(kind, batch, items, i, previous, journal)
+                .await
+            {
                 Ok(Written::Created { size, last }) => {
                     result.objects += 1;
                     result.bytes_out += size;
@@ -390,49 +403,91 @@ impl<S: ObjectStore> Archiver<S> {
         result
     }
 
-    /// Writes the object holding items `i..` of `sink` unless an object exists under its key
-    /// (`If-None-Match: *`), and says what happened.
+    /// Writes the object holding items `i..` of `kind` unless an object exists under its key
+    /// (`If-None-Match: *`), and says what happened. With a journal, the write is recorded as
+    /// an intent before and the object after; `previous` (the last sequence number of the
+    /// previous object of the shard and kind) goes into its metadata.
     async fn write_from<T: Sequenced>(
         &self,
-        sink: Sink,
+        kind: ObjectKind,
         batch: &ShardBatch<'_>,
         items: &[T],
         i: usize,
+        previous: Option<String>,
+        journal: &mut Option<Journal>,
     ) -> Result<Written, ArchiveError> {
         let (Some(item), Some(last)) = (items.get(i), items.last()) else {
             return Err(ArchiveError::EmptyObject);
         };
-        let (key, body, content_type) = self.object_for(sink, batch, i..items.len())?;
+        let (key, body, content_type) = self.object_for(kind, batch, i..items.len())?;
+        let count = items.len() - i;
         let mut metadata = Metadata::new();
         metadata.insert(META_FIRST.into(), item.seq().to_string());
         metadata.insert(META_LAST.into(), last.seq().to_string());
-        metadata.insert(META_COUNT.into(), (items.len() - i).to_string());
+        metadata.insert(META_COUNT.into(), count.to_string());
+        let hour = digest::hour_of(item.arrival());
+        if let Some(journal) = journal.as_mut() {
+            if let Some(p) = &previous {
+                metadata.insert(META_PREVIOUS_LAST.into(), p.clone());
+            }
+            journal.intend(self, &key, kind, hour).await?;
+        }
+        let (sha256_hex, sha256_base64) = digest::sha256_hex_and_base64(&body);
         let size = body.len();
         match self
             .store
-            .put_if_absent(&key, body, content_type, &metadata)
+            .put_if_absent(&key, body, content_type, &metadata, &sha256_base64)
             .await?
         {
-            PutOutcome::Created => Ok(Written::Created {
-                size,
-                last: last.seq().to_string(),
-            }),
-            PutOutcome::AlreadyExists => self.already_stored(key, item.seq()).await,
+            PutOutcome::Created => {
+                if let Some(journal) = journal.as_mut() {
+                    journal.record(Recorded {
+                        hour,
+                        object: DigestObject {
+                            key,
+                            kind,
+                            sha256: sha256_hex,
+                            size: size as u64,
+                            record_count: count as u64,
+                            first_sequence_number: item.seq().to_string(),
+                            last_sequence_number: last.seq().to_string(),
+                            previous_last_sequence_number: previous,
+                        },
+                    });
+                }
+                Ok(Written::Created {
+                    size,
+                    last: last.seq().to_string(),
+                })
+            }
+            PutOutcome::AlreadyExists => {
+                self.already_stored(key, kind, hour, item.seq(), journal)
+                    .await
+            }
         }
     }
 
     /// What the object already under `key` holds, from its metadata: up to which sequence
     /// number (at least `first`, the first item it was meant for) it stores the sink's items.
-    async fn already_stored(&self, key: String, first: &str) -> Result<Written, ArchiveError> {
-        let Some(meta) = self.store.head_metadata(&key).await? else {
+    /// With a journal, the object is recorded too.
+    async fn already_stored(
+        &self,
+        key: String,
+        kind: ObjectKind,
+        hour: i64,
+        first: &str,
+        journal: &mut Option<Journal>,
+    ) -> Result<Written, ArchiveError> {
+        let Some(head) = self.store.head(&key).await? else {
             return Ok(Written::Vanished { key });
         };
-        match meta.get(META_LAST) {
+        match head.metadata.get(META_LAST) {
             Some(l) if seqnum::is_valid(l) && seqnum::compare(l, first) != Ordering::Less => {
-                Ok(Written::AlreadyStored {
-                    through: l.clone(),
-                    key,
-                })
+                let through = l.clone();
+                if let Some(journal) = journal.as_mut() {
+                    journal.record(self.recorded_from_head(&key, kind, hour, head).await?);
+                }
+                Ok(Written::AlreadyStored { through, key })
             }
             _ => Err(ArchiveError::ForeignObject {
                 bucket: self.config.bucket.clone(),
@@ -442,15 +497,15 @@ impl<S: ObjectStore> Archiver<S> {
         }
     }
 
-    /// Key, body and content type of the object holding items `range` of `sink`.
+    /// Key, body and content type of the object holding items `range` of `kind`.
     fn object_for(
         &self,
-        sink: Sink,
+        kind: ObjectKind,
         batch: &ShardBatch<'_>,
         range: std::ops::Range<usize>,
     ) -> Result<(String, Bytes, &'static str), ArchiveError> {
-        match sink {
-            Sink::Raw => {
+        match kind {
+            ObjectKind::Archive => {
                 let first = batch
                     .goods
                     .get(range.start)
@@ -461,7 +516,7 @@ impl<S: ObjectStore> Archiver<S> {
                     self.config.compression.content_type(),
                 ))
             }
-            Sink::Errors => {
+            ObjectKind::Errors => {
                 let first = batch
                     .poison
                     .get(range.start)

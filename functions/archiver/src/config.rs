@@ -2,6 +2,8 @@
 
 use authtrail_core::config::{ConfigError, env_choice, env_opt, env_parse, env_required};
 
+use crate::digest::SigningAlgorithm;
+
 /// How archive objects are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -42,6 +44,70 @@ pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 /// than gzip level 6 in about the time of gzip level 1 (see README).
 pub const ZSTD_LEVEL: i32 = 3;
 
+/// Default of `ARCHIVE_DIGEST_SETTLE_SECONDS`: the scheduled close writes an hour's digests
+/// ten minutes after the hour ends, when batches of that hour still in flight have landed.
+pub const DEFAULT_DIGEST_SETTLE_SECS: i64 = 600;
+
+/// Digest settings (README, "Digests"); present when `ARCHIVE_DIGEST_KEY_ID` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestConfig {
+    /// `ARCHIVE_DIGEST_KEY_ID`: the asymmetric KMS key that signs (id, ARN or alias).
+    pub key_id: String,
+    /// `ARCHIVE_DIGEST_PREFIX` (default `digests/`).
+    pub prefix: String,
+    /// `ARCHIVE_DIGEST_SIGNING_ALGORITHM` (default `ECDSA_SHA_256`).
+    pub algorithm: SigningAlgorithm,
+    /// `ARCHIVE_DIGEST_SETTLE_SECONDS` (default 600): how long after an hour ends the
+    /// scheduled close writes its digests.
+    pub settle_secs: i64,
+}
+
+impl DigestConfig {
+    /// Digests signed by `key_id` with the defaults.
+    pub fn new(key_id: impl Into<String>) -> Self {
+        Self {
+            key_id: key_id.into(),
+            prefix: "digests/".into(),
+            algorithm: SigningAlgorithm::EcdsaSha256,
+            settle_secs: DEFAULT_DIGEST_SETTLE_SECS,
+        }
+    }
+
+    fn from_env() -> Result<Option<Self>, ConfigError> {
+        let Some(key_id) = env_opt("ARCHIVE_DIGEST_KEY_ID") else {
+            return Ok(None);
+        };
+        let mut d = DigestConfig::new(key_id);
+        if let Some(p) = env_opt("ARCHIVE_DIGEST_PREFIX") {
+            d.prefix = checked_prefix("ARCHIVE_DIGEST_PREFIX", &p)?;
+        }
+        if let Some(v) = env_opt("ARCHIVE_DIGEST_SIGNING_ALGORITHM") {
+            let names: Vec<&str> = SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+            d.algorithm =
+                SigningAlgorithm::from_name(&v.trim().to_ascii_uppercase()).ok_or_else(|| {
+                    ConfigError::new(
+                        "ARCHIVE_DIGEST_SIGNING_ALGORITHM",
+                        format!("one of {}", names.join(", ")),
+                        Some(&v),
+                    )
+                })?;
+        }
+        d.settle_secs = env_parse(
+            "ARCHIVE_DIGEST_SETTLE_SECONDS",
+            DEFAULT_DIGEST_SETTLE_SECS,
+            "a number of seconds from 0 to 3600",
+        )?;
+        if !(0..=3600).contains(&d.settle_secs) {
+            return Err(ConfigError::new(
+                "ARCHIVE_DIGEST_SETTLE_SECONDS",
+                "a number of seconds from 0 to 3600",
+                Some(&d.settle_secs.to_string()),
+            ));
+        }
+        Ok(Some(d))
+    }
+}
+
 /// Validated archiver configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -56,6 +122,8 @@ pub struct Config {
     pub state_prefix: String,
     /// `ARCHIVE_COMPRESSION` (`gzip` default, `zstd`, `none`) and `ARCHIVE_GZIP_LEVEL` (0-9, default 1).
     pub compression: Compression,
+    /// Signed digests of what was written; off unless `ARCHIVE_DIGEST_KEY_ID` is set.
+    pub digests: Option<DigestConfig>,
 }
 
 impl Config {
@@ -69,6 +137,7 @@ impl Config {
             compression: Compression::Gzip {
                 level: DEFAULT_GZIP_LEVEL,
             },
+            digests: None,
         }
     }
 
@@ -110,6 +179,17 @@ impl Config {
                 "different from ARCHIVE_PREFIX",
                 Some(&config.error_prefix),
             ));
+        }
+        config.digests = DigestConfig::from_env()?;
+        if let Some(d) = &config.digests {
+            let others = [&config.prefix, &config.error_prefix, &config.state_prefix];
+            if others.iter().any(|p| **p == d.prefix) {
+                return Err(ConfigError::new(
+                    "ARCHIVE_DIGEST_PREFIX",
+                    "a prefix different from ARCHIVE_PREFIX, ARCHIVE_ERROR_PREFIX and ARCHIVE_STATE_PREFIX",
+                    Some(&d.prefix),
+                ));
+            }
         }
         Ok(config)
     }

@@ -34,6 +34,18 @@ pub enum ArchiveError {
         key: String,
         problem: String,
     },
+    /// KMS (or the local key) did not sign a digest.
+    #[error("signing a digest with {key_id} failed: {message}")]
+    Sign { key_id: String, message: String },
+    /// A shard state object kept changing under conditional writes (several writers at once).
+    #[error(
+        "the shard state s3://{bucket}/{key} kept changing: gave up after {attempts} conditional writes"
+    )]
+    StateConflict {
+        bucket: String,
+        key: String,
+        attempts: usize,
+    },
 }
 
 impl ArchiveError {
@@ -50,6 +62,8 @@ impl ArchiveError {
             ArchiveError::Store(e) if e.operation == "PutObject" => "ArchiveWriteFailed",
             ArchiveError::Store(_) => "ArchiveReadFailed",
             ArchiveError::ForeignObject { .. } => "ForeignObject",
+            ArchiveError::Sign { .. } => "DigestSigningFailed",
+            ArchiveError::StateConflict { .. } => "StateConflict",
         }
     }
 }
@@ -110,6 +124,21 @@ mod tests {
                     problem: "has no valid metadata".into(),
                 },
                 "ForeignObject",
+            ),
+            (
+                ArchiveError::Sign {
+                    key_id: "alias/authtrail-digests".into(),
+                    message: "AccessDeniedException".into(),
+                },
+                "DigestSigningFailed",
+            ),
+            (
+                ArchiveError::StateConflict {
+                    bucket: "b".into(),
+                    key: "archiver-state/s.json".into(),
+                    attempts: 5,
+                },
+                "StateConflict",
             ),
         ];
         for (e, name) in cases {

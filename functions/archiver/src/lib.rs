@@ -1,13 +1,22 @@
 //! authtrail archiver: Kinesis batches to S3 as JSON-lines objects, exactly once, never blocked
-//! by a malformed record (Contract 2 of DESIGN.md). `main.rs` only wires; everything else is here.
+//! by a malformed record (Contract 2 of DESIGN.md), and signed, chained digests of everything
+//! it wrote (README, "Digests"). `main.rs` only wires; everything else is here.
 
 pub mod archive;
 pub mod batch;
 pub mod config;
+pub mod digest;
 pub mod error;
+pub mod handler;
+pub mod ledger;
+pub mod signer;
+pub mod state;
 pub mod store;
 
-pub use archive::{Archiver, META_COUNT, META_FIRST, META_LAST, ShardState, Summary};
-pub use config::{Compression, Config};
+pub use archive::{Archiver, META_COUNT, META_FIRST, META_LAST, Summary};
+pub use config::{Compression, Config, DigestConfig};
 pub use error::ArchiveError;
-pub use store::{MemoryStore, ObjectStore, PutOutcome, S3Store};
+pub use ledger::CloseSummary;
+pub use signer::{DigestSigner, KmsSigner, LocalSigner, NoSigner};
+pub use state::ShardState;
+pub use store::{MemoryStore, ObjectHead, ObjectStore, PutOutcome, S3Store};

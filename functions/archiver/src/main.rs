@@ -1,7 +1,7 @@
 //! Lambda entry point of the archiver: wiring only.
 use std::sync::Arc;
 
-use authtrail_archiver::{Archiver, Config, S3Store};
+use authtrail_archiver::{Archiver, Config, KmsSigner, S3Store};
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn};
 use serde_json::value::RawValue;
 
@@ -17,7 +17,11 @@ async fn main() -> Result<(), Error> {
     };
     let sdk = authtrail_core::aws::load_sdk_config().await;
     let store = S3Store::new(authtrail_core::aws::s3_client(&sdk), config.bucket.clone());
-    let archiver = Arc::new(Archiver::new(store, config));
+    let signer = config
+        .digests
+        .as_ref()
+        .map(|d| KmsSigner::new(aws_sdk_kms::Client::new(&sdk), &d.key_id, d.algorithm));
+    let archiver = Arc::new(Archiver::with_signer(store, config, signer));
     run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let archiver = Arc::clone(&archiver);
         async move {
