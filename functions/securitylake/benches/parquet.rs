@@ -1,0 +1,2 @@
+//! Placeholder replaced by the Parquet benchmark.
+fn main() {}
