@@ -23,4 +23,17 @@ pub enum CheckError {
     /// Neither expected events nor an archive to take them from.
     #[error("invalid argument: give --expected-url/--expected-file or --archive")]
     NoReference,
+    /// A time argument that is not RFC 3339.
+    #[error(
+        "invalid argument: {name} {value:?}: expected an RFC 3339 time such as 2025-02-12T19:00:00Z"
+    )]
+    TimeArg {
+        /// The argument.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// `reconcile` without a stack or a bucket.
+    #[error("invalid argument: reconcile needs --stack or --bucket")]
+    NoReconcileLocation,
 }

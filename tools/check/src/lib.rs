@@ -11,10 +11,14 @@
 //! ledger entry and its redacted archive copy get the same key. Records that are not authtrail
 //! envelopes (other producers' JSON) are counted as `foreign` and not matched.
 //!
+//! [`reconcile`] reads the reconciliation objects a deployed reconciler wrote (one per window
+//! of event time) and reports them per window and hop (`authtrail-check reconcile`).
+//!
 //! The `authtrail-check` binary's command line is [`cli`].
 
 pub mod cli;
 mod error;
+pub mod reconcile;
 mod report;
 pub mod sources;
 mod tally;

@@ -155,3 +155,110 @@ async fn a_bad_archive_url_is_an_error_with_exit_2() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("s3://"), "{out}");
 }
+
+/// A reconciliation object (the reconciler's format) for the window starting at `start`.
+fn reconciliation(start: &str, end: &str, archive_unaccounted: u64) -> Vec<u8> {
+    let status = if archive_unaccounted > 0 {
+        "unaccounted"
+    } else {
+        "complete"
+    };
+    let hop_status = if archive_unaccounted > 0 {
+        "unaccounted"
+    } else {
+        "ok"
+    };
+    json!({
+        "version": 1, "windowStart": start, "windowEnd": end, "windowSeconds": 300,
+        "computedAt": end, "settleSeconds": 600, "status": status,
+        "unaccounted": archive_unaccounted,
+        "hops": [
+            {"hop": "producer>stream", "status": "ok", "expected": {"count": 10, "digest": "00000000000000aa"},
+             "observed": {"count": 10, "digest": "00000000000000aa"}, "unaccounted": 0, "extra": 0},
+            {"hop": "stream>archive", "status": hop_status, "expected": {"count": 10, "digest": "00000000000000aa"},
+             "observed": {"count": 10 - archive_unaccounted, "digest": "0000000000000001"},
+             "unaccounted": archive_unaccounted, "extra": 0,
+             "reason": "records the forwarder finished are not in the archive"}
+        ],
+        "archive": {"objects": 2, "records": 10, "envelopes": 10, "distinctEnvelopes": 10, "other": 0, "undated": 0},
+        "forwarder": {"lines": 4, "repeatedLines": 0, "overlappingLines": 0, "shards": 2},
+        "producer": {"checkpoints": 1, "put": 10}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn reconcile_prints_each_window_and_hop_and_exits_1_for_records_unaccounted_or_windows_missing()
+ {
+    let emu = Emulator::start().await.unwrap();
+    emu.create_bucket("arch").await.unwrap();
+    let s3 = emu.s3().await;
+    for (key, start, end, n) in [
+        (
+            "reconciliation/2025/02/12/19/20250212T1900Z-300s.json",
+            "2025-02-12T19:00:00.000Z",
+            "2025-02-12T19:05:00.000Z",
+            0,
+        ),
+        (
+            "reconciliation/2025/02/12/19/20250212T1905Z-300s.json",
+            "2025-02-12T19:05:00.000Z",
+            "2025-02-12T19:10:00.000Z",
+            3,
+        ),
+    ] {
+        s3.put_object()
+            .bucket("arch")
+            .key(key)
+            .body(reconciliation(start, end, n).into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let range = |to: &str| {
+        [
+            "reconcile",
+            "--bucket",
+            "arch",
+            "--from",
+            "2025-02-12T19:00:00Z",
+            "--to",
+            to,
+        ]
+        .map(String::from)
+    };
+    let (code, out) = run_check(
+        &emu,
+        &range("2025-02-12T19:05:00Z").each_ref().map(String::as_str),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("result: complete"), "{out}");
+    let (code, out) = run_check(
+        &emu,
+        &range("2025-02-12T19:15:00Z").each_ref().map(String::as_str),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("2025-02-12T19:05:00.000Z stream>archive"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 records unaccounted") && out.contains("1 windows without an object"),
+        "{out}"
+    );
+    let (code, out) = run_check(
+        &emu,
+        &[
+            "reconcile",
+            "--bucket",
+            "arch",
+            "--from",
+            "yesterday",
+            "--to",
+            "2025-02-12T19:15:00Z",
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--from"), "{out}");
+}
