@@ -463,6 +463,11 @@ impl ActiveMq {
         &self.log
     }
 
+    /// The broker's process id (the `java` process, leader of its process group).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Time from starting `java` to the first accepted STOMP `CONNECT`.
     pub fn startup_time(&self) -> Duration {
         self.started_in

@@ -286,17 +286,43 @@ fn millis(
     }
 }
 
+/// The password of `raw`, checked together with `username` (both or neither).
+fn credentials(label: &str, raw: &RawJms) -> Result<Option<SecretRef>, ForwarderError> {
+    let password = secret_ref(
+        label,
+        "password",
+        "passwordSecretArn",
+        raw.password.as_ref(),
+        raw.password_secret_arn.as_ref(),
+    )?;
+    match (&raw.username, &password) {
+        (Some(u), _) if u.is_empty() || u.contains(['\n', '\r', '\0']) => Err(err(
+            format!("{label}.username"),
+            "must be non-empty, without line breaks or NUL",
+        )),
+        (Some(_), None) => Err(err(
+            format!("{label}.passwordSecretArn"),
+            "is required with username (or password, local runs only)",
+        )),
+        (None, Some(_)) => Err(err(
+            format!("{label}.username"),
+            "is required with a password",
+        )),
+        _ => Ok(password),
+    }
+}
+
 impl EmitterSpec for JmsConfig {
     type Raw = RawJms;
 
     fn validate(label: &str, raw: RawJms) -> Result<Self, ForwarderError> {
-        let url = raw.url.ok_or_else(|| {
+        let url = raw.url.as_deref().ok_or_else(|| {
             err(
                 format!("{label}.url"),
                 "is required for type jms (stomp+ssl://host:61614)",
             )
         })?;
-        let endpoints = endpoints(&format!("{label}.url"), &url)?;
+        let endpoints = endpoints(&format!("{label}.url"), url)?;
         let destination = destination(
             &format!("{label}.destination"),
             raw.destination.as_deref().ok_or_else(|| {
@@ -316,34 +342,7 @@ impl EmitterSpec for JmsConfig {
                 ));
             }
         };
-        let password = secret_ref(
-            label,
-            "password",
-            "passwordSecretArn",
-            raw.password.as_ref(),
-            raw.password_secret_arn.as_ref(),
-        )?;
-        match (&raw.username, &password) {
-            (Some(u), _) if u.is_empty() || u.contains(['\n', '\r', '\0']) => {
-                return Err(err(
-                    format!("{label}.username"),
-                    "must be non-empty, without line breaks or NUL",
-                ));
-            }
-            (Some(_), None) => {
-                return Err(err(
-                    format!("{label}.passwordSecretArn"),
-                    "is required with username (or password, local runs only)",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(err(
-                    format!("{label}.username"),
-                    "is required with a password",
-                ));
-            }
-            _ => {}
-        }
+        let password = credentials(label, &raw)?;
         let ca_bundle_only = raw.ca_bundle_only.unwrap_or(false);
         if ca_bundle_only && raw.ca_bundle.is_none() {
             return Err(err(

@@ -122,35 +122,9 @@ impl Target {
         Err(last)
     }
 
+    /// TCP (and TLS for `stomp+ssl`) to `endpoint`, then the STOMP handshake.
     async fn connect_one(&self, endpoint: &Endpoint) -> Result<Connection, Outcome> {
-        let retry = |status: &str, text: String| Outcome::Retryable(Failure::new(status, text));
-        let timeout = self.connect_timeout;
-        let target = (endpoint.host.as_str(), endpoint.port);
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect(target))
-            .await
-            .map_err(|_| retry("connect", format!("connecting to {endpoint} timed out")))?
-            .map_err(|e| retry("connect", format!("connecting to {endpoint}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        let stream = match (&self.tls, endpoint.tls) {
-            (Some(connector), true) => {
-                let server = rustls_pki_types::ServerName::try_from(endpoint.host.clone())
-                    .map_err(|_| {
-                        Outcome::Unavailable(Failure::new(
-                            "tls",
-                            format!("{:?} is not a valid TLS server name", endpoint.host),
-                        ))
-                    })?;
-                let tls = tokio::time::timeout(timeout, connector.connect(server, tcp))
-                    .await
-                    .map_err(|_| retry("tls", format!("TLS handshake with {endpoint} timed out")))?
-                    .map_err(|e| retry("tls", format!("TLS handshake with {endpoint}: {e}")))?;
-                Stream::Tls(Box::new(tls))
-            }
-            (None, true) => {
-                return Err(Outcome::Unavailable(Failure::new("tls", "no TLS set up")));
-            }
-            (_, false) => Stream::Tcp(tcp),
-        };
+        let stream = self.open_stream(endpoint).await?;
         let mut conn = Connection {
             stream,
             rbuf: Vec::with_capacity(8 * 1024),
@@ -169,13 +143,12 @@ impl Target {
             headers.push(("passcode", password.expose()));
         }
         frame::encode_into(&mut out, "CONNECT", &headers, b"");
-        let deadline = Instant::now() + timeout;
         let answer = async {
             conn.stream.write_all(&out).await?;
             conn.stream.flush().await?;
             conn.read_frame().await
         };
-        let answer = tokio::time::timeout_at(deadline, answer)
+        let answer = tokio::time::timeout(self.connect_timeout, answer)
             .await
             .map_err(|_| retry("timeout", format!("no CONNECTED from {endpoint} in time")))?
             .map_err(|e| retry("closed", format!("CONNECT to {endpoint}: {e}")))?;
@@ -201,6 +174,41 @@ impl Target {
             )),
         }
     }
+
+    /// The TCP connection to `endpoint`, wrapped in TLS (certificate verified against the
+    /// endpoint's host) for `stomp+ssl`.
+    async fn open_stream(&self, endpoint: &Endpoint) -> Result<Stream, Outcome> {
+        let timeout = self.connect_timeout;
+        let target = (endpoint.host.as_str(), endpoint.port);
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(target))
+            .await
+            .map_err(|_| retry("connect", format!("connecting to {endpoint} timed out")))?
+            .map_err(|e| retry("connect", format!("connecting to {endpoint}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        if !endpoint.tls {
+            return Ok(Stream::Tcp(tcp));
+        }
+        let Some(connector) = &self.tls else {
+            return Err(Outcome::Unavailable(Failure::new("tls", "no TLS set up")));
+        };
+        let server =
+            rustls_pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|_| {
+                Outcome::Unavailable(Failure::new(
+                    "tls",
+                    format!("{:?} is not a valid TLS server name", endpoint.host),
+                ))
+            })?;
+        let tls = tokio::time::timeout(timeout, connector.connect(server, tcp))
+            .await
+            .map_err(|_| retry("tls", format!("TLS handshake with {endpoint} timed out")))?
+            .map_err(|e| retry("tls", format!("TLS handshake with {endpoint}: {e}")))?;
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+}
+
+/// A retryable failure.
+fn retry(status: &str, text: String) -> Outcome {
+    Outcome::Retryable(Failure::new(status, text))
 }
 
 /// What the broker answered to the receipts of one exchange.
@@ -246,15 +254,18 @@ impl Connection {
     /// Whether a kept connection can be used again: not idle too long, not closed by the
     /// broker, nothing unexpected waiting to be read.
     pub async fn usable(&mut self) -> bool {
-        if self.last_used.elapsed() > MAX_IDLE || self.start < self.rbuf.len() {
+        if self.last_used.elapsed() > MAX_IDLE {
             return false;
         }
-        let mut probe = [0u8; 1];
-        // One poll: `Ready(0)` is the broker's close, `Ready(n)` an unexpected frame (an ERROR
-        // before closing), pending is a healthy, quiet connection.
-        tokio::time::timeout(Duration::ZERO, self.stream.read(&mut probe))
-            .await
-            .is_err()
+        // One poll: `Ready(0)` is the broker's close, bytes other than end-of-line padding are
+        // an unexpected frame (an ERROR before closing); pending is a healthy, quiet connection.
+        self.rbuf.reserve(1024);
+        let polled =
+            tokio::time::timeout(Duration::ZERO, self.stream.read_buf(&mut self.rbuf)).await;
+        if matches!(polled, Ok(Ok(0)) | Ok(Err(_))) {
+            return false;
+        }
+        matches!(self.decoded(), Ok(None)) && self.start == self.rbuf.len()
     }
 
     /// Reads frames until one is complete.
@@ -275,7 +286,14 @@ impl Connection {
                 self.start += used;
                 Ok(Some(f))
             }
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                // End-of-line bytes after a frame (ActiveMQ pads every frame with one) are
+                // heart-beats: nothing is waiting.
+                if pending.iter().all(|b| matches!(b, b'\n' | b'\r')) {
+                    self.start = self.rbuf.len();
+                }
+                Ok(None)
+            }
             Err(e) => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 e.to_string(),

@@ -35,7 +35,8 @@ fn connected() -> Act {
 
 fn receipt(f: &Frame) -> Act {
     match f.header("receipt") {
-        Some(r) => Act::Send(bytes("RECEIPT", &[("receipt-id", r)], "")),
+        // Padded with an end-of-line after the NUL, as ActiveMQ does.
+        Some(r) => Act::Send([bytes("RECEIPT", &[("receipt-id", r)], ""), b"\n".to_vec()].concat()),
         None => Act::Send(Vec::new()),
     }
 }
