@@ -352,6 +352,8 @@ impl ObjectStore for S3Store {
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) if is_precondition_failure(&e) => Ok(PutOutcome::AlreadyExists),
+            // If-Match on an object deleted since it was read: S3 answers 404.
+            Err(e) if etag.is_some() && status_of(&e) == Some(404) => Ok(PutOutcome::AlreadyExists),
             Err(e) => Err(self.error("PutObject", key, &e)),
         }
     }
