@@ -1,11 +1,14 @@
 //! The Lambda handler: the forwarder built once per cold start from the environment, one
-//! [`Handler::handle`] per invocation (a Kinesis batch, or a scheduled event that redrives every
-//! emitter's spool), and one summary log line with EMF metrics per invocation.
+//! [`Handler::handle`] per invocation (a Kinesis batch, a scheduled event that redrives every
+//! emitter's spool, or the preflight test payload, answered with a [`Report`]), and one summary
+//! log line with EMF metrics per invocation.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use authtrail_core::preflight::Report;
 use aws_lambda_events::event::streams::KinesisEventResponse;
+use serde::Serialize;
 
 use crate::config::ForwarderConfig;
 use crate::forward::{BatchResult, Forwarder};
@@ -15,6 +18,19 @@ use crate::{ForwarderError, ForwarderEvent, dlq, spool};
 pub struct Handler {
     /// The forwarder.
     pub forwarder: Forwarder,
+    /// What the preflight checks besides the emitters.
+    pub preflight: crate::preflight::Targets,
+}
+
+/// What an invocation returns: the partial-batch response (Kinesis batches and scheduled
+/// redrives), or the preflight report.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// `{"batchItemFailures": [...]}`.
+    Batch(KinesisEventResponse),
+    /// The preflight report.
+    Preflight(Box<Report>),
 }
 
 impl Handler {
@@ -41,6 +57,15 @@ impl Handler {
         if !spool_prefix.ends_with('/') {
             return Err(crate::config::err("SPOOL_PREFIX", "must end in '/'"));
         }
+        let preflight = crate::preflight::Targets {
+            s3: authtrail_core::aws::s3_client(&sdk),
+            dlq_bucket: bucket.clone(),
+            dlq_prefix: prefix.clone(),
+            spool: config
+                .spool
+                .enabled
+                .then(|| (spool_bucket.clone(), spool_prefix.clone())),
+        };
         if config.spool.enabled {
             let store = Arc::new(spool::s3::S3Spool::new(
                 authtrail_core::aws::s3_client(&sdk),
@@ -59,7 +84,10 @@ impl Handler {
             spool_prefix = %spool_prefix,
             "forwarder configured"
         );
-        Ok(Self { forwarder })
+        Ok(Self {
+            forwarder,
+            preflight,
+        })
     }
 
     /// One invocation. `deadline_ms` is the Lambda deadline (epoch milliseconds).
@@ -68,7 +96,7 @@ impl Handler {
         event: ForwarderEvent,
         deadline_ms: u64,
         request_id: &str,
-    ) -> Result<KinesisEventResponse, ForwarderError> {
+    ) -> Result<Response, ForwarderError> {
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
         let deadline = tokio::time::Instant::now() + remaining;
@@ -80,6 +108,16 @@ impl Handler {
                     .await
             }
             ForwarderEvent::Scheduled => self.forwarder.redrive_all(deadline, request_id).await,
+            ForwarderEvent::Preflight => {
+                let report = crate::preflight::run(&self.forwarder, &self.preflight).await;
+                tracing::info!(
+                    request_id,
+                    ok = report.ok,
+                    failed = ?report.failed().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+                    "preflight"
+                );
+                return Ok(Response::Preflight(Box::new(report)));
+            }
         };
         log_summary(&result, started.elapsed(), request_id);
         if let Some(tally) = &result.tally {
@@ -93,7 +131,7 @@ impl Handler {
             }
             response.add_failure(seq.clone());
         }
-        Ok(response)
+        Ok(Response::Batch(response))
     }
 }
 

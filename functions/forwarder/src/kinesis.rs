@@ -38,15 +38,18 @@ impl FromEventRecord for InputRecord {
     }
 }
 
-/// What the forwarder is invoked with: a Kinesis batch, or an EventBridge scheduled event
+/// What the forwarder is invoked with: a Kinesis batch, an EventBridge scheduled event
 /// (`{"source":"aws.events","detail-type":"Scheduled Event",...}`) that asks for a redrive of
-/// every emitter's spool. The batch is read by the same lean reader as [`KinesisBatch`].
+/// every emitter's spool, or the preflight test payload `{"authtrail": "preflight"}`. The batch
+/// is read by the same lean reader as [`KinesisBatch`].
 #[derive(Debug)]
 pub enum ForwarderEvent {
     /// A Kinesis event.
     Kinesis(KinesisBatch),
     /// A scheduled event.
     Scheduled,
+    /// The preflight test payload ([`crate::preflight`]).
+    Preflight,
 }
 
 impl<'de> Deserialize<'de> for ForwarderEvent {
@@ -66,11 +69,16 @@ impl<'de> Visitor<'de> for EventVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut records, mut source, mut detail_type) = (None, None, None);
+        let mut preflight = false;
         while let Some(key) = map.next_key::<authtrail_core::kinesis::Str<'de>>()? {
             match key.as_str() {
                 "Records" => records = Some(map.next_value::<Records>()?.0),
                 "source" => source = Some(map.next_value::<String>()?),
                 "detail-type" => detail_type = Some(map.next_value::<String>()?),
+                authtrail_core::preflight::PAYLOAD_KEY => {
+                    preflight = map.next_value::<serde_json::Value>()?
+                        == authtrail_core::preflight::PAYLOAD_VALUE;
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -78,9 +86,10 @@ impl<'de> Visitor<'de> for EventVisitor {
         }
         match (records, source.as_deref(), detail_type.as_deref()) {
             (Some(records), _, _) => Ok(ForwarderEvent::Kinesis(KinesisBatch { records })),
+            (None, _, _) if preflight => Ok(ForwarderEvent::Preflight),
             (None, Some("aws.events"), Some("Scheduled Event")) => Ok(ForwarderEvent::Scheduled),
             _ => Err(de::Error::custom(
-                "neither a Kinesis event (Records) nor an EventBridge scheduled event",
+                "neither a Kinesis event (Records), an EventBridge scheduled event nor the preflight payload",
             )),
         }
     }

@@ -10,8 +10,10 @@
 //! - [`forward`]: one invocation: prepare, deliver (retries), age-out, quorum, the dead-letter
 //!   trail ([`dlq`]).
 //! - [`spool`]: the per-emitter spool in S3, its redrive and breaker.
-//! - [`handler`]: the Lambda handler (Kinesis batches and scheduled redrives); [`error`]: the
-//!   error type and the `errorType` names Lambda reports.
+//! - [`handler`]: the Lambda handler (Kinesis batches, scheduled redrives and the preflight
+//!   test payload); [`error`]: the error type and the `errorType` names Lambda reports.
+//! - [`preflight`]: the preflight checks (each emitter probed without delivering an event, the
+//!   dead-letter and spool prefixes).
 //! - [`tally`]: the reconciliation tally line of each Kinesis invocation.
 //!
 //! `main.rs` only wires: [`Handler::from_env`] then [`Handler::handle`] per invocation.
@@ -24,6 +26,7 @@ pub mod filter;
 pub mod forward;
 pub mod handler;
 pub mod kinesis;
+pub mod preflight;
 pub mod record;
 pub mod replay;
 pub mod spool;

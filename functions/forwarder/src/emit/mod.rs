@@ -104,6 +104,16 @@ pub trait Emitter: Send + Sync {
     fn size_hint(&self, record: &Prepared) -> usize {
         record.json.len() + 1
     }
+    /// Preflight (check `emitter.<name>`): whether the destination is reachable from here, its
+    /// TLS certificate verified and the credentials accepted, without delivering an event. The
+    /// default, for types without a probe, reports the check as skipped.
+    fn probe(&self) -> BoxFuture<'_, authtrail_core::preflight::Check> {
+        let check = authtrail_core::preflight::Check::skipped(
+            format!("emitter.{}", self.name()),
+            "this emitter type has no preflight probe: its first delivery is the check",
+        );
+        Box::pin(std::future::ready(check))
+    }
 }
 
 /// The same outcome for every record of a chunk.

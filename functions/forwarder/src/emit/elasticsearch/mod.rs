@@ -8,6 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use authtrail_core::preflight::Check;
+use reqwest::Method;
+
+use super::transport::probe::{answer_check, shown};
 use super::transport::{HttpTransport, ResolvedAuth, classify_response as whole_request};
 use super::{BoxFuture, Emitter, Outcome};
 use crate::ForwarderError;
@@ -68,6 +72,57 @@ impl ElasticsearchEmitter {
             Err(outcomes) => outcomes,
         }
     }
+
+    /// Preflight: `GET {cluster}/_security/_authenticate` names the user the credentials are;
+    /// a cluster without that API (security off, OpenSearch, a proxy) is asked with an empty
+    /// `_bulk` instead, which a cluster refuses for its content once it has accepted the
+    /// credentials.
+    async fn preflight(&self) -> Check {
+        let name = format!("emitter.{}", self.name);
+        let bulk = self.transport.url().clone();
+        let mut auth = bulk.clone();
+        let base = bulk
+            .path()
+            .trim_end_matches('/')
+            .trim_end_matches("_bulk")
+            .to_string();
+        auth.set_path(&format!(
+            "{}/_security/_authenticate",
+            base.trim_end_matches('/')
+        ));
+        match self
+            .transport
+            .probe_request(Method::GET, auth.clone(), Vec::new())
+            .await
+        {
+            Err(e) => return e.check(&name, &auth),
+            Ok(r) if r.status == 200 => {
+                let user = serde_json::from_str::<serde_json::Value>(&r.text)
+                    .ok()
+                    .and_then(|v| v["username"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "?".into());
+                return Check::ok(
+                    name,
+                    format!(
+                        "{}: credentials accepted, authenticated as {user:?}",
+                        shown(&auth)
+                    ),
+                );
+            }
+            Ok(r) if matches!(r.status, 401 | 403) => {
+                return answer_check(&name, &auth, r.status, &r.text, "an authentication check");
+            }
+            Ok(_) => {}
+        }
+        match self
+            .transport
+            .probe_request(Method::POST, bulk.clone(), Vec::new())
+            .await
+        {
+            Ok(r) => answer_check(&name, &bulk, r.status, &r.text, "an empty _bulk request"),
+            Err(e) => e.check(&name, &bulk),
+        }
+    }
 }
 
 /// The outcomes of a `_bulk` answer: per item when it is 2xx, else for the whole request.
@@ -95,6 +150,10 @@ impl Emitter for ElasticsearchEmitter {
 
     fn size_hint(&self, p: &Prepared) -> usize {
         p.json.len() + self.prefix.len() + p.doc_id.len() + 8
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Check> {
+        Box::pin(self.preflight())
     }
 }
 
@@ -152,7 +211,8 @@ mod tests {
         ] {
             let o = classify_response(200, None, text, 2);
             assert!(
-                o.iter().all(|x| matches!(x, Outcome::Retryable(f) if f.status == "bulk")),
+                o.iter()
+                    .all(|x| matches!(x, Outcome::Retryable(f) if f.status == "bulk")),
                 "{text:?}: {o:?}"
             );
         }

@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+use authtrail_core::preflight::Check;
+use reqwest::Method;
+
+use super::transport::probe::answer_check;
 use super::transport::{HttpTransport, ResolvedAuth, classify_response};
 use super::{BoxFuture, Emitter, Outcome};
 use crate::ForwarderError;
@@ -68,6 +72,25 @@ impl HttpEmitter {
             Err(outcomes) => outcomes,
         }
     }
+
+    /// Preflight: a `POST` of no records (an empty NDJSON body, or `[]`) with the emitter's
+    /// credentials.
+    async fn preflight(&self) -> Check {
+        let name = format!("emitter.{}", self.name);
+        let body = match self.format {
+            HttpFormat::Ndjson => Vec::new(),
+            HttpFormat::JsonArray => b"[]".to_vec(),
+        };
+        let url = self.transport.url().clone();
+        match self
+            .transport
+            .probe_request(Method::POST, url.clone(), body)
+            .await
+        {
+            Ok(r) => answer_check(&name, &url, r.status, &r.text, "a request of no records"),
+            Err(e) => e.check(&name, &url),
+        }
+    }
 }
 
 impl Emitter for HttpEmitter {
@@ -82,14 +105,18 @@ impl Emitter for HttpEmitter {
     fn size_hint(&self, p: &Prepared) -> usize {
         p.json.len() + 1
     }
+
+    fn probe(&self) -> BoxFuture<'_, Check> {
+        Box::pin(self.preflight())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::emit::test_support::{E1, E2, prepared, settings};
     use crate::emit::EmitterSettings;
+    use crate::emit::test_support::{E1, E2, prepared, settings};
     use serde_json::Value;
 
     fn emitter(format: &str) -> HttpEmitter {

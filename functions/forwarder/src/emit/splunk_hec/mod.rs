@@ -11,6 +11,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authtrail_core::preflight::Check;
+use reqwest::Method;
+
+use super::transport::probe::{answer_check, shown};
 use super::transport::{HttpTransport, ResolvedAuth, classify_response};
 use super::{BoxFuture, Emitter, Failure, Outcome};
 use crate::ForwarderError;
@@ -74,6 +78,73 @@ impl SplunkHecEmitter {
             Err(outcomes) => outcomes,
         }
     }
+
+    /// Preflight: HEC's health endpoint (no token needed: 200 healthy, 503 queues full), then
+    /// an empty `POST` with the token, which HEC answers `400 No data` (code 5) once the token
+    /// is accepted and `401`/`403` (`Invalid token`, code 4; `Token disabled`, code 1) when not.
+    async fn preflight(&self) -> Check {
+        let name = format!("emitter.{}", self.name);
+        let url = self.transport.url().clone();
+        let health = health_url(&url);
+        let healthy = match self
+            .transport
+            .probe_request(Method::GET, health.clone(), Vec::new())
+            .await
+        {
+            Err(e) => return e.check(&name, &health),
+            Ok(r) if r.status == 503 => {
+                return Check::failed(
+                    name,
+                    format!(
+                        "{}: HEC is unhealthy (503: {})",
+                        shown(&health),
+                        r.text.trim()
+                    ),
+                    "HEC's queues are full or it is starting: look at the Splunk instance",
+                );
+            }
+            Ok(r) => r.status == 200,
+        };
+        match self
+            .transport
+            .probe_request(Method::POST, url.clone(), Vec::new())
+            .await
+        {
+            Err(e) => e.check(&name, &url),
+            Ok(r) if matches!(r.status, 401 | 403) => Check::failed(
+                name,
+                format!(
+                    "{}: HEC refused the token: HTTP {}: {}",
+                    shown(&url),
+                    r.status,
+                    r.text.trim()
+                ),
+                "check the emitter's token / tokenSecretArn, and that the token is enabled in Splunk (Settings > Data inputs > HTTP Event Collector)",
+            ),
+            Ok(r) if r.status == 400 || (200..300).contains(&r.status) => Check::ok(
+                name,
+                format!(
+                    "{}: token accepted (an empty request answered {}{}){}",
+                    shown(&url),
+                    r.status,
+                    if r.status == 400 { ", \"No data\"" } else { "" },
+                    if healthy { "; HEC healthy" } else { "" }
+                ),
+            ),
+            Ok(r) => answer_check(&name, &url, r.status, &r.text, "an empty request"),
+        }
+    }
+}
+
+/// HEC's health endpoint beside the event endpoint `url`: its `/services/collector...` path
+/// becomes `/services/collector/health` (a prefix before it, from a proxy, is kept).
+fn health_url(url: &reqwest::Url) -> reqwest::Url {
+    let mut health = url.clone();
+    let path = url.path();
+    let base = path.find("/services/collector").map_or("", |i| &path[..i]);
+    health.set_path(&format!("{base}/services/collector/health"));
+    health.set_query(None);
+    health
 }
 
 /// The outcomes of a HEC answer for `n` events: a 400 naming the bad event by
@@ -125,6 +196,10 @@ impl Emitter for SplunkHecEmitter {
     fn size_hint(&self, p: &Prepared) -> usize {
         p.json.len() + self.prefix.len() + 28
     }
+
+    fn probe(&self) -> BoxFuture<'_, Check> {
+        Box::pin(self.preflight())
+    }
 }
 
 #[cfg(test)]
@@ -136,7 +211,25 @@ mod tests {
     use serde_json::Value;
 
     #[test]
-    fn hec_400_with_invalid_event_number_delivers_the_events_before_it_and_retries_the_ones_after() {
+    fn the_health_endpoint_sits_beside_the_event_endpoint_behind_any_proxy_prefix() {
+        let u = |s: &str| health_url(&reqwest::Url::parse(s).unwrap()).to_string();
+        assert_eq!(
+            u("https://hec.example:8088/services/collector/event"),
+            "https://hec.example:8088/services/collector/health"
+        );
+        assert_eq!(
+            u("https://h.example/splunk/services/collector/event/1.0?channel=x"),
+            "https://h.example/splunk/services/collector/health"
+        );
+        assert_eq!(
+            u("https://h.example/"),
+            "https://h.example/services/collector/health"
+        );
+    }
+
+    #[test]
+    fn hec_400_with_invalid_event_number_delivers_the_events_before_it_and_retries_the_ones_after()
+    {
         let text = r#"{"text":"Invalid data format","code":6,"invalid-event-number":1}"#;
         let o = hec_outcomes(400, None, text, 3);
         assert_eq!(o[0], Outcome::Delivered);
@@ -144,13 +237,26 @@ mod tests {
             matches!(&o[1], Outcome::Permanent(f) if f.status == "400" && f.text.contains("Invalid data format")),
             "{o:?}"
         );
-        assert!(matches!(&o[2], Outcome::Retryable(f) if f.status == "hec-not-read"), "{o:?}");
+        assert!(
+            matches!(&o[2], Outcome::Retryable(f) if f.status == "hec-not-read"),
+            "{o:?}"
+        );
         // Without the number (or out of range) the request is refused as a whole.
         let whole = hec_outcomes(400, None, r#"{"text":"No data","code":5}"#, 2);
-        assert!(whole.iter().all(|o| matches!(o, Outcome::Rejected(_))), "{whole:?}");
+        assert!(
+            whole.iter().all(|o| matches!(o, Outcome::Rejected(_))),
+            "{whole:?}"
+        );
         let out_of_range = hec_outcomes(400, None, r#"{"invalid-event-number":2}"#, 2);
-        assert!(out_of_range.iter().all(|o| matches!(o, Outcome::Rejected(_))));
-        assert_eq!(hec_outcomes(200, None, r#"{"text":"Success","code":0}"#, 2), vec![Outcome::Delivered; 2]);
+        assert!(
+            out_of_range
+                .iter()
+                .all(|o| matches!(o, Outcome::Rejected(_)))
+        );
+        assert_eq!(
+            hec_outcomes(200, None, r#"{"text":"Success","code":0}"#, 2),
+            vec![Outcome::Delivered; 2]
+        );
     }
 
     #[test]

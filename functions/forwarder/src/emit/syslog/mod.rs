@@ -15,6 +15,8 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use authtrail_core::preflight::Check;
+
 use super::{BoxFuture, Emitter, Failure, Outcome, all};
 use crate::ForwarderError;
 use crate::config::err;
@@ -255,6 +257,44 @@ impl Emitter for SyslogEmitter {
     fn max_concurrent_requests(&self) -> usize {
         1 // one connection, one ordered stream
     }
+
+    fn probe(&self) -> BoxFuture<'_, Check> {
+        Box::pin(self.preflight())
+    }
+}
+
+impl SyslogEmitter {
+    /// Preflight: a connection of its own (TCP connect; with TLS the handshake, the
+    /// collector's certificate verified), closed without sending a message. UDP has no
+    /// handshake: the check is skipped.
+    async fn preflight(&self) -> Check {
+        let name = format!("emitter.{}", self.name);
+        let at = format!("{}:{}", self.config.host, self.config.port);
+        match (self.config.protocol, self.connect().await) {
+            (SyslogProtocol::Udp, _) => Check::skipped(
+                name,
+                format!("{at} over UDP: no handshake to check without sending a message"),
+            ),
+            (_, Ok(Conn::Tls(mut tls))) => {
+                let _ = tls.shutdown().await;
+                Check::ok(
+                    name,
+                    format!("{at}: TLS handshake done, certificate verified; nothing sent"),
+                )
+            }
+            (_, Ok(_)) => Check::ok(name, format!("{at}: TCP connection accepted; nothing sent")),
+            (_, Err(f)) if f.status == "tls" => Check::failed(
+                name,
+                f.text,
+                "trust the collector's certificate: give its CA as caBundle (PEM), and make host the name the certificate names",
+            ),
+            (_, Err(f)) => Check::failed(
+                name,
+                f.text,
+                "check host and port and that the collector listens there (firewall, security group)",
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -404,7 +444,10 @@ mod tests {
         let s = syslog(&format!(
             r#","protocol":"TCP","port":{port},"maxMessageSize":1048576"#
         ));
-        let big = prepared(&format!(r#"{{"type":"X","pad":"{}"}}"#, "a".repeat(500_000)));
+        let big = prepared(&format!(
+            r#"{{"type":"X","pad":"{}"}}"#,
+            "a".repeat(500_000)
+        ));
         let batch = vec![big; 64];
         let cut = tokio::time::timeout(Duration::from_millis(300), s.emit(&batch)).await;
         assert!(cut.is_err(), "the write was expected to block");
@@ -460,7 +503,10 @@ mod tests {
         };
         let s = SyslogEmitter::new("s", cfg).unwrap();
         let p = prepared(LOGIN_ERROR);
-        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        assert_eq!(
+            s.emit(std::slice::from_ref(&p)).await,
+            vec![Outcome::Delivered]
+        );
         // Whatever the server sent after the handshake (TLS 1.3 tickets) has arrived by now.
         tokio::time::sleep(Duration::from_millis(300)).await;
         {
@@ -468,11 +514,18 @@ mod tests {
             let conn = guard.as_mut().expect("the connection is kept");
             assert!(!SyslogEmitter::is_stale(conn).await, "{}", rsyslog.log());
         }
-        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        assert_eq!(
+            s.emit(std::slice::from_ref(&p)).await,
+            vec![Outcome::Delivered]
+        );
         let got = rsyslog.wait_for(2, Duration::from_secs(10)).await;
         rsyslog.stop().await;
         assert_eq!(got.len(), 2, "{}", rsyslog.log());
-        assert!(got.iter().all(|m| m.input == "tls" && m.msgid == "LOGIN_ERROR"), "{got:?}");
+        assert!(
+            got.iter()
+                .all(|m| m.input == "tls" && m.msgid == "LOGIN_ERROR"),
+            "{got:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -508,7 +561,10 @@ mod tests {
         };
         let s = SyslogEmitter::new("s", cfg).unwrap();
         let p = prepared(LOGIN_ERROR);
-        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        assert_eq!(
+            s.emit(std::slice::from_ref(&p)).await,
+            vec![Outcome::Delivered]
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         {
             let mut guard = s.conn.lock().await;
@@ -516,7 +572,10 @@ mod tests {
             assert!(!SyslogEmitter::is_stale(conn).await);
         }
         // The second batch travels on the same connection: the server saw both frames on it.
-        assert_eq!(s.emit(std::slice::from_ref(&p)).await, vec![Outcome::Delivered]);
+        assert_eq!(
+            s.emit(std::slice::from_ref(&p)).await,
+            vec![Outcome::Delivered]
+        );
         let msg = s.format(&p);
         drop(s);
         let frame = format!("{} {msg}", msg.len());

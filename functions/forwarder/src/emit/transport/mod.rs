@@ -7,7 +7,8 @@
 //! No redirect is ever followed: a 3xx is a failure naming its status and its `Location`
 //! (without userinfo, query or fragment). Answer bodies are read chunk by chunk up to a cap per
 //! emitter type (after gzip decoding, so a compressed bomb stops at the cap); a 2xx answer whose
-//! body cannot be read in full is a retryable failure (its outcome is unknown).
+//! body cannot be read in full is a retryable failure (its outcome is unknown). [`probe`]: the
+//! preflight requests, which deliver nothing.
 
 use std::io::Write;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use crate::config::secret::SecretRef;
 
 pub mod auth;
 pub mod config;
+pub mod probe;
 
 pub use auth::{HttpAuth, ResolvedAuth};
 pub use config::HttpTarget;
