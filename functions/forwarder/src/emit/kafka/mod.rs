@@ -442,4 +442,6 @@ impl Emitter for KafkaEmitter {
 }
 
 #[cfg(test)]
+mod scripted;
+#[cfg(test)]
 mod tests;
