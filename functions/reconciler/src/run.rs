@@ -239,10 +239,28 @@ fn forwarder_input(v: &Option<Result<ForwarderView, ReconcileError>>) -> Forward
     }
 }
 
+/// The `Hop` value of the line that sums a window's hops.
+pub const ALL_HOPS: &str = "all";
+
 /// The metric lines of a window: one per hop, `Unaccounted` (and `ReconcileUnknown` 0) when
 /// its figure is known, only `ReconcileUnknown` 1 when it is not, so a missing tally never
-/// reads as zero records unaccounted.
+/// reads as zero records unaccounted; then `Hop=all` with the window's sums (what the alarms
+/// watch).
 pub fn metrics(r: &Reconciliation) -> Vec<Emf> {
+    let unknown = r
+        .hops
+        .iter()
+        .filter(|h| h.status == HopStatus::Unknown)
+        .count() as u64;
+    let all = Emf::new(METRIC_NAMESPACE)
+        .dimension(HOP_DIMENSION, ALL_HOPS)
+        .count(UNACCOUNTED_METRIC, r.unaccounted)
+        .count(UNKNOWN_METRIC, unknown)
+        .property("WindowStart", r.window_start.as_str())
+        .property(
+            "WindowStatus",
+            serde_json::to_value(r.status).unwrap_or_default(),
+        );
     r.hops
         .iter()
         .map(|h| {
@@ -259,6 +277,7 @@ pub fn metrics(r: &Reconciliation) -> Vec<Emf> {
                     serde_json::to_value(h.status).unwrap_or_default(),
                 )
         })
+        .chain(std::iter::once(all))
         .collect()
 }
 

@@ -239,4 +239,9 @@ fn an_unknown_hop_emits_only_the_unknown_metric_never_a_zero() {
         lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
         json!([["Hop"]])
     );
+    // The window's sums, what the alarms watch.
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["Hop"], "all");
+    assert_eq!(lines[2]["Unaccounted"], 3.0);
+    assert_eq!(lines[2]["ReconcileUnknown"], 1.0);
 }
