@@ -228,6 +228,22 @@ impl Sim {
         inner.sync();
     }
 
+    /// Ends the life of every access token issued so far, now: as a token whose lifetime runs
+    /// out between two pages of a pull, the next events request carrying one is answered 401
+    /// (a client renews its token then). Returns how many tokens were still valid.
+    pub fn expire_tokens(&self) -> usize {
+        let mut inner = self.shared.lock();
+        let now = inner.sync();
+        let mut expired = 0;
+        for token in inner.tokens.values_mut() {
+            if token.expires_at > now {
+                token.expires_at = now;
+                expired += 1;
+            }
+        }
+        expired
+    }
+
     /// Counters and store sizes.
     pub fn stats(&self) -> Stats {
         self.shared.stats()

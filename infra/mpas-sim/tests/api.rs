@@ -295,6 +295,21 @@ async fn missing_unknown_or_expired_token_gets_401() {
     );
 }
 
+#[tokio::test]
+async fn expire_tokens_makes_tokens_issued_so_far_answer_401_and_a_new_token_works() {
+    let sim = start(history_config(10, DAY_START)).await.unwrap();
+    let c = Client::new(&sim).await;
+    assert_eq!(c.get(&sim.events_url(), &[]).await.0, StatusCode::OK);
+    assert_eq!(sim.expire_tokens(), 1);
+    assert_eq!(
+        c.get(&sim.events_url(), &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(sim.expire_tokens(), 0);
+    let renewed = Client::new(&sim).await;
+    assert_eq!(renewed.get(&sim.events_url(), &[]).await.0, StatusCode::OK);
+}
+
 async fn token_status(
     sim: &SimHandle,
     form: &[(&str, &str)],

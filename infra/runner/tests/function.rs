@@ -186,3 +186,29 @@ async fn schedule_source_delivers_eventbridge_scheduled_events_that_deserialize(
     }
     assert_eq!(ids.len(), 3, "each scheduled event has its own id");
 }
+
+#[tokio::test]
+async fn kill_now_mid_invocation_ends_it_as_crashed_and_the_next_one_cold_starts() {
+    let f = std::sync::Arc::new(
+        LambdaFunction::start(config("kill-now").with_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap(),
+    );
+    let first_pid = f.pid().await.unwrap();
+    let running = {
+        let f = f.clone();
+        tokio::spawn(async move { f.invoke_json(&json!({"action": "sleep"})).await })
+    };
+    // The invocation holds the environment; the kill does not wait for it.
+    while f.invocations() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(f.kill_now(), Some(first_pid));
+    let inv = running.await.unwrap().unwrap();
+    assert!(matches!(inv.outcome, Outcome::Crashed { .. }), "{inv:?}");
+    let next = f.invoke_json(&json!({})).await.unwrap();
+    assert!(next.is_success(), "{next:?}");
+    assert!(next.cold_start);
+    assert_ne!(f.pid().await.unwrap(), first_pid);
+}

@@ -42,6 +42,8 @@ pub struct LambdaFunction {
     logs: Arc<LogSink>,
     cold_starts: AtomicU32,
     invocations: AtomicU64,
+    /// Pid of the latest process (0: none yet), readable while an invocation runs.
+    current_pid: AtomicU32,
 }
 
 impl std::fmt::Debug for LambdaFunction {
@@ -102,6 +104,7 @@ impl LambdaFunction {
             logs,
             cold_starts: AtomicU32::new(0),
             invocations: AtomicU64::new(0),
+            current_pid: AtomicU32::new(0),
         })
     }
 
@@ -186,6 +189,24 @@ impl LambdaFunction {
             .as_ref()
             .filter(|e| !e.has_exited())
             .and_then(|e| e.pid)
+    }
+
+    /// Kills the latest process with SIGKILL at once, also in the middle of an invocation (a
+    /// crash as Lambda sees one: the invocation ends as crashed, the next one cold-starts).
+    /// Returns the pid signalled, or `None` when no process was started yet or the signal could
+    /// not be sent (the process had already ended).
+    pub fn kill_now(&self) -> Option<u32> {
+        let pid = self.current_pid.load(Ordering::Relaxed);
+        if pid == 0 {
+            return None;
+        }
+        let sent = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        sent.then_some(pid)
     }
 
     /// Stops the current process (if any). The next invocation cold-starts a new one.

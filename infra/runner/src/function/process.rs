@@ -40,6 +40,7 @@ impl LambdaFunction {
                 source,
             })?;
         let pid = child.id();
+        self.current_pid.store(pid.unwrap_or(0), Ordering::Relaxed);
         self.cold_starts.fetch_add(1, Ordering::Relaxed);
         tracing::info!(function = %self.cfg.name, pid, runtime_api = %server.addr, "started function process (cold start)");
         if let Some(out) = child.stdout.take() {
