@@ -519,6 +519,12 @@ async fn assert_archiver(aws: &Aws, stack: &Stack, bucket: &str) {
             ("ARCHIVE_ERROR_PREFIX".into(), "errors/".into()),
             ("ARCHIVE_STATE_PREFIX".into(), "archiver-state/".into()),
             ("ARCHIVE_COMPRESSION".into(), "gzip".into()),
+            (
+                "ARCHIVE_DIGEST_KEY_ID".into(),
+                stack.output("DigestKeyArn").to_string()
+            ),
+            ("ARCHIVE_DIGEST_PREFIX".into(), "digests/".into()),
+            ("ARCHIVE_DIGEST_SETTLE_SECONDS".into(), "600".into()),
         ])
     );
 
@@ -576,7 +582,8 @@ async fn assert_archiver(aws: &Aws, stack: &Stack, bucket: &str) {
                     set(&[
                         &format!("{b}/raw/*"),
                         &format!("{b}/errors/*"),
-                        &format!("{b}/archiver-state/*")
+                        &format!("{b}/archiver-state/*"),
+                        &format!("{b}/digests/*")
                     ])
                 )
             ),
@@ -918,6 +925,226 @@ async fn s3_archive_stack_archives_into_an_existing_bucket_without_creating_one(
     assert_archiver(&aws, &stack, "existing-archive").await;
 }
 
+/// Whether an IAM action pattern (`kms:*`, `kms:S*`, `*`) covers `action`.
+fn action_covers(pattern: &str, action: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern.eq_ignore_ascii_case(action),
+        Some((head, tail)) => {
+            let (a, h, t) = (
+                action.to_ascii_lowercase(),
+                head.to_ascii_lowercase(),
+                tail.to_ascii_lowercase(),
+            );
+            a.len() >= h.len() + t.len() && a.starts_with(&h) && a.ends_with(&t)
+        }
+    }
+}
+
+#[test]
+fn the_digest_key_lets_only_the_archiver_sign_and_anyone_in_the_account_read_its_public_key() {
+    for name in ["s3-archive.yaml", "pipeline.yaml"] {
+        let t = template_json(name);
+        let key = &t["Resources"]["DigestKey"]["Properties"];
+        assert_eq!(key["KeySpec"], "ECC_NIST_P256", "{name}");
+        assert_eq!(key["KeyUsage"], "SIGN_VERIFY", "{name}");
+        let statements = key["KeyPolicy"]["Statement"].as_array().unwrap();
+        let allowing = |action: &str| -> Vec<&Value> {
+            statements
+                .iter()
+                .filter(|st| st["Effect"] == "Allow")
+                .filter(|st| {
+                    as_list(&st["Action"])
+                        .iter()
+                        .any(|p| action_covers(p, action))
+                })
+                .collect()
+        };
+        let signers = allowing("kms:Sign");
+        assert_eq!(signers.len(), 1, "{name}: one statement may sign");
+        assert_eq!(
+            signers[0]["Principal"],
+            json!({"AWS": {"Fn::GetAtt": ["ArchiverRole", "Arn"]}}),
+            "{name}"
+        );
+        assert_eq!(as_list(&signers[0]["Action"]), vec!["kms:Sign".to_string()]);
+        for read in ["kms:GetPublicKey", "kms:DescribeKey"] {
+            let everyone = allowing(read)
+                .into_iter()
+                .find(|st| st["Principal"] == json!({"AWS": "*"}))
+                .unwrap_or_else(|| panic!("{name}: {read} for the account"));
+            assert_eq!(
+                everyone["Condition"],
+                json!({"StringEquals": {"kms:CallerAccount": {"Ref": "AWS::AccountId"}}}),
+                "{name}"
+            );
+            assert_eq!(
+                as_list(&everyone["Action"]),
+                vec![
+                    "kms:GetPublicKey".to_string(),
+                    "kms:DescribeKey".to_string()
+                ]
+            );
+        }
+        let env = &t["Resources"]["ArchiverFunction"]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            env["ARCHIVE_DIGEST_KEY_ID"],
+            json!({"Fn::GetAtt": ["DigestKey", "Arn"]}),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_archiver_is_invoked_hourly_to_close_digests_and_their_failures_raise_an_alarm() {
+    for name in ["s3-archive.yaml", "pipeline.yaml"] {
+        let t = template_json(name);
+        let r = &t["Resources"];
+        let rule = &r["ArchiverDigestSchedule"]["Properties"];
+        assert_eq!(rule["ScheduleExpression"], "cron(15 * * * ? *)", "{name}");
+        assert_eq!(rule["State"], "ENABLED");
+        assert_eq!(
+            rule["Targets"][0]["Arn"],
+            json!({"Fn::GetAtt": ["ArchiverFunction", "Arn"]}),
+            "{name}"
+        );
+        let permission = &r["ArchiverDigestSchedulePermission"]["Properties"];
+        assert_eq!(permission["Principal"], "events.amazonaws.com");
+        assert_eq!(
+            permission["SourceArn"],
+            json!({"Fn::GetAtt": ["ArchiverDigestSchedule", "Arn"]})
+        );
+        assert_eq!(
+            permission["FunctionName"],
+            json!({"Ref": "ArchiverFunction"})
+        );
+        let alarm = &r["ArchiverDigestFailuresAlarm"]["Properties"];
+        assert_eq!(alarm["Namespace"], "authtrail");
+        assert_eq!(alarm["MetricName"], "DigestFailures");
+        assert_eq!(
+            alarm["Dimensions"],
+            json!([{"Name": "Function", "Value": "archiver"}])
+        );
+        assert_eq!(alarm["Threshold"], json!(0));
+        assert!(
+            alarm["AlarmActions"].to_string().contains("AlarmTopicArn"),
+            "{name}"
+        );
+        // The settle time leaves the in-flight batches of the closed hour time to land.
+        let env = &r["ArchiverFunction"]["Properties"]["Environment"]["Variables"];
+        assert_eq!(env["ARCHIVE_DIGEST_SETTLE_SECONDS"], "600");
+    }
+}
+
+#[test]
+fn object_lock_and_storage_class_transitions_are_off_by_default_and_follow_their_parameters() {
+    for name in ["s3-archive.yaml", "pipeline.yaml"] {
+        let t = template_json(name);
+        let p = &t["Parameters"];
+        assert_eq!(p["ObjectLockMode"]["Default"], "NONE", "{name}");
+        assert_eq!(
+            p["ObjectLockMode"]["AllowedValues"],
+            json!(["NONE", "GOVERNANCE", "COMPLIANCE"])
+        );
+        assert_eq!(p["TransitionToStandardIaDays"]["Default"], json!(0));
+        assert_eq!(p["TransitionToGlacierIrDays"]["Default"], json!(0));
+        let bucket = &t["Resources"]["ArchiveBucket"]["Properties"];
+        assert_eq!(
+            bucket["ObjectLockConfiguration"]["Fn::If"][1],
+            json!({
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {
+                    "Mode": {"Ref": "ObjectLockMode"},
+                    "Days": {"Ref": "ObjectLockDays"}
+                }}
+            }),
+            "{name}"
+        );
+        assert_eq!(bucket["ObjectLockEnabled"]["Fn::If"][0], "HasObjectLock");
+        let rules = bucket["LifecycleConfiguration"]["Rules"].to_string();
+        for part in [
+            r#""Prefix":{"Ref":"ArchivePrefix"}"#,
+            r#""StorageClass":"STANDARD_IA","TransitionInDays":{"Ref":"TransitionToStandardIaDays"}"#,
+            r#""StorageClass":"GLACIER_IR","TransitionInDays":{"Ref":"TransitionToGlacierIrDays"}"#,
+        ] {
+            assert!(rules.contains(part), "{name}: {part} in {rules}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn s3_archive_stack_with_object_lock_and_transitions_creates() {
+    let aws = Aws::start().await;
+    let stack = aws
+        .create_stack(
+            "locked",
+            "s3-archive.yaml",
+            &[
+                ("ExternalId", "ext-archive-0123456789abcdef0123456"),
+                ("BucketName", "locked-archive"),
+                ("ObjectLockMode", "COMPLIANCE"),
+                ("ObjectLockDays", "2555"),
+                ("TransitionToStandardIaDays", "30"),
+                ("TransitionToGlacierIrDays", "90"),
+                ("GlueDatabaseName", "audit_archive"),
+                ("CodeBucket", CODE_BUCKET),
+            ],
+        )
+        .await;
+    assert_eq!(stack.output("GlueDatabase"), "audit_archive");
+    assert_archiver(&aws, &stack, "locked-archive").await;
+}
+
+#[test]
+fn the_glue_table_is_the_readmes_athena_table_with_partition_projection() {
+    let readme =
+        std::fs::read_to_string(workspace_root().join("functions/archiver/README.md")).unwrap();
+    let ddl_start = readme
+        .find("CREATE EXTERNAL TABLE authtrail_raw")
+        .expect("DDL in README");
+    let ddl = &readme[ddl_start..ddl_start + readme[ddl_start..].find(");").unwrap()];
+    let property = regex_lite::Regex::new(r"'(projection\.[a-z.]+)' = '([^']*)'").unwrap();
+    let projected: BTreeMap<String, String> = property
+        .captures_iter(ddl)
+        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .collect();
+    assert!(projected.len() >= 6, "{projected:?}");
+    for name in ["s3-archive.yaml", "pipeline.yaml"] {
+        let t = template_json(name);
+        let table = &t["Resources"]["ArchiveTable"]["Properties"]["TableInput"];
+        assert_eq!(table["Name"], "authtrail_raw", "{name}");
+        assert_eq!(table["TableType"], "EXTERNAL_TABLE");
+        for (k, v) in &projected {
+            assert_eq!(table["Parameters"][k], json!(v), "{name}: {k}");
+        }
+        let template = table["Parameters"]["storage.location.template"].to_string();
+        assert!(
+            template.contains("${ArchivePrefix}${!dt}/"),
+            "{name}: {template}"
+        );
+        assert_eq!(
+            table["PartitionKeys"],
+            json!([{"Name": "dt", "Type": "string"}])
+        );
+        let sd = &table["StorageDescriptor"];
+        assert_eq!(
+            sd["SerdeInfo"]["SerializationLibrary"],
+            "org.openx.data.jsonserde.JsonSerDe"
+        );
+        assert!(ddl.contains("org.openx.data.jsonserde.JsonSerDe"));
+        let columns: Vec<&str> = sd["Columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(columns, vec!["timestamp", "eventtype", "event"], "{name}");
+        assert_eq!(
+            t["Resources"]["ArchiveDatabase"]["Properties"]["DatabaseInput"]["Name"],
+            json!({"Ref": "GlueDatabaseName"})
+        );
+    }
+}
+
 #[tokio::test]
 async fn siem_forwarder_stack_maps_an_existing_stream_with_a_short_window_and_a_dead_letter_bucket()
 {
@@ -1070,6 +1297,8 @@ async fn pipeline_stack_without_optional_parts_builds_only_stream_and_archive() 
             "AwsAccountId",
             "AwsRegion",
             "BucketName",
+            "DigestKeyArn",
+            "GlueDatabase",
             "KinesisStreamName",
             "StreamArn",
             "StreamKeyArn",

@@ -316,6 +316,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(crate::digest::sha256_base64(&body))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -338,12 +340,15 @@ impl ObjectStore for S3Store {
         content_type: &str,
         etag: Option<&str>,
     ) -> Result<PutOutcome, StoreError> {
+        // A checksum on every write: S3 requires one when the bucket has Object Lock.
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(crate::digest::sha256_base64(&body))
             .body(ByteStream::from(body));
         let req = match etag {
             Some(etag) => req.if_match(etag),
