@@ -206,9 +206,10 @@ impl HeldCheckpoint {
             None => (self.doc.user.as_ref(), self.doc.admin.as_ref()),
         };
         let now = crate::pull::now_ms();
-        let staged = store
-            .tally_recorder()
-            .map(|r| r.take_into(self.doc.tally.as_ref(), user, admin, now));
+        let staged = store.tally_recorder().map(|r| {
+            let before = [self.doc.user.as_ref(), self.doc.admin.as_ref()];
+            r.take_into(self.doc.tally.as_ref(), before, [user, admin], now)
+        });
         let view = CheckpointView {
             version: 1,
             lease: self.doc.lease.as_ref(),

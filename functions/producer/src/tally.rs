@@ -76,19 +76,21 @@ impl TallyRecorder {
             .unwrap_or(0)
     }
 
-    /// The tally to save with cursors `user` and `admin`: `base` (the one last saved; a new one
-    /// when `None`) plus everything noted since, which is taken (a failed save fails the run,
-    /// and the next run puts those records again).
+    /// The tally to save with cursors `after`: `base` (the one last saved, with cursors
+    /// `before`; a new one when `None`) plus everything noted since, which is taken (a failed
+    /// save fails the run, and the next run puts those records again). Cursors are
+    /// `[user, admin]`.
     pub fn take_into(
         &self,
         base: Option<&ProducerTally>,
-        user: Option<&KindCursor>,
-        admin: Option<&KindCursor>,
+        before: [Option<&KindCursor>; 2],
+        after: [Option<&KindCursor>; 2],
         now_ms: i64,
     ) -> ProducerTally {
+        let [user, admin] = after;
         let mut tally = match base {
             Some(t) => t.clone(),
-            None => ProducerTally::starting_at(self.first_whole_minute(user, admin)),
+            None => ProducerTally::starting_at(self.first_whole_minute(before)),
         };
         let noted = self
             .noted
@@ -121,10 +123,10 @@ impl TallyRecorder {
         v
     }
 
-    /// The first minute no event of which was put before now: after every cursor's minute (0
-    /// when no kind has a cursor: nothing was put yet).
-    fn first_whole_minute(&self, user: Option<&KindCursor>, admin: Option<&KindCursor>) -> i64 {
-        [user, admin]
+    /// The first minute no event of which was put before the tally began: after the minute of
+    /// every cursor as saved before it (0 when no kind had a cursor: nothing was put yet).
+    fn first_whole_minute(&self, before: [Option<&KindCursor>; 2]) -> i64 {
+        before
             .into_iter()
             .flatten()
             .map(|c| minute_of(c.time) + 1)
@@ -206,34 +208,36 @@ mod tests {
     fn a_new_tally_starts_after_every_cursor_and_is_final_before_the_oldest_minus_settle() {
         let r = TallyRecorder::new(Duration::from_secs(60), true, true);
         let now = 100 * 60_000;
-        // user cursor in minute 50, admin cursor in minute 40; settle one minute.
+        // Saved before: user cursor in minute 50, admin cursor in minute 40; settle one minute.
+        let (user, admin) = (cursor(50 * 60_000 + 5), cursor(40 * 60_000));
         let t = r.take_into(
             None,
-            Some(&cursor(50 * 60_000 + 5)),
-            Some(&cursor(40 * 60_000)),
+            [Some(&user), Some(&admin)],
+            [Some(&user), Some(&admin)],
             now,
         );
         assert_eq!(t.since, 51);
         // 40:00.000 - 60 s = minute 39; since is later, so nothing is final yet.
         assert_eq!(t.final_before, 51);
-        let t = r.take_into(
-            Some(&t),
-            Some(&cursor(70 * 60_000)),
-            Some(&cursor(65 * 60_000 + 30_000)),
-            now,
-        );
+        let (user, admin) = (cursor(70 * 60_000), cursor(65 * 60_000 + 30_000));
+        let t = r.take_into(Some(&t), [None, None], [Some(&user), Some(&admin)], now);
         assert_eq!(t.final_before, 64);
+        // A checkpoint without cursors before the first save: nothing was put, all is tallied.
+        let fresh = r.take_into(None, [None, None], [Some(&user), Some(&admin)], now);
+        assert_eq!(fresh.since, 0);
     }
 
     #[test]
     fn an_enabled_kind_without_a_cursor_keeps_everything_pending() {
         let r = TallyRecorder::new(Duration::ZERO, true, true);
-        let t = r.take_into(None, Some(&cursor(10 * 60_000)), None, 20 * 60_000);
+        let c10 = cursor(10 * 60_000);
+        let t = r.take_into(None, [Some(&c10), None], [Some(&c10), None], 20 * 60_000);
         assert_eq!(t.final_before, t.since);
         let only_user = TallyRecorder::new(Duration::ZERO, true, false);
-        let t = only_user.take_into(None, Some(&cursor(10 * 60_000)), None, 20 * 60_000);
+        let t = only_user.take_into(None, [Some(&c10), None], [Some(&c10), None], 20 * 60_000);
         assert_eq!((t.since, t.final_before), (11, 11));
-        let t = only_user.take_into(Some(&t), Some(&cursor(15 * 60_000)), None, 20 * 60_000);
+        let c15 = cursor(15 * 60_000);
+        let t = only_user.take_into(Some(&t), [None, None], [Some(&c15), None], 20 * 60_000);
         assert_eq!(t.final_before, 15);
     }
 
@@ -245,18 +249,22 @@ mod tests {
         r.note(&envelope(62_000));
         r.note(b"{\"no\":\"time\"}");
         assert_eq!(r.noted(), 2);
-        let t = r.take_into(Some(&base), Some(&cursor(200_000)), None, 200_000);
+        let c = cursor(200_000);
+        let t = r.take_into(Some(&base), [None, None], [Some(&c), None], 200_000);
         assert_eq!(t.minutes[&1].count, 2);
         assert_eq!(
             t.minutes[&1].sum,
             record_hash(&envelope(61_000)).wrapping_add(record_hash(&envelope(62_000)))
         );
         assert_eq!(r.noted(), 0);
-        let again = r.take_into(Some(&t), Some(&cursor(200_000)), None, 200_000);
+        let again = r.take_into(Some(&t), [None, None], [Some(&c), None], 200_000);
         assert_eq!(again.minutes, t.minutes);
         r.note(&envelope(63_000));
         r.discard();
-        assert_eq!(r.take_into(Some(&t), None, None, 0).minutes, t.minutes);
+        assert_eq!(
+            r.take_into(Some(&t), [None, None], [None, None], 0).minutes,
+            t.minutes
+        );
     }
 
     #[test]
@@ -265,7 +273,8 @@ mod tests {
         let mut base = ProducerTally::starting_at(0);
         base.add(5, 1);
         let now = (5 + RETENTION_MINUTES + 1) * 60_000;
-        let t = r.take_into(Some(&base), Some(&cursor(now)), None, now);
+        let c = cursor(now);
+        let t = r.take_into(Some(&base), [None, None], [Some(&c), None], now);
         assert!(t.minutes.is_empty());
         assert_eq!(t.since, 6);
     }
