@@ -1,6 +1,7 @@
 //! authtrail archiver: Kinesis batches to S3 as JSON-lines objects, exactly once, never blocked
 //! by a malformed record (Contract 2 of DESIGN.md), and signed, chained digests of everything
-//! it wrote (README, "Digests"). `main.rs` only wires; everything else is here.
+//! it wrote (README, "Digests"). `main.rs` only wires; everything else is here, the checks
+//! of the preflight test payload included ([`preflight`]).
 
 pub mod archive;
 pub mod batch;
@@ -9,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod handler;
 pub mod ledger;
+pub mod preflight;
 pub mod signer;
 pub mod state;
 pub mod store;

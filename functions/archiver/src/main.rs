@@ -1,7 +1,10 @@
-//! Lambda entry point of the archiver: wiring only.
+//! Lambda entry point of the archiver: wiring only (a batch, a scheduled digest close, or the
+//! preflight checks for the test payload `{"authtrail": "preflight"}`).
 use std::sync::Arc;
 
+use authtrail_archiver::preflight::{Preflight, Response};
 use authtrail_archiver::{Archiver, Config, KmsSigner, S3Store};
+use authtrail_core::preflight::is_preflight_payload;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn};
 use serde_json::value::RawValue;
 
@@ -21,14 +24,23 @@ async fn main() -> Result<(), Error> {
         .digests
         .as_ref()
         .map(|d| KmsSigner::new(aws_sdk_kms::Client::new(&sdk), &d.key_id, d.algorithm));
+    let preflight = Arc::new(Preflight::new(
+        authtrail_core::aws::s3_client(&sdk),
+        config.clone(),
+        signer.clone(),
+    ));
     let archiver = Arc::new(Archiver::with_signer(store, config, signer));
     run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
-        let archiver = Arc::clone(&archiver);
+        let (archiver, preflight) = (Arc::clone(&archiver), Arc::clone(&preflight));
         async move {
             let payload = event.payload.get().as_bytes();
+            if is_preflight_payload(payload) {
+                return Ok(Response::Preflight(Box::new(preflight.run().await)));
+            }
             archiver
                 .handle(payload, &event.context.request_id)
                 .await
+                .map(Response::Batch)
                 .map_err(Diagnostic::from)
         }
     }))
