@@ -6,7 +6,7 @@
 //! record under `unmapped` (the mapping's own rule), and an event of a class the writer has no
 //! source for is written the same way, its OCSF form kept under `unmapped.ocsf_event`.
 
-use authtrail_normalize::Facts;
+use authtrail_normalize::Format;
 use serde_json::{Map, Value, json};
 
 use crate::classify::{Classified, classify};
@@ -59,11 +59,16 @@ pub fn map_record(record: &Value, arrival_ms: i64) -> Mapped {
     }
 }
 
-/// The OCSF event of a record as the mapping (`authtrail-normalize`) writes it.
+/// The OCSF event of a record as the mapping (`authtrail-normalize`) writes it: its public
+/// `render` API gives the event's JSON text, read back here (`Null` if that ever fails, which
+/// makes the record a Base Event rather than losing it).
 fn ocsf_event(record: &Value, class: &Classified) -> Value {
+    let mut text = String::new();
     let classification = class.as_classification();
-    let facts = Facts::read(record, &classification);
-    serde_json::to_value(authtrail_normalize::ocsf::event(&facts)).unwrap_or(Value::Null)
+    match authtrail_normalize::render(Format::Ocsf, record, &classification, None, &mut text) {
+        Ok(()) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }
 
 /// The OCSF Base Event of a record: the classification's time and id, the whole record under
