@@ -11,10 +11,20 @@
 //! A SIEM outage (`siem_outage`) lasts its full length, past the end of the traffic if it is
 //! longer: the forwarder spools what the receiver cannot take, and the demo ends once the
 //! receiver is back and the redrive schedule has emptied the spool.
+//!
+//! The reconciler runs too ([`reconcile`]): its stack from `cloudformation/reconciler.yaml`,
+//! the forwarder's output shipped into the emulator's CloudWatch Logs as Lambda would, runs on
+//! a sped-up schedule during the traffic and one over every window of the traffic at the end
+//! (with `tamper_archive`, again after deleting a few events from the archive).
 
+pub mod reconcile;
 mod redrive;
 
+pub use reconcile::{HopMetric, Reconciled, RequestTotals, Tampered};
 pub use redrive::{REDRIVE_RULE, drain_spool, spooled_objects};
+
+mod hooks;
+pub use hooks::{DemoHooks, HookFuture, RunContext};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +79,15 @@ pub struct DemoOptions {
     /// Keep everything running after the summary until Ctrl-C.
     pub keep_running: bool,
     pub seed: u64,
+    /// Hooks of a run built on the demo (none: the demo as it is).
+    pub hooks: Option<Arc<dyn DemoHooks>>,
+    /// Window of the reconciliation (AWS: 300 s; shorter here).
+    pub reconcile_window: Duration,
+    /// Reconciler schedule during the traffic (AWS: every 5 minutes; sped up here).
+    pub reconcile_every: Duration,
+    /// After the reconciliation, delete this many events from one archive object and
+    /// reconcile again (0: do not).
+    pub tamper_archive: usize,
 }
 
 impl Default for DemoOptions {
@@ -85,6 +104,10 @@ impl Default for DemoOptions {
             progress: true,
             keep_running: false,
             seed: 42,
+            hooks: None,
+            reconcile_window: Duration::from_secs(60),
+            reconcile_every: Duration::from_secs(15),
+            tamper_archive: 0,
         }
     }
 }
@@ -98,6 +121,10 @@ pub struct DemoOutcome {
     pub made: usize,
     pub archiver: SourceStats,
     pub forwarder: SourceStats,
+    /// What the reconciler found.
+    pub reconciled: Reconciled,
+    /// The emulator, still running (the outcome's objects can be read until it is dropped).
+    pub emulator: Emulator,
 }
 
 const REALM: &str = "demo";
@@ -189,18 +216,22 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let sim = mpas_sim::start(sim_cfg)
         .await
         .map_err(step("starting the MPAS simulator"))?;
-    let receiver = Receiver::start(
-        &scratch,
-        ReceiverOptions {
-            splunk_token: HEC_TOKEN.into(),
-            ..ReceiverOptions::default()
-        },
-    )
-    .await
-    .map_err(step("starting the HTTPS SIEM receiver"))?;
-    let rsyslog = Rsyslog::start(&scratch, receiver.certs())
+    let receiver = Arc::new(
+        Receiver::start(
+            &scratch,
+            ReceiverOptions {
+                splunk_token: HEC_TOKEN.into(),
+                ..ReceiverOptions::default()
+            },
+        )
         .await
-        .map_err(step("starting rsyslog"))?;
+        .map_err(step("starting the HTTPS SIEM receiver"))?,
+    );
+    let rsyslog = Arc::new(
+        Rsyslog::start(&scratch, receiver.certs())
+            .await
+            .map_err(step("starting rsyslog"))?,
+    );
 
     // 2. The pipeline stack, from the template users deploy.
     say(
@@ -211,7 +242,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     emu.create_bucket(CODE_BUCKET)
         .await
         .map_err(step("creating the code bucket"))?;
-    for f in ["archiver", "forwarder", "producer"] {
+    for f in ["archiver", "forwarder", "producer", "reconciler"] {
         s3.put_object()
             .bucket(CODE_BUCKET)
             .key(format!("authtrail/0.1.0/authtrail-{f}.zip"))
@@ -235,9 +266,15 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             detail: format!("{e:?}"),
         })?;
     let creds_arn = creds.arn().unwrap_or_default().to_string();
-    let fwd_config = forwarder_config(&receiver, &rsyslog).to_string();
+    let mut fwd_value = forwarder_config(&receiver, &rsyslog);
+    if let Some(h) = &opts.hooks {
+        fwd_value = h.forwarder_config(fwd_value);
+    }
+    let fwd_config = fwd_value.to_string();
     let outputs = create_stack(
         &sdk,
+        STACK,
+        "cloudformation/pipeline.yaml",
         &[
             ("CodeBucket", CODE_BUCKET),
             ("StreamName", "authtrail-demo-events"),
@@ -262,30 +299,66 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             "stack {STACK}: stream {stream}, archive s3://{bucket}/raw/, dead letters s3://{dlq_bucket}/"
         ),
     );
+    // The reconciler's stack, from the pipeline stack's outputs.
+    let checkpoint_bucket = out("CheckpointBucketName");
+    let checkpoint_key = format!("authtrail/producer/{REALM}/checkpoint.json");
+    let forwarder_log_group = format!("/authtrail/{STACK}/forwarder");
+    let window_secs = opts.reconcile_window.as_secs().max(60);
+    let rparams = reconcile::stack_params(
+        CODE_BUCKET,
+        &bucket,
+        (&checkpoint_bucket, &checkpoint_key),
+        &forwarder_log_group,
+        window_secs,
+    );
+    let rparams: Vec<(&str, &str)> = rparams
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let routputs = create_stack(
+        &sdk,
+        reconcile::RECONCILER_STACK,
+        "cloudformation/reconciler.yaml",
+        &rparams,
+    )
+    .await?;
+    let rout = |k: &str| routputs.get(k).cloned().unwrap_or_default();
+    let (reconcile_bucket, reconcile_prefix) = (rout("ReconcileBucket"), rout("ReconcilePrefix"));
 
     // 3. The functions, with the environment the stack gave them.
     let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let producer = start_function(
+    let producer = start_function_with(
         &lambda,
         &emu,
         &out("ProducerFunctionName"),
         "authtrail-producer",
         &scratch,
+        opts.hooks.as_ref(),
     )
     .await?;
-    let archiver = start_function(
+    let archiver = start_function_with(
         &lambda,
         &emu,
         &out("ArchiverFunctionName"),
         "authtrail-archiver",
         &scratch,
+        opts.hooks.as_ref(),
     )
     .await?;
-    let forwarder = start_function(
+    let forwarder = start_function_with(
         &lambda,
         &emu,
         &out("ForwarderFunctionName"),
         "authtrail-forwarder",
+        &scratch,
+        opts.hooks.as_ref(),
+    )
+    .await?;
+    let reconciler = start_function(
+        &lambda,
+        &emu,
+        &rout("ReconcilerFunctionName"),
+        "authtrail-reconciler",
         &scratch,
     )
     .await?;
@@ -392,6 +465,38 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         };
         tokio::spawn(async move { run_schedule(&forwarder, &sched, stopped(rx)).await })
     };
+    // Lambda ships the forwarder's output to its log group; the reconciler reads its tally
+    // lines there.
+    let (ship_stop, ship_rx) = tokio::sync::watch::channel(false);
+    let shipper = tokio::spawn(reconcile::ship_logs(
+        aws_sdk_cloudwatchlogs::Client::new(&sdk),
+        forwarder.clone(),
+        forwarder_log_group.clone(),
+        ship_rx,
+    ));
+    let reconcile_task = tokio::spawn(reconcile::run_scheduled(
+        reconciler.clone(),
+        opts.reconcile_every,
+        stop_rx.clone(),
+    ));
+    let ctx = RunContext {
+        sdk: sdk.clone(),
+        sim: sim.sim().clone(),
+        receiver: receiver.clone(),
+        rsyslog: rsyslog.clone(),
+        producer: producer.clone(),
+        archiver: archiver.clone(),
+        forwarder: forwarder.clone(),
+        stream: stream.clone(),
+        archive_bucket: bucket.clone(),
+        dlq_bucket: dlq_bucket.clone(),
+        spool_prefix: spool_prefix.clone(),
+        stop: stop_rx.clone(),
+    };
+    let hook_task = opts
+        .hooks
+        .as_ref()
+        .map(|h| tokio::spawn(h.during_run(ctx.clone())));
     let buckets = Buckets {
         s3: &s3,
         archive: &bucket,
@@ -453,6 +558,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         say(&opts, "  -- SIEM receiver is back --");
     }
     let _ = stop_tx.send(true);
+    if let Some(task) = hook_task {
+        let _ = task.await;
+    }
     let _ = producer_task.await;
     let _ = redrive_task.await;
     let archiver_stats_run = archiver_task
@@ -502,6 +610,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         );
     }
     progress(&opts, run_start, &sim, &buckets, &receiver, &rsyslog).await;
+
+    if let Some(h) = &opts.hooks {
+        h.drained(ctx.clone()).await;
+    }
 
     // 6. Accounting.
     let policy = KeyPolicy::default();
@@ -559,6 +671,40 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     std::fs::write(opts.out_dir.join("report.json"), report_json)
         .map_err(step("writing the report"))?;
 
+    // 7. Reconciliation, as a deployment does it: per window and hop from the functions'
+    // tallies and the archive.
+    say(
+        &opts,
+        "reconciling every window of the traffic (waiting for the producer's tally to be final) ...",
+    );
+    let scheduled = reconcile_task.await.unwrap_or_default();
+    let _ = ship_stop.send(true);
+    let shipped_lines = shipper.await.unwrap_or(0);
+    let ledger = sim.ledger();
+    let event_times = (
+        ledger.iter().map(|e| e.time).min().unwrap_or(0),
+        ledger.iter().map(|e| e.time).max().unwrap_or(0),
+    );
+    let reconciled = reconcile::finish(reconcile::Finish {
+        s3: &s3,
+        reconciler: &reconciler,
+        producer: &producer,
+        checkpoint: (&checkpoint_bucket, &checkpoint_key),
+        archive_bucket: &bucket,
+        objects: (&reconcile_bucket, &reconcile_prefix),
+        window_secs,
+        event_times,
+        tamper: opts.tamper_archive,
+        scheduled,
+        shipped_lines,
+    })
+    .await?;
+    std::fs::write(
+        opts.out_dir.join("reconciliation.json"),
+        serde_json::to_string_pretty(&reconciled.report).map_err(step("writing the report"))?,
+    )
+    .map_err(step("writing the report"))?;
+
     let mut archiver_all = archiver_stats_run;
     merge(&mut archiver_all, &archiver_drain);
     let mut forwarder_all = forwarder_stats_run;
@@ -578,6 +724,33 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     say(&opts, format!("  archiver  {archiver_all}"));
     say(&opts, format!("  forwarder {forwarder_all}"));
     say(&opts, report.render(30));
+    say(&opts, reconciled.report.render());
+    if let Some(t) = &reconciled.tampered {
+        say(
+            &opts,
+            format!(
+                "after deleting {} events from {} (per window: {:?}):",
+                t.deleted.values().sum::<u64>(),
+                t.object,
+                t.deleted
+            ),
+        );
+        say(&opts, t.report.render());
+    }
+    let r = &reconciled.requests;
+    say(
+        &opts,
+        format!(
+            "  reconciler runs {}, windows computed {}: S3 list {}, get {}, put {}; FilterLogEvents {}; forwarder log lines shipped {}",
+            r.runs,
+            r.windows,
+            r.s3_list,
+            r.s3_get,
+            r.s3_put,
+            r.logs_filter,
+            reconciled.shipped_lines
+        ),
+    );
     let archive_url = format!("s3://{bucket}/raw/");
     say(
         &opts,
@@ -602,6 +775,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     producer.shutdown().await;
     archiver.shutdown().await;
     forwarder.shutdown().await;
+    reconciler.shutdown().await;
     Ok(DemoOutcome {
         report,
         archive_url,
@@ -609,6 +783,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         made,
         archiver: archiver_all,
         forwarder: forwarder_all,
+        reconciled,
+        emulator: emu,
     })
 }
 
@@ -677,17 +853,24 @@ async fn progress(
     );
 }
 
+/// Creates stack `stack` from `template` (a path from the workspace root) and returns its
+/// outputs once it is complete.
 async fn create_stack(
     sdk: &aws_config::SdkConfig,
+    stack: &str,
+    template: &str,
     params: &[(&str, &str)],
 ) -> Result<BTreeMap<String, String>, DemoError> {
-    let template = std::fs::read_to_string(workspace_root().join("cloudformation/pipeline.yaml"))
-        .map_err(step("reading cloudformation/pipeline.yaml"))?;
+    let body =
+        std::fs::read_to_string(workspace_root().join(template)).map_err(|e| DemoError::Step {
+            step: "reading a template",
+            detail: format!("{template}: {e}"),
+        })?;
     let cfn = aws_sdk_cloudformation::Client::new(sdk);
     let mut req = cfn
         .create_stack()
-        .stack_name(STACK)
-        .template_body(template)
+        .stack_name(stack)
+        .template_body(body)
         .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam);
     for (k, v) in params {
         req = req.parameters(
@@ -705,7 +888,7 @@ async fn create_stack(
     loop {
         let desc = cfn
             .describe_stacks()
-            .stack_name(STACK)
+            .stack_name(stack)
             .send()
             .await
             .map_err(|e| DemoError::Step {
@@ -755,6 +938,18 @@ async fn start_function(
     binary: &str,
     scratch: &Path,
 ) -> Result<Arc<LambdaFunction>, DemoError> {
+    start_function_with(lambda, emu, function_name, binary, scratch, None).await
+}
+
+/// [`start_function`], its runner configuration passed through the hooks first.
+async fn start_function_with(
+    lambda: &aws_sdk_lambda::Client,
+    emu: &Emulator,
+    function_name: &str,
+    binary: &str,
+    scratch: &Path,
+    hooks: Option<&Arc<dyn DemoHooks>>,
+) -> Result<Arc<LambdaFunction>, DemoError> {
     let conf = lambda
         .get_function_configuration()
         .function_name(function_name)
@@ -785,6 +980,9 @@ async fn start_function(
     cfg.log_file = Some(scratch.join(format!("{binary}.log")));
     cfg.memory_mb = memory;
     cfg = cfg.with_env(env);
+    if let Some(h) = hooks {
+        cfg = h.function_config(binary, emu.port(), cfg);
+    }
     let f = LambdaFunction::start(cfg)
         .await
         .map_err(step("starting a function"))?;

@@ -9,7 +9,8 @@ use clap::Parser;
 
 /// Runs the whole authtrail pipeline locally on the AWS emulator: MPAS simulator -> producer ->
 /// Kinesis -> archiver (S3) and forwarder (Splunk HEC, Elasticsearch, webhook, syslog over TLS),
-/// then accounts for every event. Exit status 0 when the accounting says complete.
+/// then accounts for every event, and reconciles every window of the traffic as a deployment
+/// does. Exit status 0 when the accounting and the reconciliation say complete.
 #[derive(Parser, Debug)]
 #[command(name = "authtrail-demo", version)]
 struct Args {
@@ -43,6 +44,13 @@ struct Args {
     /// Seed of the simulated traffic.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Window of the reconciliation, seconds (a multiple of 60; AWS default 300).
+    #[arg(long, default_value_t = 60)]
+    reconcile_window_secs: u64,
+    /// After the reconciliation, delete this many events from one archive object and reconcile
+    /// again, to see them reported.
+    #[arg(long, default_value_t = 0)]
+    tamper_archive: usize,
 }
 
 #[tokio::main]
@@ -57,13 +65,17 @@ async fn main() -> ExitCode {
         producer_every: Duration::from_secs(args.producer_every_secs.max(1)),
         keep_running: args.keep_running,
         seed: args.seed,
+        reconcile_window: Duration::from_secs(args.reconcile_window_secs.max(60)),
+        tamper_archive: args.tamper_archive,
         ..DemoOptions::default()
     };
     if let Some(dir) = args.out_dir {
         opts.out_dir = dir;
     }
     match run(opts).await {
-        Ok(outcome) if outcome.report.complete => ExitCode::SUCCESS,
+        Ok(outcome) if outcome.report.complete && outcome.reconciled.report.complete => {
+            ExitCode::SUCCESS
+        }
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("authtrail-demo: {e}");
