@@ -50,7 +50,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: venv ## Run the benchmarks and print their figures
+bench: venv apt-deps ## Run the benchmarks and print their figures
 	$(CARGO) build --workspace --bins --release
 	# The benches configure emitters with plain tokens and keys (loopback receivers only).
 	AUTHTRAIL_ALLOW_PLAINTEXT_SECRETS=true AUTHTRAIL_BIN_DIR=$(CURDIR)/target/release $(CARGO) bench --workspace --benches

@@ -737,3 +737,71 @@ async fn with_iam_auth_the_token_is_the_login_over_tls_and_never_reaches_logs_or
     );
     assert!(!server_log.contains("X-Amz-Signature"));
 }
+
+/// A row the server itself refuses (a `NOT NULL` and a `CHECK` of the table, which the emitter
+/// cannot know before the statement runs): the chunk is split until each bad record is alone,
+/// those are dead-lettered with the server's SQLSTATE, every other record of the chunk stored
+/// once (what the COPY + `INSERT ... SELECT` path must keep from the multi-row `INSERT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_server_refuses_are_split_out_and_dead_lettered_with_their_sqlstate() {
+    let b = Bench::new("pg-refusals").await;
+    let db = b.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.execute(
+            "CREATE TABLE strict_logins (event_id text PRIMARY KEY, user_id text NOT NULL, \
+             ip text CHECK (ip <> '203.0.113.66'))",
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let config = json!({"emitters": [b.emitter(json!({
+        "createSchema": true,
+        "tableMappings": [{"event": "user-event", "table": "strict_logins", "fieldToColumn": {
+            "/event/id": "event_id", "/event/userId": "user_id", "/event/ipAddress": "ip"}}]
+    }))], "spool": {"enabled": false}});
+    let mut records: Vec<Value> = (0..30).map(|i| user_event(i, "LOGIN")).collect();
+    records[7]["event"]
+        .as_object_mut()
+        .unwrap()
+        .remove("userId");
+    records[21]["event"]["ipAddress"] = json!("203.0.113.66");
+    b.put(&records).await;
+    let f = b.forwarder(&config).await;
+    let stats = b.source(&f, 100).await.drain().await.unwrap();
+    assert_drained_cleanly(&stats);
+
+    let rows = b
+        .rows("SELECT event_id FROM strict_logins ORDER BY event_id")
+        .await;
+    let stored: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..30)
+        .filter(|i| ![7, 21].contains(i))
+        .map(|i| format!("ev-{i:05}"))
+        .collect();
+    assert_eq!(stored, expected);
+    let mut dlq: Vec<(String, String)> = b
+        .dead_letters()
+        .await
+        .iter()
+        .map(|d| {
+            (
+                d["record"]["event"]["id"].as_str().unwrap().to_string(),
+                d["status"].to_string(),
+            )
+        })
+        .collect();
+    dlq.sort();
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    assert!(
+        dlq[0].0 == "ev-00007" && dlq[0].1.contains("23502"),
+        "{dlq:?}"
+    );
+    assert!(
+        dlq[1].0 == "ev-00021" && dlq[1].1.contains("23514"),
+        "{dlq:?}"
+    );
+}

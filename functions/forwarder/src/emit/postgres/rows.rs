@@ -1,10 +1,13 @@
 //! Rows: a record as the default table's row ([`default_row`]) or as a mapped table's row
-//! ([`mapped_row`], each value converted for its column's type by [`convert`]), and the
-//! multi-row `INSERT ... ON CONFLICT DO NOTHING` that stores them ([`insert_sql`]).
+//! ([`mapped_row`], each value converted for its column's type by [`convert`]), and the SQL
+//! that stores them: binary `COPY` into a temporary staging table of text columns
+//! ([`stage_sql`], [`copy_sql`]), then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` with each
+//! column cast to its type ([`insert_select_sql`]). [`insert_sql`] is the multi-row
+//! `INSERT ... VALUES` the bench compares COPY with.
 //!
-//! Every value travels as text and is cast by the server (`$1::text::<type>`), so one
-//! statement serves every column type; values are checked here first, so a value that does
-//! not fit its column fails its own record, not the statement.
+//! Every value travels as text and is cast by the server (`c3::pg_catalog.timestamptz`), so
+//! one staging table serves every column type; values are checked here first, so a value that
+//! does not fit its column fails its own record, not the statement.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
@@ -225,8 +228,45 @@ pub fn convert(kind: ColumnKind, v: &Value) -> Result<String, String> {
     }
 }
 
+/// The staging table of destination `n` (0: the default table, `i + 1`: mapping `i`), in the
+/// session's temporary schema.
+pub fn stage_name(n: usize) -> String {
+    format!("authtrail_stage_{n}")
+}
+
+/// `CREATE TEMP TABLE IF NOT EXISTS {stage} (c0 text, ...) ON COMMIT DELETE ROWS;`: one text
+/// column per column of the target table, emptied at the end of each transaction.
+pub fn stage_sql(stage: &str, columns: &[Column]) -> String {
+    let cols: Vec<String> = (0..columns.len()).map(|i| format!("c{i} text")).collect();
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {stage} ({}) ON COMMIT DELETE ROWS;",
+        cols.join(", ")
+    )
+}
+
+/// `COPY pg_temp.{stage} FROM STDIN (FORMAT binary)`.
+pub fn copy_sql(stage: &str) -> String {
+    format!("COPY pg_temp.{stage} FROM STDIN (FORMAT binary)")
+}
+
+/// `INSERT INTO {table} ("col", ...) SELECT c0::type, ... FROM pg_temp.{stage} ON CONFLICT
+/// {conflict}DO NOTHING`.
+pub fn insert_select_sql(table: &str, columns: &[Column], stage: &str, conflict: &str) -> String {
+    let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+    let casts: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("c{i}::{}", c.cast))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM pg_temp.{stage} ON CONFLICT {conflict}DO NOTHING",
+        names.join(", "),
+        casts.join(", ")
+    )
+}
+
 /// `INSERT INTO {table} (cols) VALUES ($1::text::type, ...), ... ON CONFLICT {conflict} DO
-/// NOTHING` for `rows` rows.
+/// NOTHING` for `rows` rows (the statement the bench compares COPY with).
 pub fn insert_sql(table: &str, columns: &[Column], rows: usize, conflict: &str) -> String {
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
@@ -249,7 +289,8 @@ pub fn insert_sql(table: &str, columns: &[Column], rows: usize, conflict: &str) 
     sql
 }
 
-/// Rows per statement for `columns` columns (the protocol allows 65,535 parameters).
+/// Rows per [`insert_sql`] statement for `columns` columns (the protocol allows 65,535
+/// parameters).
 pub fn rows_per_statement(columns: usize) -> usize {
     (u16::MAX as usize / columns.max(1)).clamp(1, 1000)
 }

@@ -261,6 +261,30 @@ fn one_insert_statement_carries_every_row_and_skips_rows_already_stored() {
 }
 
 #[test]
+fn a_chunk_is_copied_into_a_text_staging_table_and_inserted_with_casts_skipping_rows_already_stored() {
+    let cols = [
+        Column::new("event_id", "pg_catalog.text", ColumnKind::Text),
+        Column::new("time", "pg_catalog.timestamptz", ColumnKind::Timestamp),
+    ];
+    let stage = rows::stage_name(0);
+    assert_eq!(
+        rows::stage_sql(&stage, &cols),
+        "CREATE TEMP TABLE IF NOT EXISTS authtrail_stage_0 (c0 text, c1 text) ON COMMIT DELETE ROWS;"
+    );
+    assert_eq!(
+        rows::copy_sql(&stage),
+        "COPY pg_temp.authtrail_stage_0 FROM STDIN (FORMAT binary)"
+    );
+    assert_eq!(
+        rows::insert_select_sql("authtrail_events", &cols, &stage, "(event_id) "),
+        "INSERT INTO authtrail_events (\"event_id\", \"time\") \
+         SELECT c0::pg_catalog.text, c1::pg_catalog.timestamptz FROM pg_temp.authtrail_stage_0 \
+         ON CONFLICT (event_id) DO NOTHING"
+    );
+    assert!(rows::insert_select_sql("t", &cols, "s", "").ends_with("ON CONFLICT DO NOTHING"));
+}
+
+#[test]
 fn the_migration_creates_the_default_table_with_its_key_and_indexes() {
     let sql = db::MIGRATION;
     for needle in [
