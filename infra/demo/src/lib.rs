@@ -11,9 +11,16 @@
 //! A SIEM outage (`siem_outage`) lasts its full length, past the end of the traffic if it is
 //! longer: the forwarder spools what the receiver cannot take, and the demo ends once the
 //! receiver is back and the redrive schedule has emptied the spool.
+//!
+//! The reconciler runs too ([`reconcile`]): its stack from `cloudformation/reconciler.yaml`,
+//! the forwarder's output shipped into the emulator's CloudWatch Logs as Lambda would, runs on
+//! a sped-up schedule during the traffic and one over every window of the traffic at the end
+//! (with `tamper_archive`, again after deleting a few events from the archive).
 
+pub mod reconcile;
 mod redrive;
 
+pub use reconcile::{HopMetric, Reconciled, RequestTotals, Tampered};
 pub use redrive::{REDRIVE_RULE, drain_spool, spooled_objects};
 
 mod hooks;
@@ -74,6 +81,13 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Hooks of a run built on the demo (none: the demo as it is).
     pub hooks: Option<Arc<dyn DemoHooks>>,
+    /// Window of the reconciliation (AWS: 300 s; shorter here).
+    pub reconcile_window: Duration,
+    /// Reconciler schedule during the traffic (AWS: every 5 minutes; sped up here).
+    pub reconcile_every: Duration,
+    /// After the reconciliation, delete this many events from one archive object and
+    /// reconcile again (0: do not).
+    pub tamper_archive: usize,
 }
 
 impl Default for DemoOptions {
@@ -91,6 +105,9 @@ impl Default for DemoOptions {
             keep_running: false,
             seed: 42,
             hooks: None,
+            reconcile_window: Duration::from_secs(60),
+            reconcile_every: Duration::from_secs(15),
+            tamper_archive: 0,
         }
     }
 }
@@ -104,6 +121,10 @@ pub struct DemoOutcome {
     pub made: usize,
     pub archiver: SourceStats,
     pub forwarder: SourceStats,
+    /// What the reconciler found.
+    pub reconciled: Reconciled,
+    /// The emulator, still running (the outcome's objects can be read until it is dropped).
+    pub emulator: Emulator,
 }
 
 const REALM: &str = "demo";
@@ -221,7 +242,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     emu.create_bucket(CODE_BUCKET)
         .await
         .map_err(step("creating the code bucket"))?;
-    for f in ["archiver", "forwarder", "producer"] {
+    for f in ["archiver", "forwarder", "producer", "reconciler"] {
         s3.put_object()
             .bucket(CODE_BUCKET)
             .key(format!("authtrail/0.1.0/authtrail-{f}.zip"))
@@ -252,6 +273,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let fwd_config = fwd_value.to_string();
     let outputs = create_stack(
         &sdk,
+        STACK,
+        "cloudformation/pipeline.yaml",
         &[
             ("CodeBucket", CODE_BUCKET),
             ("StreamName", "authtrail-demo-events"),
@@ -276,6 +299,31 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             "stack {STACK}: stream {stream}, archive s3://{bucket}/raw/, dead letters s3://{dlq_bucket}/"
         ),
     );
+    // The reconciler's stack, from the pipeline stack's outputs.
+    let checkpoint_bucket = out("CheckpointBucketName");
+    let checkpoint_key = format!("authtrail/producer/{REALM}/checkpoint.json");
+    let forwarder_log_group = format!("/authtrail/{STACK}/forwarder");
+    let window_secs = opts.reconcile_window.as_secs().max(60);
+    let rparams = reconcile::stack_params(
+        CODE_BUCKET,
+        &bucket,
+        (&checkpoint_bucket, &checkpoint_key),
+        &forwarder_log_group,
+        window_secs,
+    );
+    let rparams: Vec<(&str, &str)> = rparams
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let routputs = create_stack(
+        &sdk,
+        reconcile::RECONCILER_STACK,
+        "cloudformation/reconciler.yaml",
+        &rparams,
+    )
+    .await?;
+    let rout = |k: &str| routputs.get(k).cloned().unwrap_or_default();
+    let (reconcile_bucket, reconcile_prefix) = (rout("ReconcileBucket"), rout("ReconcilePrefix"));
 
     // 3. The functions, with the environment the stack gave them.
     let lambda = aws_sdk_lambda::Client::new(&sdk);
@@ -304,6 +352,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         "authtrail-forwarder",
         &scratch,
         opts.hooks.as_ref(),
+    )
+    .await?;
+    let reconciler = start_function(
+        &lambda,
+        &emu,
+        &rout("ReconcilerFunctionName"),
+        "authtrail-reconciler",
+        &scratch,
     )
     .await?;
 
@@ -409,6 +465,20 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         };
         tokio::spawn(async move { run_schedule(&forwarder, &sched, stopped(rx)).await })
     };
+    // Lambda ships the forwarder's output to its log group; the reconciler reads its tally
+    // lines there.
+    let (ship_stop, ship_rx) = tokio::sync::watch::channel(false);
+    let shipper = tokio::spawn(reconcile::ship_logs(
+        aws_sdk_cloudwatchlogs::Client::new(&sdk),
+        forwarder.clone(),
+        forwarder_log_group.clone(),
+        ship_rx,
+    ));
+    let reconcile_task = tokio::spawn(reconcile::run_scheduled(
+        reconciler.clone(),
+        opts.reconcile_every,
+        stop_rx.clone(),
+    ));
     let ctx = RunContext {
         sdk: sdk.clone(),
         sim: sim.sim().clone(),
@@ -601,6 +671,40 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     std::fs::write(opts.out_dir.join("report.json"), report_json)
         .map_err(step("writing the report"))?;
 
+    // 7. Reconciliation, as a deployment does it: per window and hop from the functions'
+    // tallies and the archive.
+    say(
+        &opts,
+        "reconciling every window of the traffic (waiting for the producer's tally to be final) ...",
+    );
+    let scheduled = reconcile_task.await.unwrap_or_default();
+    let _ = ship_stop.send(true);
+    let shipped_lines = shipper.await.unwrap_or(0);
+    let ledger = sim.ledger();
+    let event_times = (
+        ledger.iter().map(|e| e.time).min().unwrap_or(0),
+        ledger.iter().map(|e| e.time).max().unwrap_or(0),
+    );
+    let reconciled = reconcile::finish(reconcile::Finish {
+        s3: &s3,
+        reconciler: &reconciler,
+        producer: &producer,
+        checkpoint: (&checkpoint_bucket, &checkpoint_key),
+        archive_bucket: &bucket,
+        objects: (&reconcile_bucket, &reconcile_prefix),
+        window_secs,
+        event_times,
+        tamper: opts.tamper_archive,
+        scheduled,
+        shipped_lines,
+    })
+    .await?;
+    std::fs::write(
+        opts.out_dir.join("reconciliation.json"),
+        serde_json::to_string_pretty(&reconciled.report).map_err(step("writing the report"))?,
+    )
+    .map_err(step("writing the report"))?;
+
     let mut archiver_all = archiver_stats_run;
     merge(&mut archiver_all, &archiver_drain);
     let mut forwarder_all = forwarder_stats_run;
@@ -620,6 +724,33 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     say(&opts, format!("  archiver  {archiver_all}"));
     say(&opts, format!("  forwarder {forwarder_all}"));
     say(&opts, report.render(30));
+    say(&opts, reconciled.report.render());
+    if let Some(t) = &reconciled.tampered {
+        say(
+            &opts,
+            format!(
+                "after deleting {} events from {} (per window: {:?}):",
+                t.deleted.values().sum::<u64>(),
+                t.object,
+                t.deleted
+            ),
+        );
+        say(&opts, t.report.render());
+    }
+    let r = &reconciled.requests;
+    say(
+        &opts,
+        format!(
+            "  reconciler runs {}, windows computed {}: S3 list {}, get {}, put {}; FilterLogEvents {}; forwarder log lines shipped {}",
+            r.runs,
+            r.windows,
+            r.s3_list,
+            r.s3_get,
+            r.s3_put,
+            r.logs_filter,
+            reconciled.shipped_lines
+        ),
+    );
     let archive_url = format!("s3://{bucket}/raw/");
     say(
         &opts,
@@ -644,6 +775,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     producer.shutdown().await;
     archiver.shutdown().await;
     forwarder.shutdown().await;
+    reconciler.shutdown().await;
     Ok(DemoOutcome {
         report,
         archive_url,
@@ -651,6 +783,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         made,
         archiver: archiver_all,
         forwarder: forwarder_all,
+        reconciled,
+        emulator: emu,
     })
 }
 
@@ -719,17 +853,24 @@ async fn progress(
     );
 }
 
+/// Creates stack `stack` from `template` (a path from the workspace root) and returns its
+/// outputs once it is complete.
 async fn create_stack(
     sdk: &aws_config::SdkConfig,
+    stack: &str,
+    template: &str,
     params: &[(&str, &str)],
 ) -> Result<BTreeMap<String, String>, DemoError> {
-    let template = std::fs::read_to_string(workspace_root().join("cloudformation/pipeline.yaml"))
-        .map_err(step("reading cloudformation/pipeline.yaml"))?;
+    let body =
+        std::fs::read_to_string(workspace_root().join(template)).map_err(|e| DemoError::Step {
+            step: "reading a template",
+            detail: format!("{template}: {e}"),
+        })?;
     let cfn = aws_sdk_cloudformation::Client::new(sdk);
     let mut req = cfn
         .create_stack()
-        .stack_name(STACK)
-        .template_body(template)
+        .stack_name(stack)
+        .template_body(body)
         .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam);
     for (k, v) in params {
         req = req.parameters(
@@ -747,7 +888,7 @@ async fn create_stack(
     loop {
         let desc = cfn
             .describe_stacks()
-            .stack_name(STACK)
+            .stack_name(stack)
             .send()
             .await
             .map_err(|e| DemoError::Step {
@@ -789,7 +930,18 @@ async fn create_stack(
 }
 
 /// Starts a function binary with the environment its stack resource declares, plus the
-/// emulator's standard AWS variables; its runner configuration passed through the hooks.
+/// emulator's standard AWS variables.
+async fn start_function(
+    lambda: &aws_sdk_lambda::Client,
+    emu: &Emulator,
+    function_name: &str,
+    binary: &str,
+    scratch: &Path,
+) -> Result<Arc<LambdaFunction>, DemoError> {
+    start_function_with(lambda, emu, function_name, binary, scratch, None).await
+}
+
+/// [`start_function`], its runner configuration passed through the hooks first.
 async fn start_function_with(
     lambda: &aws_sdk_lambda::Client,
     emu: &Emulator,
