@@ -203,7 +203,7 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
         let first = batch.all_seqs.first()?.to_string();
         let last = batch.all_seqs.last()?.to_string();
         let state_key = self.state_key(&batch.stream, &batch.shard);
-        let state = match self.begin_shard(&state_key, batch, summary).await {
+        let begun = match self.begin_shard(&state_key, batch, summary).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, stream = %batch.stream, shard = %batch.shard,
@@ -211,11 +211,12 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
                 return Some(first);
             }
         };
+        let state = begun.state.clone();
         let mut journal = self
             .config
             .digests
             .as_ref()
-            .map(|_| Journal::new(state_key.clone(), &batch.stream, &batch.shard));
+            .map(|_| Journal::new(state_key.clone(), &batch.stream, &batch.shard, Some(begun)));
         let raw = self
             .store_sink(
                 ObjectKind::Archive,
@@ -247,7 +248,7 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
                     "storing records failed");
             }
         }
-        let saved = match &journal {
+        let saved = match journal.as_mut() {
             Some(journal) => {
                 let marks = [
                     (ObjectKind::Archive, raw.stored_through.as_ref()),

@@ -27,7 +27,7 @@ use crate::digest::{
 };
 use crate::error::ArchiveError;
 use crate::signer::DigestSigner;
-use crate::state::{self, Closing, Intent, Ledger, Recorded, ShardState};
+use crate::state::{self, Closing, Intent, Ledger, Recorded, Versioned};
 use crate::store::{Metadata, ObjectHead, ObjectStore, PutOutcome};
 
 /// An intent older than this (seconds) cannot belong to a running invocation (Lambda's longest
@@ -57,17 +57,25 @@ pub(crate) struct Journal {
     shard: String,
     intended: Vec<String>,
     recorded: Vec<Recorded>,
+    /// The state version this invocation last read or wrote (saves a read per update).
+    known: Option<Versioned>,
 }
 
 impl Journal {
-    /// A journal for the shard whose state is under `state_key`.
-    pub(crate) fn new(state_key: String, stream: &str, shard: &str) -> Self {
+    /// A journal for the shard whose state is under `state_key`, starting from `known`.
+    pub(crate) fn new(
+        state_key: String,
+        stream: &str,
+        shard: &str,
+        known: Option<Versioned>,
+    ) -> Self {
         Self {
             state_key,
             stream: stream.to_string(),
             shard: shard.to_string(),
             intended: Vec::new(),
             recorded: Vec::new(),
+            known,
         }
     }
 
@@ -90,10 +98,11 @@ impl Journal {
             at: Utc::now().timestamp(),
         };
         let (stream, shard) = (&self.stream, &self.shard);
-        state::update(
+        let (written, ()) = state::update(
             &archiver.store,
             &archiver.config.bucket,
             &self.state_key,
+            self.known.take(),
             |s| {
                 let ledger = s.ledger_mut(stream, shard);
                 if !ledger.intents.iter().any(|i| i.key == intent.key) {
@@ -102,6 +111,7 @@ impl Journal {
             },
         )
         .await?;
+        self.known = Some(written);
         self.intended.push(key.to_string());
         Ok(())
     }
@@ -114,22 +124,24 @@ impl Journal {
     /// Writes what this invocation did into the shard state: the recorded objects become
     /// pending and their intents go, the marks rise to `marks` (archive, errors).
     pub(crate) async fn finish<S: ObjectStore, G>(
-        &self,
+        &mut self,
         archiver: &Archiver<S, G>,
         marks: [(ObjectKind, Option<&String>); 2],
     ) -> Result<(), ArchiveError> {
         let (stream, shard) = (&self.stream, &self.shard);
+        let (recorded, known) = (&self.recorded, self.known.take());
         state::update(
             &archiver.store,
             &archiver.config.bucket,
             &self.state_key,
+            known,
             |s| {
                 for (kind, mark) in marks {
                     if let Some(m) = mark {
                         s.raise_mark(kind, m);
                     }
                 }
-                if self.recorded.is_empty() {
+                if recorded.is_empty() {
                     return;
                 }
                 let ledger = s.ledger_mut(stream, shard);
@@ -137,8 +149,8 @@ impl Journal {
                 // (a lost response), and the next invocation looks.
                 ledger
                     .intents
-                    .retain(|i| !self.recorded.iter().any(|r| r.object.key == i.key));
-                for r in &self.recorded {
+                    .retain(|i| !recorded.iter().any(|r| r.object.key == i.key));
+                for r in recorded {
                     if !ledger.holds(&r.object.key) {
                         ledger.pending.push(r.clone());
                     }
@@ -214,37 +226,53 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
     /// The shard state to start from. With digests on, intents left behind are resolved first
     /// and the hours before this batch's are closed into digests (a failure there is logged
     /// and counted, never blocks the batch: the objects stay pending).
+    /// Without digests, the state is read without its version (as before digests existed).
     pub(crate) async fn begin_shard(
         &self,
         state_key: &str,
         batch: &ShardBatch<'_>,
         summary: &mut Summary,
-    ) -> Result<ShardState, ArchiveError> {
+    ) -> Result<Versioned, ArchiveError> {
         if self.config.digests.is_none() {
-            return self.load_state(state_key).await;
+            let state = self.load_state(state_key).await?;
+            return Ok(Versioned { state, etag: None });
         }
-        let (state, _) = state::load(&self.store, state_key).await?;
-        let state = self.resolve_intents(state_key, state, None).await?;
+        let loaded = state::load(&self.store, state_key).await?;
+        let current = self.resolve_intents(state_key, loaded, None).await?;
         let arrivals = batch.goods.iter().map(|g| g.arrival);
         let Some(earliest) = arrivals.chain(batch.poison.iter().map(|p| p.arrival)).min() else {
-            return Ok(state);
+            return Ok(current);
         };
         let before = digest::hour_of(earliest);
-        let due = state
+        let due = current
+            .state
             .ledger
             .as_ref()
             .is_some_and(|l| l.closing.is_some() || l.pending.iter().any(|r| r.hour < before));
-        if due {
-            match self.close_hours(state_key, before).await {
-                Ok(n) => summary.digests += n,
-                Err(e) => {
-                    tracing::warn!(error = %e, stream = %batch.stream, shard = %batch.shard,
-                        "writing digests failed: their objects stay pending");
-                    summary.digest_failures += 1;
-                }
+        if !due {
+            return Ok(current);
+        }
+        // Closing changes no mark: the version it leaves only saves the journal a read.
+        let marks = current.state.clone();
+        match self.close_hours(state_key, before, Some(current)).await {
+            Ok((n, latest)) => {
+                summary.digests += n;
+                Ok(latest.unwrap_or(Versioned {
+                    state: marks,
+                    etag: None,
+                }))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, stream = %batch.stream, shard = %batch.shard,
+                    "writing digests failed: their objects stay pending");
+                summary.digest_failures += 1;
+                // Unknown version: the journal's first update reads the state again.
+                Ok(Versioned {
+                    state: marks,
+                    etag: None,
+                })
             }
         }
-        Ok(state)
     }
 
     /// Resolves the intents of `state` (only those recorded before `stale_before`, when given):
@@ -253,10 +281,11 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
     pub(crate) async fn resolve_intents(
         &self,
         state_key: &str,
-        state: ShardState,
+        current: Versioned,
         stale_before: Option<i64>,
-    ) -> Result<ShardState, ArchiveError> {
-        let intents: Vec<Intent> = state
+    ) -> Result<Versioned, ArchiveError> {
+        let intents: Vec<Intent> = current
+            .state
             .ledger
             .as_ref()
             .map(|l| l.intents.clone())
@@ -265,7 +294,7 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             .filter(|i| stale_before.is_none_or(|t| i.at < t))
             .collect();
         if intents.is_empty() {
-            return Ok(state);
+            return Ok(current);
         }
         let mut resolved = Vec::with_capacity(intents.len());
         for intent in intents {
@@ -283,7 +312,8 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             );
             resolved.push((intent, recorded));
         }
-        let (state, ()) = state::update(&self.store, &self.config.bucket, state_key, |s| {
+        let bucket = &self.config.bucket;
+        let (written, ()) = state::update(&self.store, bucket, state_key, Some(current), |s| {
             for (intent, recorded) in &resolved {
                 let Some(ledger) = s.ledger.as_mut() else {
                     return;
@@ -303,24 +333,28 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             }
         })
         .await?;
-        Ok(state)
+        Ok(written)
     }
 
     /// Writes the digests of every hour before `before` (epoch seconds) that has pending
     /// objects in the shard state under `state_key`, oldest first, and any digest a previous
-    /// close left half-written. Returns how many digests it wrote.
+    /// close left half-written, starting from the state version `known` when given. Returns
+    /// how many digests it wrote and the state version it left.
     pub(crate) async fn close_hours(
         &self,
         state_key: &str,
         before: i64,
-    ) -> Result<usize, ArchiveError> {
+        known: Option<Versioned>,
+    ) -> Result<(usize, Option<Versioned>), ArchiveError> {
         let Some(settings) = self.config.digests.as_ref() else {
-            return Ok(0);
+            return Ok((0, known));
         };
+        let bucket = &self.config.bucket;
+        let mut known = known;
         let mut written = 0;
         while written < MAX_DIGESTS_PER_CLOSE {
-            let (state, closing) =
-                state::update(&self.store, &self.config.bucket, state_key, |s| {
+            let (current, closing) =
+                state::update(&self.store, bucket, state_key, known.take(), |s| {
                     let ledger = s.ledger.as_mut()?;
                     if ledger.closing.is_none() {
                         ledger.closing = plan_close(ledger, &settings.prefix, before);
@@ -328,11 +362,12 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
                     ledger.closing.clone()
                 })
                 .await?;
-            let (Some(closing), Some(ledger)) = (closing, state.ledger) else {
+            let (Some(closing), Some(ledger)) = (closing, current.state.ledger.clone()) else {
+                known = Some(current);
                 break;
             };
             let link = self.write_digest(&ledger, &closing).await?;
-            state::update(&self.store, &self.config.bucket, state_key, |s| {
+            let (after, ()) = state::update(&self.store, bucket, state_key, Some(current), |s| {
                 let Some(l) = s.ledger.as_mut() else {
                     return;
                 };
@@ -346,11 +381,12 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
                 }
             })
             .await?;
+            known = Some(after);
             if link.is_some() {
                 written += 1;
             }
         }
-        Ok(written)
+        Ok((written, known))
     }
 
     /// Signs and writes the digest `closing` describes (once: a digest already under its key
@@ -528,13 +564,14 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
         before: i64,
         stale_before: i64,
     ) -> Result<usize, ArchiveError> {
-        let (state, _) = state::load(&self.store, state_key).await?;
-        if state.ledger.is_none() {
+        let loaded = state::load(&self.store, state_key).await?;
+        if loaded.state.ledger.is_none() {
             return Ok(0);
         }
-        self.resolve_intents(state_key, state, Some(stale_before))
+        let current = self
+            .resolve_intents(state_key, loaded, Some(stale_before))
             .await?;
-        self.close_hours(state_key, before).await
+        Ok(self.close_hours(state_key, before, Some(current)).await?.0)
     }
 }
 

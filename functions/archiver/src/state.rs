@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{DigestLink, DigestObject, ObjectKind};
 use crate::error::ArchiveError;
-use crate::store::{ObjectStore, PutOutcome};
+use crate::store::ObjectStore;
 
 /// Per-shard high-water marks (every item of a sink with a sequence number up to the mark is
 /// stored) and, with digests on, the shard's ledger.
@@ -147,46 +147,67 @@ pub fn parse_state(key: &str, body: &[u8]) -> ShardState {
     }
 }
 
-/// The state and its ETag (`None` when there is no state object yet).
-pub async fn load<S: ObjectStore>(
-    store: &S,
-    key: &str,
-) -> Result<(ShardState, Option<String>), ArchiveError> {
+/// A state as read or written, with the ETag of that version (`None`: no state object yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Versioned {
+    /// The state.
+    pub state: ShardState,
+    /// The ETag of the object holding it.
+    pub etag: Option<String>,
+}
+
+/// The state and its ETag.
+pub async fn load<S: ObjectStore>(store: &S, key: &str) -> Result<Versioned, ArchiveError> {
     Ok(match store.get_versioned(key).await? {
-        Some((body, etag)) => (parse_state(key, &body), Some(etag)),
-        None => (ShardState::default(), None),
+        Some((body, etag)) => Versioned {
+            state: parse_state(key, &body),
+            etag: Some(etag),
+        },
+        None => Versioned::default(),
     })
 }
 
 /// How many conditional writes [`update`] tries before giving up.
 pub const UPDATE_ATTEMPTS: usize = 8;
 
-/// Reads the state, applies `change`, and writes it back only if nobody wrote in between
-/// (`If-Match`), reading and applying again when someone did. `change` must give the same
-/// result when applied again to a newer state. Returns the state as written (or as read, when
-/// `change` left it unchanged) and what `change` returned.
+/// Applies `change` to the state and writes it back only if nobody wrote in between
+/// (`If-Match`), reading and applying again when someone did. The first try starts from
+/// `known` (the version this invocation last read or wrote) when given, saving a read.
+/// `change` must give the same result when applied again to a newer state. Returns the state
+/// as written (or as read, when `change` left it unchanged) and what `change` returned.
 pub async fn update<S: ObjectStore, T>(
     store: &S,
     bucket: &str,
     key: &str,
+    known: Option<Versioned>,
     mut change: impl FnMut(&mut ShardState) -> T,
-) -> Result<(ShardState, T), ArchiveError> {
+) -> Result<(Versioned, T), ArchiveError> {
+    let mut known = known;
     for _ in 0..UPDATE_ATTEMPTS {
-        let (mut state, etag) = load(store, key).await?;
-        let before = state.clone();
+        let read = match known.take() {
+            Some(v) => v,
+            None => load(store, key).await?,
+        };
+        let mut state = read.state.clone();
         let out = change(&mut state);
-        if state == before {
-            return Ok((state, out));
+        if state == read.state {
+            return Ok((read, out));
         }
         let body = serde_json::to_vec(&state).map_err(ArchiveError::Encode)?;
         match store
-            .put_versioned(key, Bytes::from(body), "application/json", etag.as_deref())
+            .put_versioned(
+                key,
+                Bytes::from(body),
+                "application/json",
+                read.etag.as_deref(),
+            )
             .await?
         {
-            PutOutcome::Created => return Ok((state, out)),
-            PutOutcome::AlreadyExists => {
-                tracing::info!(key, "shard state changed meanwhile: reading it again");
+            Some(etag) => {
+                let etag = Some(etag).filter(|e| !e.is_empty());
+                return Ok((Versioned { state, etag }, out));
             }
+            None => tracing::info!(key, "shard state changed meanwhile: reading it again"),
         }
     }
     Err(ArchiveError::StateConflict {
@@ -229,13 +250,13 @@ mod tests {
     #[tokio::test]
     async fn an_update_that_loses_a_race_is_applied_again_to_the_newer_state() {
         let store = MemoryStore::new();
-        update(&store, "b", "s.json", |s| {
+        let (first, ()) = update(&store, "b", "s.json", None, |s| {
             s.raise_mark(ObjectKind::Archive, "5")
         })
         .await
         .unwrap();
         let mut raced = false;
-        let (state, ()) = update(&store, "b", "s.json", |s| {
+        let (state, ()) = update(&store, "b", "s.json", Some(first), |s| {
             if !raced {
                 raced = true;
                 // Someone else writes between this read and the write.
@@ -250,14 +271,14 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(state.raw.as_deref(), Some("6"));
+        assert_eq!(state.state.raw.as_deref(), Some("6"));
         assert_eq!(
-            state.errors.as_deref(),
+            state.state.errors.as_deref(),
             Some("9"),
             "the other write is kept"
         );
-        let (stored, _) = load(&store, "s.json").await.unwrap();
-        assert_eq!(stored, state);
+        let stored = load(&store, "s.json").await.unwrap();
+        assert_eq!(stored, state, "the ETag returned is the stored version's");
     }
 
     /// Runs a MemoryStore future, which never waits, to completion.

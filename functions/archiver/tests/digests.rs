@@ -181,6 +181,35 @@ async fn the_next_hours_batch_closes_the_hour_into_one_signed_digest_listing_eac
 }
 
 #[tokio::test]
+async fn a_batch_reads_its_shard_state_once_and_writes_it_before_and_after_the_object() {
+    let a = archiver();
+    run(&a, event(SHARD0, 0..40, H1)).await;
+    let before = a.store().calls().len();
+    run(&a, event(SHARD0, 50..90, H1 + 60)).await;
+    let state = a.state_key("audit", SHARD0);
+    let calls: Vec<String> = a.store().calls()[before..]
+        .iter()
+        .map(|c| {
+            c.replace(&state, "STATE")
+                .split(" raw/")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            "GET STATE",
+            "PUT-IF-MATCH STATE",
+            "PUT-IF-ABSENT",
+            "PUT-IF-MATCH STATE"
+        ],
+        "no poison record, no hour to close"
+    );
+}
+
+#[tokio::test]
 async fn each_object_names_the_last_sequence_number_of_the_previous_one_of_its_kind() {
     let a = archiver();
     run(&a, event(SHARD0, 0..100, H1)).await;

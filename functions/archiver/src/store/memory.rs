@@ -129,14 +129,15 @@ impl MemoryStore {
         }
     }
 
-    /// One write: the injected failures, then the condition, then the object.
+    /// One write: the injected failures, then the condition, then the object. Returns the new
+    /// ETag, or `None` when the condition refused the write.
     fn write(
         &self,
         call: &str,
         key: &str,
         object: (Bytes, &str, &Metadata, Option<&str>),
         condition: Condition<'_>,
-    ) -> Result<PutOutcome, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let mut g = self.lock();
         g.calls.push(format!("{call} {key}"));
         if g.failing_prefix
@@ -159,7 +160,7 @@ impl MemoryStore {
             return if fails {
                 Err(Self::injected("PutObject", key))
             } else {
-                Ok(PutOutcome::AlreadyExists)
+                Ok(None)
             };
         }
         g.writes += 1;
@@ -172,13 +173,13 @@ impl MemoryStore {
                 content_type: content_type.to_string(),
                 metadata: metadata.clone(),
                 sha256: sha256.map(str::to_string),
-                etag,
+                etag: etag.clone(),
             },
         );
         if fails {
             Err(Self::injected("PutObject", key))
         } else {
-            Ok(PutOutcome::Created)
+            Ok(Some(etag))
         }
     }
 }
@@ -192,12 +193,16 @@ impl ObjectStore for MemoryStore {
         metadata: &Metadata,
         sha256: &str,
     ) -> Result<PutOutcome, StoreError> {
-        self.write(
+        let written = self.write(
             "PUT-IF-ABSENT",
             key,
             (body, content_type, metadata, Some(sha256)),
             Condition::IfAbsent,
-        )
+        )?;
+        Ok(match written {
+            Some(_) => PutOutcome::Created,
+            None => PutOutcome::AlreadyExists,
+        })
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
@@ -246,7 +251,7 @@ impl ObjectStore for MemoryStore {
         body: Bytes,
         content_type: &str,
         etag: Option<&str>,
-    ) -> Result<PutOutcome, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let condition = match etag {
             Some(e) => Condition::IfMatch(e),
             None => Condition::IfAbsent,

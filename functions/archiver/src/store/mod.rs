@@ -90,15 +90,15 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<(Bytes, String)>, StoreError>> + Send;
 
     /// Writes the object if it is still the version read: `If-Match: etag`, or
-    /// `If-None-Match: *` when `etag` is `None` (there was none). `AlreadyExists` means the
-    /// condition failed (someone else wrote in between).
+    /// `If-None-Match: *` when `etag` is `None` (there was none). Returns the new ETag, or
+    /// `None` when the condition failed (someone else wrote in between).
     fn put_versioned(
         &self,
         key: &str,
         body: Bytes,
         content_type: &str,
         etag: Option<&str>,
-    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Up to one page (S3 gives at most 1,000) of the keys under `prefix` that sort after
     /// `start_after`, in key order; an empty page means there are no more.
@@ -150,7 +150,7 @@ impl<T: ObjectStore> ObjectStore for std::sync::Arc<T> {
         body: Bytes,
         content_type: &str,
         etag: Option<&str>,
-    ) -> Result<PutOutcome, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         (**self).put_versioned(key, body, content_type, etag).await
     }
 
@@ -339,7 +339,7 @@ impl ObjectStore for S3Store {
         body: Bytes,
         content_type: &str,
         etag: Option<&str>,
-    ) -> Result<PutOutcome, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         // A checksum on every write: S3 requires one when the bucket has Object Lock.
         let req = self
             .client
@@ -355,10 +355,11 @@ impl ObjectStore for S3Store {
             None => req.if_none_match("*"),
         };
         match req.send().await {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(e) if is_precondition_failure(&e) => Ok(PutOutcome::AlreadyExists),
+            // Without an ETag in the answer, the next conditional write reads the state again.
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if is_precondition_failure(&e) => Ok(None),
             // If-Match on an object deleted since it was read: S3 answers 404.
-            Err(e) if etag.is_some() && status_of(&e) == Some(404) => Ok(PutOutcome::AlreadyExists),
+            Err(e) if etag.is_some() && status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.error("PutObject", key, &e)),
         }
     }
