@@ -96,6 +96,26 @@ struct SinkResult {
     already_stored: usize,
 }
 
+/// Where a shard's batch must be retried from, if anywhere: nowhere when everything is stored
+/// and recorded; from where this invocation started when the state could not record its
+/// progress (or the retry would start inside an object where no key collides); else from the
+/// lowest sequence number not stored.
+fn retry_point(
+    failed: bool,
+    saved: bool,
+    [raw, errors]: [&SinkResult; 2],
+    first: String,
+) -> Option<String> {
+    let handled = || min_seq([raw.first_handled.as_ref(), errors.first_handled.as_ref()]);
+    match (failed, saved) {
+        (false, true) => None,
+        (_, false) => Some(handled().unwrap_or(first)),
+        (true, true) => Some(
+            min_seq([raw.first_unstored.as_ref(), errors.first_unstored.as_ref()]).unwrap_or(first),
+        ),
+    }
+}
+
 fn max_seq(a: Option<String>, b: &str) -> Option<String> {
     match a {
         Some(a) if seqnum::compare(&a, b) != Ordering::Less => Some(a),
@@ -268,25 +288,12 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
                     .await
             }
         };
-        let handled = || min_seq([raw.first_handled.as_ref(), errors.first_handled.as_ref()]);
-        match (failed, saved) {
-            (false, true) => None,
-            // The state records what is stored (or the retry would start inside an object
-            // where no key collides): start again where this invocation did.
-            (false, false) => {
-                let retry_from = handled().unwrap_or(first);
-                tracing::warn!(stream = %batch.stream, shard = %batch.shard, %retry_from,
-                    "saving the shard state failed: batch reported for retry");
-                Some(retry_from)
-            }
-            // Retry from the lowest sequence number not stored when the progress is recorded;
-            // when that is impossible, start again where this invocation did.
-            (true, true) => Some(
-                min_seq([raw.first_unstored.as_ref(), errors.first_unstored.as_ref()])
-                    .unwrap_or(first),
-            ),
-            (true, false) => Some(handled().unwrap_or(first)),
+        let retry_from = retry_point(failed, saved, [&raw, &errors], first);
+        if !failed && let Some(seq) = &retry_from {
+            tracing::warn!(stream = %batch.stream, shard = %batch.shard, retry_from = %seq,
+                "saving the shard state failed: batch reported for retry");
         }
+        retry_from
     }
 
     /// Without digests: saves the high-water marks when the batch needs them (a stored object

@@ -8,7 +8,7 @@
 //!   digest lists every object written, and only objects written.
 //! - A shard's pending objects of an hour are *closed* into a digest once the shard has moved
 //!   past that hour: by the next Kinesis batch of a later hour, or by the scheduled close
-//!   ([`Archiver::close_due`]) for shards that went quiet. Closing first records which digest
+//!   ([`crate::schedule`]) for shards that went quiet. Closing first records which digest
 //!   it is writing (`closing`), then signs and writes it (`If-None-Match`), then makes it the
 //!   shard's head, so concurrent or repeated closes write each digest once and never fork the
 //!   chain.
@@ -17,7 +17,7 @@ use authtrail_core::s3key::utc_from_epoch_seconds;
 use authtrail_core::seqnum;
 use base64::Engine;
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 
 use crate::archive::{Archiver, META_COUNT, META_FIRST, META_LAST, Summary};
 use crate::batch::ShardBatch;
@@ -30,23 +30,8 @@ use crate::signer::DigestSigner;
 use crate::state::{self, Closing, Intent, Ledger, Recorded, Versioned};
 use crate::store::{Metadata, ObjectHead, ObjectStore, PutOutcome};
 
-/// An intent older than this (seconds) cannot belong to a running invocation (Lambda's longest
-/// timeout is 900 s): the scheduled close resolves it.
-pub const STALE_INTENT_SECS: i64 = 960;
-
 /// Most digests one close writes for a shard (the rest wait for the next close).
 const MAX_DIGESTS_PER_CLOSE: usize = 200;
-
-/// What a scheduled close did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CloseSummary {
-    /// Shard states read.
-    pub shards: usize,
-    /// Digests written.
-    pub digests: usize,
-    /// Shards whose close failed (logged; retried by the next close).
-    pub failed_shards: usize,
-}
 
 /// The ledger work of one Kinesis invocation for one shard: intents before writes, objects
 /// recorded after them, and one final update of the shard state.
@@ -508,70 +493,6 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
         serde_json::to_vec_pretty(&digest)
             .map(Some)
             .map_err(ArchiveError::Encode)
-    }
-
-    /// The scheduled close: for every shard state under `ARCHIVE_STATE_PREFIX`, resolves
-    /// intents older than [`STALE_INTENT_SECS`] and writes the digests of the hours that ended
-    /// at least `ARCHIVE_DIGEST_SETTLE_SECONDS` before `now` (the scheduled event's `time`).
-    /// Every shard is tried; the first failure is returned after all of them.
-    pub async fn close_due(&self, now: DateTime<Utc>) -> Result<CloseSummary, ArchiveError> {
-        let mut summary = CloseSummary::default();
-        let Some(settings) = self.config.digests.as_ref() else {
-            tracing::info!("digests are off (no ARCHIVE_DIGEST_KEY_ID): nothing to close");
-            return Ok(summary);
-        };
-        let before = digest::hour_of(now.timestamp() - settings.settle_secs);
-        let stale_before = Utc::now().timestamp() - STALE_INTENT_SECS;
-        let mut first_error = None;
-        let mut start_after: Option<String> = None;
-        loop {
-            let keys = self
-                .store
-                .list_after(&self.config.state_prefix, start_after.as_deref())
-                .await?;
-            let Some(last) = keys.last().cloned() else {
-                break;
-            };
-            for key in keys {
-                summary.shards += 1;
-                match self.close_shard(&key, before, stale_before).await {
-                    Ok(n) => summary.digests += n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, key, "closing the shard's digests failed");
-                        summary.failed_shards += 1;
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            start_after = Some(last);
-        }
-        tracing::info!(
-            shards = summary.shards,
-            digests = summary.digests,
-            failed_shards = summary.failed_shards,
-            closed_before = %utc_from_epoch_seconds(before),
-            "closed digests"
-        );
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(summary),
-        }
-    }
-
-    async fn close_shard(
-        &self,
-        state_key: &str,
-        before: i64,
-        stale_before: i64,
-    ) -> Result<usize, ArchiveError> {
-        let loaded = state::load(&self.store, state_key).await?;
-        if loaded.state.ledger.is_none() {
-            return Ok(0);
-        }
-        let current = self
-            .resolve_intents(state_key, loaded, Some(stale_before))
-            .await?;
-        Ok(self.close_hours(state_key, before, Some(current)).await?.0)
     }
 }
 
