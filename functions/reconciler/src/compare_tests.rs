@@ -262,3 +262,37 @@ fn records_outside_the_window_are_not_counted() {
     assert_eq!(r.archive.records, 10);
     assert_eq!(r.status, WindowStatus::Complete);
 }
+
+#[test]
+fn other_producers_records_are_reconciled_from_the_stream_onwards_without_a_producer_figure() {
+    let ours = records(10);
+    let mut all = ours.clone();
+    // Foxpass-style records: not envelopes, no producer tally.
+    for i in 0..4u64 {
+        all.push(ArchivedRecord {
+            minute: 101,
+            hash: 0xf0f0 + i,
+            envelope: false,
+        });
+    }
+    let mut v = view(&all);
+    for m in v.minutes.values_mut() {
+        m.envelopes = Digest::default();
+    }
+    for r in &ours {
+        v.minutes.get_mut(&r.minute).unwrap().envelopes.add(r.hash);
+    }
+    let r = run(&archive(&all), ForwarderInput::View(&v), &producer(&ours));
+    assert_eq!(r.status, WindowStatus::Complete, "{r:#?}");
+    assert_eq!((r.archive.envelopes, r.archive.other), (10, 4));
+    // One foreign record deleted from the archive: stream>archive sees it, the producer hop
+    // does not concern it.
+    let r = run(
+        &archive(&all[..13]),
+        ForwarderInput::View(&v),
+        &producer(&ours),
+    );
+    let h = by_hop(&r);
+    assert_eq!(h["stream>archive"], (HopStatus::Unaccounted, 1));
+    assert_eq!(h["producer>stream"], (HopStatus::Ok, 0));
+}
