@@ -275,9 +275,10 @@ fn spawn_java(home: &Path, base: &Path, conf: &Path, log: &Path) -> Result<Child
     let out = std::fs::File::create(log)?;
     let data = base.join("data");
     Command::new(java())
+        // The heap of Debian's /etc/default/activemq.
         .args([
             "-Xms64m",
-            "-Xmx256m",
+            "-Xmx512m",
             "-XX:+UseSerialGC",
             "-Djava.awt.headless=true",
         ])
@@ -494,8 +495,9 @@ impl ActiveMq {
         } else {
             String::from("true")
         };
+        // procps' kill: dash's built-in one takes no `--` before a negative (group) id.
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -KILL -- -{} 2>/dev/null; {cleanup}",
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; /bin/kill -KILL -- -{} 2>/dev/null; {cleanup}",
             self.pid
         );
         Command::new("sh")
@@ -735,5 +737,31 @@ mod tests {
             .status()
             .unwrap();
         assert!(!alive.success(), "the broker is stopped on drop");
+    }
+
+    #[test]
+    fn the_watchdog_kills_the_broker_once_the_watched_process_is_gone() {
+        let mq = ActiveMq::start().expect("ActiveMQ (make apt-deps)");
+        let mut watched = Command::new("sleep").arg("1").spawn().unwrap();
+        mq.watch_process(watched.id()).unwrap();
+        let _ = watched.wait();
+        let started = Instant::now();
+        // Killed, the broker is a zombie until this process (its parent) reaps it.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", mq.pid())).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        };
+        while running() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "broker still running"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
