@@ -13,7 +13,7 @@ use authtrail_core::seqnum;
 use bytes::Bytes;
 use chrono::{DateTime, Datelike};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::SecurityLakeError;
 use crate::ocsf::map_record;
@@ -51,8 +51,9 @@ pub struct Row<'a> {
     pub seq: Cow<'a, str>,
     /// Its OCSF `time` (epoch ms).
     pub time_ms: i64,
-    /// The row, fitted to its class's schema.
-    pub row: Map<String, Value>,
+    /// The row, fitted to its class's schema, as compact JSON text (what `arrow-json` decodes;
+    /// far smaller than the parsed tree while the batch waits to be encoded).
+    pub json: String,
 }
 
 /// A record that is not a UTF-8 JSON object: it goes to the error prefix.
@@ -214,7 +215,7 @@ pub fn build<'a>(mut records: Vec<&EventRecord<'a>>) -> Result<ShardBatch<'a>, S
                 batch.data.entry(sink).or_default().push(Row {
                     seq,
                     time_ms: mapped.time_ms,
-                    row: mapped.row,
+                    json: Value::Object(mapped.row).to_string(),
                 });
             }
             Err(reason) => batch.poison.push(Poison {
@@ -231,10 +232,10 @@ pub fn build<'a>(mut records: Vec<&EventRecord<'a>>) -> Result<ShardBatch<'a>, S
 
 /// The rows of `rows[range]` ordered by time (Security Lake asks for time order within an
 /// object); rows of the same millisecond stay in sequence order.
-pub fn time_ordered<'r>(rows: &'r [Row<'_>], range: Range<usize>) -> Vec<&'r Map<String, Value>> {
+pub fn time_ordered<'r>(rows: &'r [Row<'_>], range: Range<usize>) -> Vec<&'r str> {
     let mut slice: Vec<&Row<'_>> = rows.get(range).unwrap_or_default().iter().collect();
     slice.sort_by_key(|r| r.time_ms);
-    slice.into_iter().map(|r| &r.row).collect()
+    slice.into_iter().map(|r| r.json.as_str()).collect()
 }
 
 /// One line of an error object.

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
-use serde_json::{Map, Value};
 
 use crate::error::SecurityLakeError;
 use crate::schema::OcsfClass;
@@ -35,18 +34,28 @@ pub fn writer_properties() -> Result<WriterProperties, SecurityLakeError> {
         .build())
 }
 
-/// The Arrow record batch of `rows` (already fitted to `class`'s schema), in the given order.
-pub fn record_batch(
-    class: OcsfClass,
-    rows: &[&Map<String, Value>],
-) -> Result<RecordBatch, SecurityLakeError> {
+/// The Arrow record batch of `rows` (JSON objects already fitted to `class`'s schema), in the
+/// given order.
+pub fn record_batch(class: OcsfClass, rows: &[&str]) -> Result<RecordBatch, SecurityLakeError> {
     let schema = class.schema();
     let mut decoder = ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.len().max(1))
         .with_strict_mode(true)
         .build_decoder()
         .map_err(SecurityLakeError::Arrow)?;
-    decoder.serialize(rows).map_err(SecurityLakeError::Arrow)?;
+    for row in rows {
+        let read = decoder
+            .decode(row.as_bytes())
+            .map_err(SecurityLakeError::Arrow)?;
+        if read != row.len() {
+            return Err(SecurityLakeError::Arrow(
+                arrow_schema::ArrowError::JsonError(format!(
+                    "row not read whole ({read} of {} bytes)",
+                    row.len()
+                )),
+            ));
+        }
+    }
     Ok(decoder
         .flush()
         .map_err(SecurityLakeError::Arrow)?
@@ -54,10 +63,7 @@ pub fn record_batch(
 }
 
 /// The Parquet object holding `rows` of `class`, in the given order.
-pub fn parquet_object(
-    class: OcsfClass,
-    rows: &[&Map<String, Value>],
-) -> Result<Bytes, SecurityLakeError> {
+pub fn parquet_object(class: OcsfClass, rows: &[&str]) -> Result<Bytes, SecurityLakeError> {
     let batch = record_batch(class, rows)?;
     let mut out = Vec::with_capacity(64 * 1024);
     let mut writer = ArrowWriter::try_new(&mut out, class.schema(), Some(writer_properties()?))
@@ -78,8 +84,8 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use serde_json::json;
 
-    fn row(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
+    fn row(v: serde_json::Value) -> String {
+        v.to_string()
     }
 
     #[test]
@@ -91,7 +97,7 @@ mod tests {
             "is_mfa": true
         }));
         let b = row(json!({"class_uid": 3002, "time": 1739388470157i64, "unmapped": "{}"}));
-        let body = parquet_object(OcsfClass::Authentication, &[&a, &b]).unwrap();
+        let body = parquet_object(OcsfClass::Authentication, &[a.as_str(), b.as_str()]).unwrap();
         let reader = SerializedFileReader::new(body.clone()).unwrap();
         let meta = reader.metadata();
         assert_eq!(meta.num_row_groups(), 1);
@@ -129,7 +135,7 @@ mod tests {
     #[test]
     fn a_member_without_a_column_is_refused_rather_than_dropped() {
         let a = row(json!({"class_uid": 0, "not_ocsf": 1}));
-        let e = record_batch(OcsfClass::Base, &[&a]).unwrap_err();
+        let e = record_batch(OcsfClass::Base, &[a.as_str()]).unwrap_err();
         assert!(e.to_string().contains("not_ocsf"), "{e}");
     }
 }

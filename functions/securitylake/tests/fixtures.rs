@@ -54,7 +54,8 @@ fn every_fixture_maps_to_a_row_that_fits_its_class_schema_with_no_overflow() {
             "{}",
             f.name
         );
-        let batch = record_batch(m.class, &[&m.row])
+        let text = Value::Object(m.row.clone()).to_string();
+        let batch = record_batch(m.class, &[text.as_str()])
             .unwrap_or_else(|e| panic!("{} does not decode: {e}", f.name));
         assert_eq!(batch.num_rows(), 1);
     }
@@ -81,10 +82,13 @@ fn mapped_fixtures_get_their_ocsf_class_and_unknown_records_the_base_event() {
 
 #[test]
 fn all_fixtures_of_a_class_write_one_parquet_object_that_reads_back_row_for_row() {
-    let mut by_class: BTreeMap<OcsfClass, Vec<serde_json::Map<String, Value>>> = BTreeMap::new();
+    let mut by_class: BTreeMap<OcsfClass, Vec<String>> = BTreeMap::new();
     for f in all_fixtures() {
         let m = map_record(&f.record, fixtures::T0);
-        by_class.entry(m.class).or_default().push(m.row);
+        by_class
+            .entry(m.class)
+            .or_default()
+            .push(Value::Object(m.row).to_string());
     }
     assert!(
         by_class.len() >= 5,
@@ -92,7 +96,7 @@ fn all_fixtures_of_a_class_write_one_parquet_object_that_reads_back_row_for_row(
         by_class.keys().collect::<Vec<_>>()
     );
     for (class, rows) in by_class {
-        let refs: Vec<&serde_json::Map<String, Value>> = rows.iter().collect();
+        let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
         let body = parquet_object(class, &refs).unwrap();
         let read: usize = ParquetRecordBatchReaderBuilder::try_new(body)
             .unwrap()
