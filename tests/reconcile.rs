@@ -48,7 +48,10 @@ async fn a_run_that_loses_nothing_reconciles_to_zero_and_events_deleted_from_the
     assert!(outcome.report.complete, "{}", outcome.report.render(40));
 
     // 1. A receiver down, then redriven: nothing lost, every window reconciles to 0.
-    let rec = &outcome.reconciled;
+    let rec = outcome
+        .reconciled
+        .as_ref()
+        .expect("the reconciliation was made");
     let clean = &rec.report;
     assert!(clean.complete, "{}", clean.render());
     assert!(clean.missing.is_empty());

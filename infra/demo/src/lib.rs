@@ -121,8 +121,9 @@ pub struct DemoOutcome {
     pub made: usize,
     pub archiver: SourceStats,
     pub forwarder: SourceStats,
-    /// What the reconciler found.
-    pub reconciled: Reconciled,
+    /// What the reconciler found (`None` when the reconciliation could not be made; the
+    /// reason was printed).
+    pub reconciled: Option<Reconciled>,
     /// The emulator, still running (the outcome's objects can be read until it is dropped).
     pub emulator: Emulator,
 }
@@ -685,7 +686,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         ledger.iter().map(|e| e.time).min().unwrap_or(0),
         ledger.iter().map(|e| e.time).max().unwrap_or(0),
     );
-    let reconciled = reconcile::finish(reconcile::Finish {
+    let reconciled = match reconcile::finish(reconcile::Finish {
         s3: &s3,
         reconciler: &reconciler,
         producer: &producer,
@@ -698,12 +699,23 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         scheduled,
         shipped_lines,
     })
-    .await?;
-    std::fs::write(
-        opts.out_dir.join("reconciliation.json"),
-        serde_json::to_string_pretty(&reconciled.report).map_err(step("writing the report"))?,
-    )
-    .map_err(step("writing the report"))?;
+    .await
+    {
+        Ok(r) => {
+            std::fs::write(
+                opts.out_dir.join("reconciliation.json"),
+                serde_json::to_string_pretty(&r.report).map_err(step("writing the report"))?,
+            )
+            .map_err(step("writing the report"))?;
+            Some(r)
+        }
+        // The accounting above stands on its own: a reconciliation that cannot be made is
+        // reported, not fatal.
+        Err(e) => {
+            eprintln!("authtrail-demo: the reconciliation could not be made: {e}");
+            None
+        }
+    };
 
     let mut archiver_all = archiver_stats_run;
     merge(&mut archiver_all, &archiver_drain);
@@ -724,33 +736,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     say(&opts, format!("  archiver  {archiver_all}"));
     say(&opts, format!("  forwarder {forwarder_all}"));
     say(&opts, report.render(30));
-    say(&opts, reconciled.report.render());
-    if let Some(t) = &reconciled.tampered {
-        say(
-            &opts,
-            format!(
-                "after deleting {} events from {} (per window: {:?}):",
-                t.deleted.values().sum::<u64>(),
-                t.object,
-                t.deleted
-            ),
-        );
-        say(&opts, t.report.render());
+    if let Some(r) = &reconciled {
+        say(&opts, reconcile::summary(r));
     }
-    let r = &reconciled.requests;
-    say(
-        &opts,
-        format!(
-            "  reconciler runs {}, windows computed {}: S3 list {}, get {}, put {}; FilterLogEvents {}; forwarder log lines shipped {}",
-            r.runs,
-            r.windows,
-            r.s3_list,
-            r.s3_get,
-            r.s3_put,
-            r.logs_filter,
-            reconciled.shipped_lines
-        ),
-    );
     let archive_url = format!("s3://{bucket}/raw/");
     say(
         &opts,

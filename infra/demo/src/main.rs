@@ -73,7 +73,13 @@ async fn main() -> ExitCode {
         opts.out_dir = dir;
     }
     match run(opts).await {
-        Ok(outcome) if outcome.report.complete && outcome.reconciled.report.complete => {
+        Ok(outcome)
+            if outcome.report.complete
+                && outcome
+                    .reconciled
+                    .as_ref()
+                    .is_some_and(|r| r.report.complete) =>
+        {
             ExitCode::SUCCESS
         }
         Ok(_) => ExitCode::from(1),

@@ -108,6 +108,27 @@ pub struct Reconciled {
     pub shipped_lines: u64,
 }
 
+/// The reconciliation as the demo prints it: the report, after tampering the report again,
+/// and the requests the reconciler made.
+pub fn summary(r: &Reconciled) -> String {
+    let mut out = r.report.render();
+    if let Some(t) = &r.tampered {
+        out.push_str(&format!(
+            "after deleting {} events from {} (per window: {:?}):\n",
+            t.deleted.values().sum::<u64>(),
+            t.object,
+            t.deleted
+        ));
+        out.push_str(&t.report.render());
+    }
+    let q = &r.requests;
+    out.push_str(&format!(
+        "  reconciler runs {}, windows computed {}: S3 list {}, get {}, put {}; FilterLogEvents {}; forwarder log lines shipped {}",
+        q.runs, q.windows, q.s3_list, q.s3_get, q.s3_put, q.logs_filter, r.shipped_lines
+    ));
+    out
+}
+
 /// Ships the lines `function` prints into log group `group` once a second, as Lambda does with
 /// a function's output, until `stop` turns true (then once more); returns the lines shipped.
 pub async fn ship_logs(
