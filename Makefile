@@ -10,7 +10,7 @@ VENV         ?= .venv
 CARGO        ?= cargo
 APT_TEST_PKGS := rsyslog rsyslog-gnutls gnutls-bin postgresql-15 postgresql-client-15 activemq
 TEMPLATES    := $(wildcard cloudformation/*.yaml)
-LAMBDA_BINS  := authtrail-producer authtrail-archiver authtrail-forwarder authtrail-reconciler
+LAMBDA_BINS  := authtrail-producer authtrail-archiver authtrail-forwarder authtrail-securitylake authtrail-reconciler
 export PATH  := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help
@@ -108,7 +108,7 @@ deploy: deploy-args package ## Upload the Lambda zips to CODE_BUCKET and deploy 
 	done
 	code=""; \
 	if grep -q '^  CodeBucket:' $(TEMPLATE); then code="CodeBucket=$(CODE_BUCKET) Architecture=$(ARCH)"; fi; \
-	for p in Archiver:authtrail-archiver Forwarder:authtrail-forwarder Producer:authtrail-producer Reconciler:authtrail-reconciler; do \
+	for p in Archiver:authtrail-archiver Forwarder:authtrail-forwarder Producer:authtrail-producer SecurityLake:authtrail-securitylake Reconciler:authtrail-reconciler; do \
 	  key=$${p%%:*}CodeKey; bin=$${p#*:}; \
 	  if grep -q "^  $$key:" $(TEMPLATE); then code="$$code $$key=$(CODE_PREFIX)/$$bin.zip"; fi; \
 	done; \
