@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::ForwarderError;
+use crate::config::buffering::BufferingLimits;
 use crate::config::err;
 use crate::config::secret::{SecretRef, secret_ref};
 use crate::emit::{Emitter, EmitterSpec};
@@ -24,6 +25,8 @@ pub const DEFAULT_RECEIPT_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// Largest `maxMessageSize`: ActiveMQ's default STOMP `maxFrameSize` (100 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 100 * 1024 * 1024;
+/// Largest `connections`.
+pub const MAX_CONNECTIONS: usize = 8;
 /// Longest destination name.
 const MAX_DESTINATION_NAME: usize = 255;
 
@@ -63,6 +66,9 @@ pub struct RawJms {
     /// instead of making the broker drop the connection. Default 4 MiB; 1024..=100 MiB (set it
     /// to the broker's `maxFrameSize` when that is lower).
     max_message_size: Option<usize>,
+    /// Connections kept open, 1..=8 (default 1: the messages of a shard reach the broker in
+    /// order). Each carries one chunk at a time; more let chunks travel side by side.
+    connections: Option<usize>,
 }
 
 /// How the broker keeps the messages.
@@ -119,6 +125,8 @@ pub struct JmsConfig {
     pub receipt_timeout: Duration,
     /// Largest SEND frame.
     pub max_message_size: usize,
+    /// Connections kept open.
+    pub connections: usize,
 }
 
 /// Parses `url` at `path`: one endpoint or `failover:(a,b,...)`.
@@ -315,6 +323,14 @@ fn credentials(label: &str, raw: &RawJms) -> Result<Option<SecretRef>, Forwarder
 impl EmitterSpec for JmsConfig {
     type Raw = RawJms;
 
+    /// Chunks of 2,000 records or 4 MiB by default: a chunk's frames are pipelined, and the
+    /// pipeline drains at the end of each chunk while the last receipts come back.
+    const BUFFERING: BufferingLimits = BufferingLimits {
+        default_batched_events: 2_000,
+        default_size: 4 * 1024 * 1024,
+        ..BufferingLimits::DEFAULT
+    };
+
     fn validate(label: &str, raw: RawJms) -> Result<Self, ForwarderError> {
         let url = raw.url.as_deref().ok_or_else(|| {
             err(
@@ -359,7 +375,17 @@ impl EmitterSpec for JmsConfig {
                 ));
             }
         };
+        let connections = match raw.connections.unwrap_or(1) {
+            n @ 1..=MAX_CONNECTIONS => n,
+            n => {
+                return Err(err(
+                    format!("{label}.connections"),
+                    format!("must be 1..={MAX_CONNECTIONS} (got {n})"),
+                ));
+            }
+        };
         Ok(JmsConfig {
+            connections,
             endpoints,
             destination,
             delivery_mode,

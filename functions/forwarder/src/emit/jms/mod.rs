@@ -17,7 +17,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_rustls::TlsConnector;
 
 use super::{BoxFuture, Emitter, Failure, Outcome, all};
@@ -45,7 +47,8 @@ pub struct JmsEmitter {
     name: String,
     config: JmsConfig,
     target: Target,
-    conn: Mutex<Option<Connection>>,
+    conns: Vec<Mutex<Option<Connection>>>,
+    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for JmsEmitter {
@@ -103,7 +106,8 @@ impl JmsEmitter {
                 connect_timeout: config.connect_timeout,
             },
             config: config.clone(),
-            conn: Mutex::new(None),
+            conns: (0..config.connections).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
         })
     }
 
@@ -189,7 +193,19 @@ impl JmsEmitter {
         out
     }
 
-    /// One attempt for `batch` on the kept connection (opened or replaced when needed).
+    /// A free connection slot, else the next one once it is free.
+    async fn slot(&self) -> Option<MutexGuard<'_, Option<Connection>>> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(g) = self.conns.get((start + i) % n)?.try_lock() {
+                return Some(g);
+            }
+        }
+        Some(self.conns.get(start % n)?.lock().await)
+    }
+
+    /// One attempt for `batch` on a kept connection (opened or replaced when needed).
     async fn attempt(&self, batch: &[Arc<Prepared>]) -> Vec<Outcome> {
         let mut outcomes = vec![Outcome::Delivered; batch.len()];
         let send = self.sendable(batch, &mut outcomes);
@@ -198,7 +214,9 @@ impl JmsEmitter {
         }
         // Held for the whole attempt: if the attempt is cut off (the emit timeout), the slot
         // stays empty and the half-used connection is dropped with the future.
-        let mut slot = self.conn.lock().await;
+        let Some(mut slot) = self.slot().await else {
+            return outcomes;
+        };
         let mut kept = slot.take();
         if let Some(c) = kept.as_mut()
             && !c.usable().await
@@ -313,9 +331,9 @@ impl Emitter for JmsEmitter {
         })
     }
 
-    /// One ordered connection: chunks are pipelined within, one chunk at a time.
+    /// One chunk per connection at a time (`connections`, default 1: one ordered stream).
     fn max_concurrent_requests(&self) -> usize {
-        1
+        self.conns.len()
     }
 
     fn size_hint(&self, record: &Prepared) -> usize {

@@ -150,9 +150,17 @@ fn happy(f: &Frame, _conn: usize, _n: usize) -> Vec<Act> {
 }
 
 fn config(extra: &str) -> JmsConfig {
-    let EmitterSettings::Jms(c) = settings(&format!(
-        r#"{{"name":"mq","type":"jms","destination":"queue://audit","username":"authtrail","password":"hunter2"{extra}}}"#
-    )) else {
+    let mut emitter: serde_json::Value = serde_json::from_str(
+        r#"{"name":"mq","type":"jms","destination":"queue://audit","username":"authtrail","password":"hunter2"}"#,
+    )
+    .unwrap();
+    let extra: serde_json::Value = serde_json::from_str(&format!("{{\"_\":0{extra}}}")).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        if k != "_" {
+            emitter[k] = v.clone();
+        }
+    }
+    let EmitterSettings::Jms(c) = settings(&emitter.to_string()) else {
         panic!("not jms")
     };
     c
@@ -392,6 +400,19 @@ async fn a_record_over_max_message_size_is_dead_lettered_and_the_others_sent() {
 }
 
 #[tokio::test]
+async fn chunks_in_flight_together_take_one_connection_each_up_to_connections() {
+    let broker = Broker::plain(happy).await;
+    let e = emitter(broker.port, r#","connections":2"#).await;
+    assert_eq!(e.max_concurrent_requests(), 2);
+    let (a, b) = (records(50), records(50));
+    let (x, y) = tokio::join!(e.emit(&a), e.emit(&b));
+    assert!(x.iter().chain(&y).all(|o| *o == Outcome::Delivered));
+    assert_eq!(broker.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(e.emit(&records(3)).await, vec![Outcome::Delivered; 3]);
+    assert_eq!(broker.accepted.load(Ordering::SeqCst), 2, "both kept");
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_retried_and_failover_takes_the_next_endpoint() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -476,6 +497,14 @@ fn bad_settings_are_refused_naming_the_key() {
         (
             r#","destination":"topic://audit","maxMessageSize":10"#,
             "maxMessageSize",
+        ),
+        (
+            r#","destination":"topic://audit","connections":0"#,
+            "connections",
+        ),
+        (
+            r#","destination":"topic://audit","connections":9"#,
+            "connections",
         ),
     ] {
         let e = refusal(&format!("{{{base}{extra}}}"));
@@ -562,6 +591,12 @@ fn urls_destinations_and_defaults_are_read_as_documented() {
         Duration::from_millis(DEFAULT_RECEIPT_TIMEOUT_MS)
     );
     assert_eq!(c.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
+    assert_eq!(c.connections, 1);
+    let limits = crate::emit::EmitterType::Jms.buffering_limits();
+    assert_eq!(
+        (limits.default_batched_events, limits.default_size),
+        (2000, 4 << 20)
+    );
     assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
     assert!(
         JmsConfig::validate(
@@ -573,4 +608,60 @@ fn urls_destinations_and_defaults_are_read_as_documented() {
         )
         .is_ok()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against a real ActiveMQ (run with --ignored; needs the activemq package)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "starts a real ActiveMQ broker (make apt-deps)"]
+async fn live_jms_chunks_are_receipted_over_tls_on_one_or_more_connections() {
+    let mq = tokio::task::spawn_blocking(authtrail_harness::activemq::ActiveMq::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let batch = records(10_000);
+    let runs = [
+        (500, 1),
+        (500, 2),
+        (2000, 1),
+        (2000, 2),
+        (500, 1),
+        (500, 2),
+        (2000, 1),
+        (2000, 2),
+    ];
+    for (i, (chunk, connections)) in runs.into_iter().enumerate() {
+        let c = config(&format!(
+            r#","url":"{}","password":"{}","caBundle":"{}","destination":"queue://audit.live.{i}","connections":{connections}"#,
+            mq.stomp_ssl_url(),
+            mq.writer_password(),
+            mq.ca_pem_path().display()
+        ));
+        let e = Arc::new(JmsEmitter::start("mq", &c, None).await.unwrap());
+        let t = std::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut parts = batch.chunks(chunk).map(<[_]>::to_vec);
+        loop {
+            while tasks.len() < connections {
+                let Some(part) = parts.next() else { break };
+                let e = e.clone();
+                tasks.spawn(async move { e.emit(&part).await });
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            let out = done.unwrap();
+            assert!(
+                out.iter().all(|o| *o == Outcome::Delivered),
+                "{:?}",
+                out.iter().find(|o| **o != Outcome::Delivered)
+            );
+        }
+        println!(
+            "{chunk}/chunk, {connections} connection(s): {:?}",
+            t.elapsed()
+        );
+    }
 }
