@@ -106,7 +106,7 @@ fn record(i: usize) -> Vec<u8> {
             "resourceType": "USER", "resourcePath": format!("users/user-{}", i % 977),
             "representation": "<redacted>"}}),
         8 => json!({"id": id, "service": "ldap", "method": "bind",
-            "timestamp": authtrail_core::envelope::format_timestamp(ms), "success": i % 3 != 0,
+            "timestamp": authtrail_core::envelope::format_timestamp(ms), "success": !i.is_multiple_of(3),
             "message": "bind succeeded", "username": "bob",
             "bind_dn": "uid=bob,ou=people,dc=example,dc=com"}),
         _ => json!({"id": id, "service": "radius", "method": "authorize",
