@@ -15,6 +15,8 @@ use crate::forward::Forwarder;
 
 /// How long one emitter's probe may take (its requests have 10 s each).
 pub const EMITTER_PROBE_LIMIT: Duration = Duration::from_secs(25);
+/// How long one bucket's probe may take.
+pub const BUCKET_PROBE_LIMIT: Duration = Duration::from_secs(15);
 /// The probe object's name under a prefix.
 pub const PROBE_OBJECT: &str = ".preflight";
 
@@ -111,35 +113,25 @@ pub async fn probe_config(
 /// condition; deleted afterwards, as redriven spool objects are).
 pub async fn bucket_checks(t: &Targets) -> Vec<Check> {
     let dlq_key = format!("{}{PROBE_OBJECT}", t.dlq_prefix);
-    let mut checks = vec![
-        probe_bucket(
-            &t.s3,
-            &BucketProbe {
-                name: "bucket.dead-letters",
-                bucket: &t.dlq_bucket,
-                key: &dlq_key,
-                if_match: false,
-                delete: false,
-            },
-        )
-        .await,
-    ];
+    let dlq = BucketProbe {
+        name: "bucket.dead-letters",
+        bucket: &t.dlq_bucket,
+        key: &dlq_key,
+        if_match: false,
+        delete: false,
+    };
+    let mut checks = vec![within(dlq.name, BUCKET_PROBE_LIMIT, probe_bucket(&t.s3, &dlq)).await];
     match &t.spool {
         Some((bucket, prefix)) => {
             let key = format!("{prefix}{PROBE_OBJECT}");
-            checks.push(
-                probe_bucket(
-                    &t.s3,
-                    &BucketProbe {
-                        name: "bucket.spool",
-                        bucket,
-                        key: &key,
-                        if_match: false,
-                        delete: true,
-                    },
-                )
-                .await,
-            );
+            let spool = BucketProbe {
+                name: "bucket.spool",
+                bucket,
+                key: &key,
+                if_match: false,
+                delete: true,
+            };
+            checks.push(within(spool.name, BUCKET_PROBE_LIMIT, probe_bucket(&t.s3, &spool)).await);
         }
         None => checks.push(Check::skipped("bucket.spool", "spool.enabled is false")),
     }
