@@ -528,6 +528,46 @@ fn the_template_registers_one_source_per_ocsf_class_only_when_asked_and_sets_wha
     }
 }
 
+#[test]
+fn the_writer_follows_the_deployment_standard_of_every_function() {
+    let t = template_json();
+    let r = &t["Resources"];
+    let p = &r["SecurityLakeFunction"]["Properties"];
+    assert_eq!(p["Runtime"], "provided.al2023");
+    assert_eq!(p["Handler"], "bootstrap");
+    assert_eq!(p["Architectures"], json!([{"Ref": "Architecture"}]));
+    assert_eq!(t["Parameters"]["Architecture"]["Default"], "arm64");
+    assert_eq!(p["Code"]["S3Bucket"], json!({"Ref": "CodeBucket"}));
+    assert_eq!(p["Code"]["S3Key"], json!({"Ref": "SecurityLakeCodeKey"}));
+    assert!(p["MemorySize"]["Ref"].is_string() && p["Timeout"]["Ref"].is_string());
+    let group = p["LoggingConfig"]["LogGroup"]["Ref"].as_str().unwrap();
+    assert_eq!(
+        r[group]["Properties"]["RetentionInDays"],
+        json!({"Ref": "LogRetentionInDays"})
+    );
+    let alarms: BTreeSet<&str> = r
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|a| a["Type"] == "AWS::CloudWatch::Alarm")
+        .filter(|a| {
+            a["Properties"]["Dimensions"][0]["Value"] == json!({"Ref": "SecurityLakeFunction"})
+        })
+        .map(|a| a["Properties"]["MetricName"].as_str().unwrap())
+        .collect();
+    assert_eq!(alarms, BTreeSet::from(["Errors", "IteratorAge"]));
+    let m = &r["SecurityLakeEventSourceMapping"]["Properties"];
+    for finite in ["MaximumRetryAttempts", "MaximumRecordAgeInSeconds"] {
+        let param = m[finite]["Ref"].as_str().unwrap();
+        assert!(
+            t["Parameters"][param]["MinValue"]
+                .as_i64()
+                .is_some_and(|v| v >= 0),
+            "{finite} must not allow -1 (infinite)"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_without_registration_creates_the_writer_its_mapping_and_a_grant_limited_to_its_sources()
  {

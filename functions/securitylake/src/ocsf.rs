@@ -110,3 +110,38 @@ pub fn base_event(record: &Value, class: &Classified, mapped: Option<Value>) -> 
         _ => Map::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_record_the_mapping_knows_gets_its_class_and_an_unknown_one_the_base_event() {
+        let login = json!({"timestamp": "2025-02-12T19:27:50.156Z", "eventType": "user-event",
+            "event": {"id": "e1", "time": 1739388470156i64, "type": "LOGIN", "userId": "u1"}});
+        let m = map_record(&login, 0);
+        assert_eq!(m.class, OcsfClass::Authentication);
+        assert_eq!(m.time_ms, 1739388470156);
+        assert_eq!(m.row["metadata"]["uid"], "e1");
+        let other = json!({"something": "else", "timestamp": 1739388470});
+        let m = map_record(&other, 0);
+        assert_eq!(m.class, OcsfClass::Base);
+        assert_eq!(m.time_ms, 1739388470000);
+        let unmapped: Value = serde_json::from_str(m.row["unmapped"].as_str().unwrap()).unwrap();
+        assert!(unmapped.to_string().contains("something"), "{unmapped}");
+    }
+
+    #[test]
+    fn an_event_of_a_class_without_a_source_is_kept_whole_in_a_base_event() {
+        let record = json!({"type": "x", "id": "r1"});
+        let class = classify(&record, 5);
+        let authorize = json!({"class_uid": 3003, "activity_id": 1});
+        let base = base_event(&record, &class, Some(authorize.clone()));
+        assert_eq!(base["class_uid"], 0);
+        assert_eq!(base["time"], 5);
+        assert_eq!(base["metadata"]["uid"], "r1");
+        assert_eq!(base["unmapped"]["record"], record);
+        assert_eq!(base["unmapped"]["ocsf_event"], authorize);
+    }
+}
