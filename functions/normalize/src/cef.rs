@@ -20,9 +20,8 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
-
 use crate::facts::{Address, Facts};
+use crate::node::Node;
 
 /// The CEF severity (0-10) of an OCSF `severity_id`.
 pub fn severity(severity_id: u8) -> u8 {
@@ -37,16 +36,28 @@ pub fn severity(severity_id: u8) -> u8 {
     }
 }
 
-/// Appends `text` as a CEF header field.
-pub fn push_header(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '|' => out.push_str("\\|"),
-            '\n' | '\r' => out.push(' '),
-            c => out.push(c),
+/// Appends `text` with each byte that `escape` names replaced (all of them ASCII, so the
+/// text between them is whole characters); runs of plain text are copied at once.
+fn push_escaped(out: &mut String, text: &str, escape: fn(u8) -> Option<&'static str>) {
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if let Some(rep) = escape(b) {
+            out.push_str(text.get(start..i).unwrap_or_default());
+            out.push_str(rep);
+            start = i + 1;
         }
     }
+    out.push_str(text.get(start..).unwrap_or_default());
+}
+
+/// Appends `text` as a CEF header field.
+pub fn push_header(out: &mut String, text: &str) {
+    push_escaped(out, text, |b| match b {
+        b'\\' => Some("\\\\"),
+        b'|' => Some("\\|"),
+        b'\n' | b'\r' => Some(" "),
+        _ => None,
+    });
 }
 
 /// Appends ` key=value` (after a space) with `value` escaped as a CEF extension value.
@@ -54,15 +65,13 @@ pub fn push_ext(out: &mut String, key: &str, value: &str) {
     out.push(' ');
     out.push_str(key);
     out.push('=');
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '=' => out.push_str("\\="),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
+    push_escaped(out, value, |b| match b {
+        b'\\' => Some("\\\\"),
+        b'=' => Some("\\="),
+        b'\n' => Some("\\n"),
+        b'\r' => Some("\\r"),
+        _ => None,
+    });
 }
 
 /// The keys of the custom string extensions `cs1`-`cs6` and their labels.
@@ -85,7 +94,7 @@ fn push_custom(out: &mut String, n: usize, label: &str, value: Option<&str>) {
 
 /// Appends the CEF line of `f` (`record` and its text `text` give the `msg` of records the
 /// mapping does not know).
-pub fn write(out: &mut String, f: &Facts<'_>, record: &Value, text: Option<&str>) {
+pub(crate) fn write(out: &mut String, f: &Facts<'_>, record: &Node<'_>, text: Option<&str>) {
     out.push_str("CEF:0|authtrail|");
     push_header(out, f.product.name());
     out.push_str("|1.0|");
@@ -134,7 +143,7 @@ pub fn write(out: &mut String, f: &Facts<'_>, record: &Value, text: Option<&str>
     } else {
         let json = match text {
             Some(t) => std::borrow::Cow::Borrowed(t),
-            None => std::borrow::Cow::Owned(record.to_string()),
+            None => std::borrow::Cow::Owned(record.to_json()),
         };
         push_ext(out, "msg", &json);
     }

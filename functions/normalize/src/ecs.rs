@@ -10,9 +10,9 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::facts::{Address, Facts, Person};
+use crate::node::Node;
 use crate::table::{Class, Mapping};
 use crate::time::Rfc3339;
 use crate::{ECS_VERSION, Product};
@@ -22,7 +22,7 @@ pub const UNMAPPED_TAG: &str = "authtrail-unmapped";
 
 /// One ECS document, borrowing from the facts and the record.
 #[derive(Debug, Serialize)]
-pub struct Document<'f> {
+pub(crate) struct Document<'f> {
     #[serde(rename = "@timestamp")]
     timestamp: Rfc3339,
     ecs: EcsVersion,
@@ -174,7 +174,11 @@ fn target<'f>(p: &'f Person<'_>, domain: Option<&'f str>) -> Option<Target<'f>> 
 
 /// The ECS document of `f`; `record` and its text `text` give `event.original` (the text as it
 /// came when given, else the record's compact JSON).
-pub fn document<'f>(f: &'f Facts<'_>, record: &Value, text: Option<&'f str>) -> Document<'f> {
+pub(crate) fn document<'f>(
+    f: &'f Facts<'_>,
+    record: &Node<'_>,
+    text: Option<&'f str>,
+) -> Document<'f> {
     let (category, kind_of) = categorize(&f.mapping);
     let admin_like = f.actor.is_some();
     let (acting, acted_on) = match &f.actor {
@@ -199,7 +203,7 @@ pub fn document<'f>(f: &'f Facts<'_>, record: &Value, text: Option<&'f str>) -> 
     }
     let original = match text {
         Some(t) => Cow::Borrowed(t),
-        None => Cow::Owned(record.to_string()),
+        None => Cow::Owned(record.to_json()),
     };
     let is_keycloak = f.product == Product::Keycloak;
     Document {

@@ -4,15 +4,14 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use serde_json::{Map, Value};
-
+use crate::node::{Node, Obj};
 use crate::table::{Class, Mapping, Status};
 use crate::unmapped::{Unmapped, Used};
 use crate::{Classification, MASK, Product, keycloak, others};
 
 /// A user: the one who authenticates, the target of an admin change, or the admin (actor).
 #[derive(Debug, Clone, Default)]
-pub struct Person<'a> {
+pub(crate) struct Person<'a> {
     /// The user's id.
     pub uid: Option<Cow<'a, str>>,
     /// The user's name (`None` when it was masked and the id identifies the user).
@@ -30,7 +29,7 @@ impl Person<'_> {
 
 /// The managed entity of an Entity Management event.
 #[derive(Debug, Clone)]
-pub struct Entity<'a> {
+pub(crate) struct Entity<'a> {
     /// Its type (Keycloak's `resourceType`: `CLIENT`, `REALM`, ...).
     pub kind: &'a str,
     /// Its id, from the resource path.
@@ -41,7 +40,7 @@ pub struct Entity<'a> {
 
 /// The source address of a record, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Address<'a> {
+pub(crate) enum Address<'a> {
     /// An IP address (IP-typed fields take it).
     Ip(&'a str),
     /// Anything else, a pseudonym for example (string-typed fields only).
@@ -69,11 +68,11 @@ impl<'a> Address<'a> {
 }
 
 /// An OCSF `auth_protocol_id` and its caption (`auth_protocol`).
-pub type Protocol = (u8, &'static str);
+pub(crate) type Protocol = (u8, &'static str);
 
 /// Everything the formats need to know about one record.
 #[derive(Debug, Clone)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     /// The source product.
     pub product: Product,
     /// Class and activity ([`Mapping::BASE`] when the mapping does not know the record).
@@ -124,7 +123,7 @@ pub struct Facts<'a> {
 
 impl<'a> Facts<'a> {
     /// Reads `record` (classified as `class`).
-    pub fn read(record: &'a Value, class: &Classification<'a>) -> Self {
+    pub(crate) fn read(record: &'a Node<'a>, class: &Classification<'a>) -> Self {
         let product = Product::detect(class.kind, class.event_type);
         let mut f = Facts {
             product,
@@ -151,7 +150,7 @@ impl<'a> Facts<'a> {
             resource_path: None,
             unmapped: Unmapped::None,
         };
-        let mapping = match (product, record.as_object()) {
+        let mapping = match (product, record.as_obj()) {
             (Product::Keycloak, _) => keycloak::read(&mut f, record, class.kind),
             (Product::Foxpass, Some(obj)) => others::foxpass(&mut f, obj),
             (Product::Blitz, Some(obj)) => others::blitz(&mut f, obj),
@@ -185,13 +184,13 @@ impl<'a> Facts<'a> {
 
 /// Reads source fields and records which ones were placed (for `unmapped`).
 pub(crate) struct Reader<'a> {
-    pub(crate) obj: &'a Map<String, Value>,
+    pub(crate) obj: &'a Obj<'a>,
     pub(crate) used: Used,
 }
 
 impl<'a> Reader<'a> {
     /// A reader of `obj`.
-    pub(crate) fn new(obj: &'a Map<String, Value>) -> Self {
+    pub(crate) fn new(obj: &'a Obj<'a>) -> Self {
         Self {
             obj,
             used: Used::default(),
@@ -200,27 +199,38 @@ impl<'a> Reader<'a> {
 
     /// The string at `key`, not marked (the caller decides whether it was placed).
     pub(crate) fn peek(&self, key: &str) -> Option<&'a str> {
-        self.obj.get(key).and_then(Value::as_str)
+        self.obj.get_str(key)
+    }
+
+    /// The string at `key` and its position.
+    fn find(&self, key: &str) -> Option<(usize, &'a str)> {
+        let i = self.obj.position(key)?;
+        Some((i, self.obj.at(i)?.as_str()?))
+    }
+
+    /// Records the member at `position` as placed when `place`.
+    fn placed(&mut self, position: usize, place: bool) {
+        if place {
+            self.used.set(position);
+        }
     }
 
     /// The string at `key`, marked as placed when `place` and present.
-    pub(crate) fn take(&mut self, key: &'static str, place: bool) -> Option<&'a str> {
-        let v = self.peek(key)?;
-        if place {
-            self.used.mark(key);
-        }
+    pub(crate) fn take(&mut self, key: &str, place: bool) -> Option<&'a str> {
+        let (i, v) = self.find(key)?;
+        self.placed(i, place);
         Some(v)
     }
 
     /// The first string among `keys`, marked as placed when `place`.
-    pub(crate) fn take_any(&mut self, keys: &[&'static str], place: bool) -> Option<&'a str> {
+    pub(crate) fn take_any(&mut self, keys: &[&str], place: bool) -> Option<&'a str> {
         keys.iter().find_map(|k| self.take(k, place))
     }
 
     /// Marks `key` as placed when present.
-    pub(crate) fn mark(&mut self, key: &'static str) {
-        if self.obj.contains_key(key) {
-            self.used.mark(key);
+    pub(crate) fn mark(&mut self, key: &str) {
+        if let Some(i) = self.obj.position(key) {
+            self.used.set(i);
         }
     }
 
@@ -228,25 +238,23 @@ impl<'a> Reader<'a> {
     /// identifies the user then; a masked name alone is kept so that the user is named at all).
     pub(crate) fn user_name(
         &mut self,
-        keys: &[&'static str],
+        keys: &[&str],
         uid_known: bool,
         place: bool,
     ) -> Option<Cow<'a, str>> {
-        let key = *keys.iter().find(|k| self.peek(k).is_some())?;
-        let name = self.peek(key)?;
+        let (i, name) = keys.iter().find_map(|k| self.find(k))?;
         if name == MASK && uid_known {
             return None;
         }
-        self.take(key, place).map(Cow::Borrowed)
+        self.placed(i, place);
+        Some(Cow::Borrowed(name))
     }
 
     /// The source address at one of `keys` (the mask is not an address and stays unmapped).
-    pub(crate) fn address(&mut self, keys: &[&'static str], place: bool) -> Option<Address<'a>> {
-        let key = *keys.iter().find(|k| self.peek(k).is_some())?;
-        let address = Address::of(self.peek(key)?)?;
-        if place {
-            self.used.mark(key);
-        }
+    pub(crate) fn address(&mut self, keys: &[&str], place: bool) -> Option<Address<'a>> {
+        let (i, text) = keys.iter().find_map(|k| self.find(k))?;
+        let address = Address::of(text)?;
+        self.placed(i, place);
         Some(address)
     }
 }

@@ -3,10 +3,11 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::Kind;
 use crate::facts::{Facts, Person, Reader};
+use crate::node::{Node, Obj};
 use crate::table::{self, AdminRule, Class, Mapping, Refine, Status};
 use crate::unmapped::Unmapped;
 
@@ -22,8 +23,8 @@ const SECOND_FACTORS: &[&str] = &[
 ];
 
 /// Reads the envelope's `event`; `None` when the mapping does not know it.
-pub(crate) fn read<'a>(f: &mut Facts<'a>, record: &'a Value, kind: Kind) -> Option<Mapping> {
-    let event = record.get("event")?.as_object()?;
+pub(crate) fn read<'a>(f: &mut Facts<'a>, record: &'a Node<'a>, kind: Kind) -> Option<Mapping> {
+    let event = record.as_obj()?.get_obj("event")?;
     match kind {
         Kind::UserEvent => user(f, event),
         Kind::AdminEvent => admin(f, event),
@@ -33,8 +34,8 @@ pub(crate) fn read<'a>(f: &mut Facts<'a>, record: &'a Value, kind: Kind) -> Opti
 
 /// The protocol of `details.auth_method` (`openid-connect` OpenID, `saml` SAML), else OAuth 2.0
 /// for token-endpoint grants (`grant_type`), else unknown.
-fn protocol(details: Option<&Map<String, Value>>) -> (u8, &'static str) {
-    let get = |k: &str| details.and_then(|d| d.get(k)).and_then(Value::as_str);
+fn protocol(details: Option<&Obj<'_>>) -> (u8, &'static str) {
+    let get = |k: &str| details.and_then(|d| d.get_str(k));
     match get("auth_method") {
         Some("openid-connect") => (4, "OpenID"),
         Some("saml") => (5, "SAML"),
@@ -45,10 +46,10 @@ fn protocol(details: Option<&Map<String, Value>>) -> (u8, &'static str) {
 }
 
 /// A user event.
-fn user<'a>(f: &mut Facts<'a>, event: &'a Map<String, Value>) -> Option<Mapping> {
+fn user<'a>(f: &mut Facts<'a>, event: &'a Obj<'a>) -> Option<Mapping> {
     let mut ev = Reader::new(event);
     let ty = ev.take("type", true).unwrap_or(f.event_type);
-    let details_obj = event.get("details").and_then(Value::as_object);
+    let details_obj = event.get_obj("details");
     let mut details = details_obj.map(Reader::new);
     let found = table::keycloak_user(ty);
     let failed = ty.ends_with("_ERROR");
@@ -74,7 +75,7 @@ fn user<'a>(f: &mut Facts<'a>, event: &'a Map<String, Value>) -> Option<Mapping>
     let auth = class == Class::Authentication;
     let has_src = matches!(class, Class::Authentication | Class::AccountChange);
     ev.mark("id");
-    if event.get("time").is_some_and(Value::is_number) {
+    if event.get("time").is_some_and(Node::is_number) {
         ev.mark("time");
     }
     f.tenant = ev.take("realmId", true);
@@ -108,13 +109,15 @@ fn user<'a>(f: &mut Facts<'a>, event: &'a Map<String, Value>) -> Option<Mapping>
     if auth && credential.is_some_and(|c| SECOND_FACTORS.contains(&c)) {
         f.is_mfa = Some(true);
     }
-    let nested = details.map(|d| ("details", d.used));
+    let nested = details
+        .zip(event.position("details"))
+        .map(|(d, at)| (at, d.used));
     f.unmapped = Unmapped::rest_nested(event, ev.used, [nested, None]);
     Some(mapping).filter(|m| m.class != Class::Base)
 }
 
 /// An admin event.
-fn admin<'a>(f: &mut Facts<'a>, event: &'a Map<String, Value>) -> Option<Mapping> {
+fn admin<'a>(f: &mut Facts<'a>, event: &'a Obj<'a>) -> Option<Mapping> {
     let mut ev = Reader::new(event);
     let op = ev.take("operationType", true).unwrap_or("UNKNOWN");
     let resource_type = ev.peek("resourceType").unwrap_or("UNKNOWN");
@@ -127,7 +130,7 @@ fn admin<'a>(f: &mut Facts<'a>, event: &'a Map<String, Value>) -> Option<Mapping
     let mapping = table::keycloak_admin(rule, op, on_group, action);
     let class = mapping.class;
     ev.mark("id");
-    if event.get("time").is_some_and(Value::is_number) {
+    if event.get("time").is_some_and(Node::is_number) {
         ev.mark("time");
     }
     f.tenant = ev.take("realmId", true);
@@ -137,7 +140,7 @@ fn admin<'a>(f: &mut Facts<'a>, event: &'a Map<String, Value>) -> Option<Mapping
     } else {
         Status::Success
     };
-    let auth_details = event.get("authDetails").and_then(Value::as_object);
+    let auth_details = event.get_obj("authDetails");
     let mut who = auth_details.map(Reader::new);
     if let Some(a) = who.as_mut() {
         f.actor = Some(Person {
@@ -196,7 +199,9 @@ fn admin<'a>(f: &mut Facts<'a>, event: &'a Map<String, Value>) -> Option<Mapping
             });
         }
     }
-    let nested = who.map(|a| ("authDetails", a.used));
+    let nested = who
+        .zip(event.position("authDetails"))
+        .map(|(a, at)| (at, a.used));
     f.unmapped = Unmapped::rest_nested(event, ev.used, [nested, None]);
     Some(mapping)
 }
@@ -250,12 +255,14 @@ mod tests {
 
     #[test]
     fn protocols_come_from_the_auth_method_or_the_grant() {
-        let d = |v: Value| v.as_object().cloned();
-        let oidc = d(serde_json::json!({"auth_method": "openid-connect"}));
+        fn d(text: &str) -> Option<Obj<'_>> {
+            Node::parse(text).ok().and_then(|n| n.as_obj().cloned())
+        }
+        let oidc = d(r#"{"auth_method": "openid-connect"}"#);
         assert_eq!(protocol(oidc.as_ref()), (4, "OpenID"));
-        let saml = d(serde_json::json!({"auth_method": "saml"}));
+        let saml = d(r#"{"auth_method": "saml"}"#);
         assert_eq!(protocol(saml.as_ref()), (5, "SAML"));
-        let grant = d(serde_json::json!({"grant_type": "refresh_token"}));
+        let grant = d(r#"{"grant_type": "refresh_token"}"#);
         assert_eq!(protocol(grant.as_ref()), (6, "OAUTH 2.0"));
         assert_eq!(protocol(None), (0, "Unknown"));
     }

@@ -1,10 +1,12 @@
 //! Normalised identity events: one audit record (already filtered and redacted) rendered as an
 //! OCSF 1.1.0 event ([`ocsf`]), an ECS 8.x document ([`ecs`]) or a CEF line ([`cef`]).
 //!
-//! The input is the record's JSON value and its [`Classification`] (kind, event type, time,
+//! The input is the record (its JSON text for [`render_text`], the fast path, or a
+//! `serde_json::Value` for [`render`]) and its [`Classification`] (kind, event type, time,
 //! event id), which the caller already knows; the source product (MPAS / Keycloak, Foxpass,
-//! Blitz) is recognised from them ([`Product::detect`]). What a record means is read once into
-//! [`Facts`] (driven by the mapping [`table`]), and each format writes the facts its own way.
+//! Blitz) is recognised from them ([`Product::detect`]). The text is read into a tree that
+//! borrows its strings from it (no `Value`); what the record means is read once from it
+//! (driven by the mapping [`table`]), and each format writes that its own way.
 //!
 //! A record the mapping does not know is never dropped: OCSF writes it as the Base Event
 //! (`class_uid` 0) with the whole source record under `unmapped`; ECS as an event with the tag
@@ -20,6 +22,7 @@ pub mod ecs;
 pub mod error;
 mod facts;
 mod keycloak;
+mod node;
 pub mod ocsf;
 mod others;
 pub mod table;
@@ -31,8 +34,10 @@ use std::fmt;
 use serde_json::Value;
 
 pub use error::NormalizeError;
-pub use facts::Facts;
 pub use table::{Class, Mapping, Status};
+
+use facts::Facts;
+use node::Node;
 
 /// The mask redaction writes in place of a value (the same text as the forwarder's).
 pub const MASK: &str = "<redacted>";
@@ -188,12 +193,40 @@ pub struct Classification<'a> {
     pub id: Option<&'a str>,
 }
 
-/// Renders `record` (its JSON value; `text` its JSON text when the caller has it, for ECS
-/// `event.original` and the CEF `msg` of unknown records) in `format` into `out` (cleared
-/// first). [`Format::Raw`] writes the compact JSON of `record`, or `text` as it is.
+/// Renders the record whose JSON text is `text` (one JSON value; the record as it leaves
+/// after filter and redaction) in `format` into `out` (replaced). [`Format::Raw`] writes `text`
+/// as it is. ECS `event.original` and the CEF `msg` of unknown records are `text`.
+pub fn render_text(
+    format: Format,
+    text: &str,
+    class: &Classification<'_>,
+    out: &mut String,
+) -> Result<(), NormalizeError> {
+    if format == Format::Raw {
+        out.clear();
+        out.push_str(text);
+        return Ok(());
+    }
+    let record = Node::parse(text).map_err(NormalizeError::NotJson)?;
+    write(format, &record, class, Some(text), out)
+}
+
+/// Renders `record` in `format` into `out` (replaced); `text`, the record's JSON text when
+/// the caller has it, is written as ECS `event.original` and the CEF `msg` of unknown records
+/// (else the record's compact JSON is). [`Format::Raw`] writes `text`, or the compact JSON.
 pub fn render(
     format: Format,
     record: &Value,
+    class: &Classification<'_>,
+    text: Option<&str>,
+    out: &mut String,
+) -> Result<(), NormalizeError> {
+    write(format, &Node::from_value(record), class, text, out)
+}
+
+fn write(
+    format: Format,
+    record: &Node<'_>,
     class: &Classification<'_>,
     text: Option<&str>,
     out: &mut String,
@@ -202,29 +235,21 @@ pub fn render(
     match format {
         Format::Raw => match text {
             Some(t) => out.push_str(t),
-            None => write_json(out, record)?,
+            None => *out = to_json(record)?,
         },
-        Format::Ocsf => write_json(out, &ocsf::event(&Facts::read(record, class)))?,
+        Format::Ocsf => *out = to_json(&ocsf::event(&Facts::read(record, class)))?,
         Format::Ecs => {
             let facts = Facts::read(record, class);
-            write_json(out, &ecs::document(&facts, record, text))?;
+            *out = to_json(&ecs::document(&facts, record, text))?;
         }
         Format::Cef => cef::write(out, &Facts::read(record, class), record, text),
     }
     Ok(())
 }
 
-/// Appends the compact JSON of `value` to `out`.
-fn write_json<T: serde::Serialize + ?Sized>(
-    out: &mut String,
-    value: &T,
-) -> Result<(), NormalizeError> {
-    let mut buf = std::mem::take(out).into_bytes();
-    let result = serde_json::to_writer(&mut buf, value).map_err(NormalizeError::Serialize);
-    // serde_json writes UTF-8 only; the check keeps this free of `unsafe`.
-    *out = String::from_utf8(buf)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    result
+/// The compact JSON of `value`.
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, NormalizeError> {
+    serde_json::to_string(value).map_err(NormalizeError::Serialize)
 }
 
 #[cfg(test)]

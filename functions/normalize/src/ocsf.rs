@@ -17,7 +17,7 @@ use crate::{OCSF_VERSION, Product};
 
 /// One OCSF event, borrowing from the facts it is written from.
 #[derive(Debug, Serialize)]
-pub struct Event<'f> {
+pub(crate) struct Event<'f> {
     class_uid: u16,
     class_name: &'static str,
     category_uid: u8,
@@ -168,7 +168,7 @@ fn endpoint(a: Address<'_>) -> Endpoint<'_> {
 }
 
 /// The OCSF event of `f`.
-pub fn event<'f>(f: &'f Facts<'_>) -> Event<'f> {
+pub(crate) fn event<'f>(f: &'f Facts<'_>) -> Event<'f> {
     let m = &f.mapping;
     let class = m.class;
     let severity_id = f.severity_id();

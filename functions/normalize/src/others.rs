@@ -4,9 +4,8 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
-
 use crate::facts::{Entity, Facts, Person, Reader};
+use crate::node::{Node, Obj};
 use crate::table::{self, Class, Mapping, Status};
 use crate::unmapped::Unmapped;
 
@@ -15,14 +14,14 @@ const TIME_KEYS: &[&str] = &["timestamp", "time", "date", "@timestamp"];
 
 /// Marks the time field that the classification read.
 fn mark_time(r: &mut Reader<'_>) {
-    if let Some(k) = TIME_KEYS.iter().find(|k| r.obj.contains_key(**k)) {
+    if let Some(k) = TIME_KEYS.iter().find(|k| r.obj.contains_key(k)) {
         r.mark(k);
     }
 }
 
 /// A Foxpass record: `service`, `method`, `message`, `timestamp`, `success`, and `username`,
 /// `bind_dn` (LDAP) or `ipAddress` (RADIUS).
-pub(crate) fn foxpass<'a>(f: &mut Facts<'a>, obj: &'a Map<String, Value>) -> Option<Mapping> {
+pub(crate) fn foxpass<'a>(f: &mut Facts<'a>, obj: &'a Obj<'a>) -> Option<Mapping> {
     let (_, id, caption) = table::FOXPASS
         .iter()
         .find(|(name, _, _)| *name == f.event_type)?;
@@ -31,12 +30,12 @@ pub(crate) fn foxpass<'a>(f: &mut Facts<'a>, obj: &'a Map<String, Value>) -> Opt
     r.mark("method");
     r.mark("id");
     mark_time(&mut r);
-    f.status = match obj.get("success").and_then(Value::as_bool) {
+    f.status = match obj.get("success").and_then(Node::as_bool) {
         Some(true) => Status::Success,
         Some(false) => Status::Failure,
         None => Status::Unknown,
     };
-    if obj.get("success").is_some_and(Value::is_boolean) {
+    if obj.get("success").and_then(Node::as_bool).is_some() {
         r.mark("success");
     }
     f.message = r.take("message", true);
@@ -56,7 +55,7 @@ pub(crate) fn foxpass<'a>(f: &mut Facts<'a>, obj: &'a Map<String, Value>) -> Opt
 /// `userId` or `sub`; `login`, `username` or `userName`), `ip`, `ua`, the relying party
 /// (`rpId`, `clientId`), `sessionId`, `error`; `admin_*` records name the object acted on in
 /// `objectId` / `targetId` and `objectName` / `targetName`.
-pub(crate) fn blitz<'a>(f: &mut Facts<'a>, obj: &'a Map<String, Value>) -> Option<Mapping> {
+pub(crate) fn blitz<'a>(f: &mut Facts<'a>, obj: &'a Obj<'a>) -> Option<Mapping> {
     let (mapping, status) = table::blitz(f.event_type)?;
     let class = mapping.class;
     let with_src = matches!(class, Class::Authentication | Class::AccountChange);

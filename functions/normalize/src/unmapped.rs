@@ -2,77 +2,26 @@
 //! their source names, written straight from the source value (no copy).
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
 
-/// Every source key the mapping can place; [`Used`] is a set of positions in it.
-const PLACEABLE: &[&str] = &[
-    "type",
-    "id",
-    "time",
-    "timestamp",
-    "date",
-    "@timestamp",
-    "realmId",
-    "error",
-    "reason",
-    "userId",
-    "sessionId",
-    "clientId",
-    "ipAddress",
-    "operationType",
-    "resourceType",
-    "username",
-    "auth_method",
-    "user_agent",
-    "impersonator",
-    "impersonator_realm",
-    "service",
-    "method",
-    "success",
-    "message",
-    "bind_dn",
-    "user",
-    "ip",
-    "subjectId",
-    "sub",
-    "login",
-    "userName",
-    "objectId",
-    "targetId",
-    "objectName",
-    "targetName",
-    "ua",
-    "userAgent",
-    "rpId",
-    "sid",
-];
+use crate::node::{Node, Obj};
 
-/// The keys of one source object that the mapping placed (left out of `unmapped`), as a set
-/// of positions in [`PLACEABLE`].
+/// The members of one source object that the mapping placed (left out of `unmapped`), as a
+/// set of their positions (a member past the 64th is never marked: it stays in `unmapped` too,
+/// which is harmless).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Used(u64);
 
 impl Used {
-    /// Records `key` (one of [`PLACEABLE`]) as placed.
-    pub(crate) fn mark(&mut self, key: &'static str) {
-        let at = PLACEABLE.iter().position(|k| *k == key);
-        debug_assert!(at.is_some(), "{key} is not listed as placeable");
-        if let Some(i) = at {
-            self.0 |= 1 << i;
+    /// Records the member at `position` as placed.
+    pub(crate) fn set(&mut self, position: usize) {
+        if position < 64 {
+            self.0 |= 1 << position;
         }
     }
 
-    /// Whether `key` was placed.
-    pub(crate) fn has(&self, key: &str) -> bool {
-        let mut bits = self.0;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            if PLACEABLE.get(i) == Some(&key) {
-                return true;
-            }
-            bits &= bits - 1;
-        }
-        false
+    /// Whether the member at `position` was placed.
+    pub(crate) fn has(&self, position: usize) -> bool {
+        position < 64 && self.0 & (1 << position) != 0
     }
 }
 
@@ -83,19 +32,19 @@ pub(crate) enum Unmapped<'a> {
     #[default]
     None,
     /// The whole source record (records the mapping does not know).
-    Whole(&'a Value),
-    /// The members of `obj` not in `used`; the object member `nested.0` written the same way
-    /// with `nested.1` (Keycloak's `details`, `authDetails`).
+    Whole(&'a Node<'a>),
+    /// The members of `obj` not in `used`; the object member at position `nested.0` written
+    /// the same way with `nested.1` (Keycloak's `details`, `authDetails`).
     Rest {
-        obj: &'a Map<String, Value>,
+        obj: &'a Obj<'a>,
         used: Used,
-        nested: [Option<(&'static str, Used)>; 2],
+        nested: [Option<(usize, Used)>; 2],
     },
 }
 
 impl<'a> Unmapped<'a> {
     /// The members of `obj` not in `used`.
-    pub(crate) fn rest(obj: &'a Map<String, Value>, used: Used) -> Self {
+    pub(crate) fn rest(obj: &'a Obj<'a>, used: Used) -> Self {
         Unmapped::Rest {
             obj,
             used,
@@ -105,9 +54,9 @@ impl<'a> Unmapped<'a> {
 
     /// The same, with the object members `nested` filtered by their own `Used`.
     pub(crate) fn rest_nested(
-        obj: &'a Map<String, Value>,
+        obj: &'a Obj<'a>,
         used: Used,
-        nested: [Option<(&'static str, Used)>; 2],
+        nested: [Option<(usize, Used)>; 2],
     ) -> Self {
         Unmapped::Rest { obj, used, nested }
     }
@@ -126,30 +75,26 @@ impl<'a> Unmapped<'a> {
 
 /// The members of one object left for `unmapped`.
 struct Entries<'s, 'a> {
-    obj: &'a Map<String, Value>,
+    obj: &'a Obj<'a>,
     used: &'s Used,
-    nested: &'s [Option<(&'static str, Used)>; 2],
+    nested: &'s [Option<(usize, Used)>; 2],
 }
 
 /// One member left: as it is, or an object member filtered by its own `Used`.
 enum Entry<'s, 'a> {
-    Plain(&'a Value),
-    Nested(&'a Map<String, Value>, &'s Used),
+    Plain(&'a Node<'a>),
+    Nested(&'a Obj<'a>, &'s Used),
 }
 
 impl<'s, 'a> Entries<'s, 'a> {
-    fn iter(&self) -> impl Iterator<Item = (&'a String, Entry<'s, 'a>)> + '_ {
-        self.obj.iter().filter_map(move |(k, v)| {
-            if self.used.has(k) {
+    fn iter(&self) -> impl Iterator<Item = (&'a str, Entry<'s, 'a>)> + '_ {
+        self.obj.iter().enumerate().filter_map(move |(i, (k, v))| {
+            if self.used.has(i) {
                 return None;
             }
-            let nested = self
-                .nested
-                .iter()
-                .flatten()
-                .find(|(name, _)| *name == k.as_str());
+            let nested = self.nested.iter().flatten().find(|(at, _)| *at == i);
             match (nested, v) {
-                (Some((_, inner)), Value::Object(o)) => {
+                (Some((_, inner)), Node::Obj(o)) => {
                     let left = Entries {
                         obj: o,
                         used: inner,
@@ -204,41 +149,33 @@ mod tests {
     #[test]
     fn unmapped_leaves_out_placed_keys_and_empty_nested_objects() {
         let v = json!({"type": 1, "code": "x", "details": {"username": "n", "k": "v"}, "authDetails": {"ipAddress": "i"}});
-        let Value::Object(obj) = &v else { return };
+        let node = Node::from_value(&v);
+        let Some(obj) = node.as_obj() else { return };
         let mut used = Used::default();
-        used.mark("type");
+        used.set(0);
         let mut details = Used::default();
-        details.mark("username");
+        details.set(0);
         let mut auth = Used::default();
-        auth.mark("ipAddress");
-        let u = Unmapped::rest_nested(
-            obj,
-            used,
-            [Some(("details", details)), Some(("authDetails", auth))],
-        );
+        auth.set(0);
+        let u = Unmapped::rest_nested(obj, used, [Some((2, details)), Some((3, auth))]);
         assert_eq!(
             serde_json::to_value(u).ok(),
             Some(json!({"code": "x", "details": {"k": "v"}}))
         );
         assert!(!u.is_empty());
-        let Value::Object(small) = json!({"type": 1, "id": "x"}) else {
-            return;
-        };
         let mut all = Used::default();
-        all.mark("type");
-        all.mark("id");
-        assert!(Unmapped::rest(&small, all).is_empty());
+        for i in 0..4 {
+            all.set(i);
+        }
+        assert!(Unmapped::rest(obj, all).is_empty());
         assert!(Unmapped::None.is_empty());
     }
 
     #[test]
-    fn every_placeable_key_fits_the_set() {
-        assert!(PLACEABLE.len() <= 64);
+    fn members_past_the_sixty_fourth_are_never_marked() {
         let mut used = Used::default();
-        for k in PLACEABLE {
-            used.mark(k);
-            assert!(used.has(k));
-        }
-        assert!(!used.has("representation"));
+        used.set(63);
+        used.set(64);
+        assert!(used.has(63) && !used.has(64) && !used.has(1000));
     }
 }

@@ -468,6 +468,23 @@ fn redacted_values_stay_redacted_and_pseudonyms_go_to_string_fields_only() {
 }
 
 #[test]
+fn rendering_the_text_gives_what_rendering_the_value_gives() {
+    for f in all_mapped().into_iter().chain(fixtures::unknown_records()) {
+        let text = f.text();
+        for format in Format::ALL {
+            let mut from_text = String::new();
+            authtrail_normalize::render_text(*format, &text, &f.class(), &mut from_text).unwrap();
+            assert_eq!(from_text, rendered(*format, &f), "{format} {}", f.name);
+        }
+    }
+    let mut out = String::new();
+    let f = fixtures::user_event("LOGIN");
+    assert!(
+        authtrail_normalize::render_text(Format::Ocsf, "{not json", &f.class(), &mut out).is_err()
+    );
+}
+
+#[test]
 fn raw_format_writes_the_record_text_unchanged() {
     let f = fixtures::user_event("LOGIN");
     let text = " {\"keep\": \"spacing\"} ";

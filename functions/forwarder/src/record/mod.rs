@@ -70,14 +70,12 @@ impl Prepared {
         if let Some(line) = &self.cef {
             return line.clone();
         }
-        let value = serde_json::from_str::<Value>(&self.json).unwrap_or(Value::Null);
         let mut out = String::new();
         let class = transform::classification(&self.class);
-        match authtrail_normalize::render(
+        match authtrail_normalize::render_text(
             authtrail_normalize::Format::Cef,
-            &value,
+            &self.json,
             &class,
-            Some(&self.json),
             &mut out,
         ) {
             Ok(()) => out,

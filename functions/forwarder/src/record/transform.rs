@@ -1,9 +1,9 @@
 //! The transform every record goes through before it leaves the function: the field filter,
 //! then redaction, then the emitter's format. Filter and redaction are mostly done on the
 //! record's text ([`super::splice`]); the `serde_json::Value` path defines the behaviour and
-//! takes the cases the text path does not handle. Formats other than `raw` read the
-//! transformed record into a `serde_json::Value` once and render it with
-//! `authtrail_normalize`, so redaction always comes before mapping.
+//! takes the cases the text path does not handle. Formats other than `raw` render the
+//! transformed record's text with `authtrail_normalize` (which reads it once, borrowing its
+//! strings), so redaction always comes before mapping.
 
 use std::sync::Arc;
 
@@ -144,18 +144,13 @@ fn render(
     class: &Classified,
     json: String,
 ) -> Result<(String, Option<String>), ForwarderError> {
-    let value: Value = serde_json::from_str(&json).map_err(ForwarderError::RecordNotJson)?;
-    let mut out = String::with_capacity(json.len() * 2);
-    authtrail_normalize::render(
-        format,
-        &value,
-        &classification(class),
-        Some(&json),
-        &mut out,
-    )
-    .map_err(|e| match e {
-        NormalizeError::Serialize(e) => ForwarderError::RecordNotSerializable(e),
-    })?;
+    let mut out = String::new();
+    authtrail_normalize::render_text(format, &json, &classification(class), &mut out).map_err(
+        |e| match e {
+            NormalizeError::Serialize(e) => ForwarderError::RecordNotSerializable(e),
+            NormalizeError::NotJson(e) => ForwarderError::RecordNotJson(e),
+        },
+    )?;
     Ok(match format {
         Format::Cef => (json, Some(out)),
         _ => (out, None),

@@ -151,8 +151,16 @@ mod tests {
         };
         let line = p.cef.clone().unwrap_or_default();
         let message = encoder.format(&p);
-        assert!(message.starts_with("<86>1 2025-02-12T19:27:50.156Z authtrail authtrail - LOGOUT - CEF:0|"), "{message}");
-        assert!(message.ends_with(&line) && !message.contains('{'), "{message}");
+        assert!(
+            message.starts_with(
+                "<86>1 2025-02-12T19:27:50.156Z authtrail authtrail - LOGOUT - CEF:0|"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(&line) && !message.contains('{'),
+            "{message}"
+        );
         p.cef = None;
         assert_eq!(encoder.format(&p), message);
     }
