@@ -285,9 +285,14 @@ pub struct Finish<'a> {
     pub shipped_lines: u64,
 }
 
+/// How long the demo waits for the producer's tally to be final past the traffic.
+const PRODUCER_FINAL_WAIT: Duration = Duration::from_secs(150);
+
 /// Waits until the producer's tally is final up to `until_ms`, running the producer as its
-/// schedule would (it reads a settle window behind its cursor).
-async fn producer_final(f: &Finish<'_>, until_ms: i64) -> Result<(), DemoError> {
+/// schedule would (it reads a settle window behind its cursor). `false` when it is not after
+/// [`PRODUCER_FINAL_WAIT`] (a producer far behind): the windows are computed anyway, and the
+/// `producer>stream` hop of those past its tally is unknown, as a deployment would show it.
+async fn producer_final(f: &Finish<'_>, until_ms: i64) -> Result<bool, DemoError> {
     let start = Instant::now();
     loop {
         let body =
@@ -309,13 +314,16 @@ async fn producer_final(f: &Finish<'_>, until_ms: i64) -> Result<(), DemoError> 
             serde_json::from_slice(&body).map_err(step("the producer's checkpoint"))?;
         let final_before = doc["tally"]["finalBefore"].as_i64().unwrap_or(i64::MIN);
         if final_before.saturating_mul(60_000) >= until_ms {
-            return Ok(());
+            return Ok(true);
         }
-        if start.elapsed() > Duration::from_secs(150) {
-            return Err(DemoError::Step {
-                step: "waiting for the producer's tally",
-                detail: format!("not final past {} after 150 s", format_timestamp(until_ms)),
-            });
+        if start.elapsed() > PRODUCER_FINAL_WAIT {
+            eprintln!(
+                "authtrail-demo: the producer's tally is not final past {} after {} s (it is behind); its hop stays unknown for the windows after {}",
+                format_timestamp(until_ms),
+                PRODUCER_FINAL_WAIT.as_secs(),
+                format_timestamp(final_before.saturating_mul(60_000))
+            );
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
         invoke_scheduled(f.producer, "authtrail-demo-producer")
@@ -330,7 +338,7 @@ pub async fn finish(f: Finish<'_>) -> Result<Reconciled, DemoError> {
     let w = i64::try_from(f.window_secs).unwrap_or(60) * 1000;
     let from = f.event_times.0.div_euclid(w) * w;
     let to = (f.event_times.1.div_euclid(w) + 1) * w;
-    producer_final(&f, to).await?;
+    let _ = producer_final(&f, to).await?;
     let mut totals = f.scheduled;
     let payload = json!({"authtrail": "reconcile", "from": format_timestamp(from), "to": format_timestamp(to)});
     let (_, metrics) = invoke(f.reconciler, &payload, &mut totals).await?;
