@@ -34,8 +34,8 @@ const MAX_DESTINATION_NAME: usize = 255;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawJms {
-    /// The broker: `stomp+ssl://host[:port]` (default port 61614), `stomp://host[:port]` (plain,
-    /// loopback hosts only; default port 61613), or ActiveMQ's
+    /// The broker: `stomp+ssl://host[:port]` (default port 61614; `stomp+nio+ssl` is read the
+    /// same), `stomp://host[:port]` (plain, loopback hosts only; default port 61613), or ActiveMQ's
     /// `failover:(stomp+ssl://a:61614,stomp+ssl://b:61614)` for an active/standby pair (tried in
     /// order). Required. This build speaks STOMP 1.2; `amqps://` and other schemes are refused.
     url: Option<String>,

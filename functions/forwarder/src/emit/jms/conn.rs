@@ -23,7 +23,7 @@ use crate::emit::{Failure, Outcome};
 /// Largest frame read from the broker (an `ERROR` may carry a stack trace).
 pub const MAX_FRAME_IN: usize = 256 * 1024;
 /// A connection idle for longer than this is replaced rather than reused: load balancers and
-/// NAT in front of brokers drop idle connections without a word (Amazon MQ's after 350 s).
+/// NAT in front of brokers can drop idle connections without a word.
 pub const MAX_IDLE: Duration = Duration::from_secs(120);
 
 /// A TCP or TLS stream.
