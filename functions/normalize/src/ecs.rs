@@ -164,6 +164,38 @@ pub fn categorize(m: &Mapping) -> (&'static [&'static str], &'static [&'static s
     }
 }
 
+/// Every user name and id of the event, once each.
+fn related_users<'f>(f: &'f Facts<'_>) -> Vec<&'f str> {
+    let mut users: Vec<&'f str> = Vec::new();
+    for p in [Some(&f.user), f.actor.as_ref()].into_iter().flatten() {
+        for v in [p.name.as_deref(), p.uid.as_deref()].into_iter().flatten() {
+            if !users.contains(&v) {
+                users.push(v);
+            }
+        }
+    }
+    users
+}
+
+/// `labels`: the identifiers ECS has no field for.
+fn labels<'f>(f: &'f Facts<'_>) -> Labels<'f> {
+    Labels {
+        realm_id: f.tenant,
+        client_id: f
+            .service
+            .filter(|_| f.product != Product::Foxpass)
+            .or(f.invoked_by),
+        session_id: f.session,
+        auth_protocol: f
+            .protocol
+            .filter(|p| p.0 != 0 && f.mapping.class == Class::Authentication)
+            .map(|p| p.1),
+        resource_type: f.entity.as_ref().map(|e| e.kind),
+        resource_path: f.resource_path.filter(|_| f.product == Product::Keycloak),
+        entity_name: f.entity.as_ref().and_then(|e| e.name.as_deref()),
+    }
+}
+
 fn target<'f>(p: &'f Person<'_>, domain: Option<&'f str>) -> Option<Target<'f>> {
     p.is_known().then(|| Target {
         id: p.uid.as_deref(),
@@ -193,19 +225,10 @@ pub(crate) fn document<'f>(
         domain: acting.domain.or(acting_domain),
         target: user_target,
     });
-    let mut related_users: Vec<&'f str> = Vec::new();
-    for p in [Some(&f.user), f.actor.as_ref()].into_iter().flatten() {
-        for v in [p.name.as_deref(), p.uid.as_deref()].into_iter().flatten() {
-            if !related_users.contains(&v) {
-                related_users.push(v);
-            }
-        }
-    }
     let original = match text {
         Some(t) => Cow::Borrowed(t),
         None => Cow::Owned(record.to_json()),
     };
-    let is_keycloak = f.product == Product::Keycloak;
     Document {
         timestamp: Rfc3339(f.time_ms),
         ecs: EcsVersion {
@@ -241,27 +264,13 @@ pub(crate) fn document<'f>(
         }),
         user_agent: f.user_agent.map(|original| UserAgent { original }),
         related: Related {
-            user: related_users,
+            user: related_users(f),
             ip: match f.src {
                 Some(Address::Ip(ip)) => vec![ip],
                 _ => Vec::new(),
             },
         },
-        labels: Labels {
-            realm_id: f.tenant,
-            client_id: f
-                .service
-                .filter(|_| f.product != Product::Foxpass)
-                .or(f.invoked_by),
-            session_id: f.session,
-            auth_protocol: f
-                .protocol
-                .filter(|p| p.0 != 0 && f.mapping.class == Class::Authentication)
-                .map(|p| p.1),
-            resource_type: f.entity.as_ref().map(|e| e.kind),
-            resource_path: f.resource_path.filter(|_| is_keycloak),
-            entity_name: f.entity.as_ref().and_then(|e| e.name.as_deref()),
-        },
+        labels: labels(f),
         tags: (!f.is_mapped()).then_some([UNMAPPED_TAG]),
     }
 }

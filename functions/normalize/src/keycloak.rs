@@ -151,59 +151,86 @@ fn admin<'a>(f: &mut Facts<'a>, event: &'a Obj<'a>) -> Option<Mapping> {
         f.invoked_by = a.take("clientId", true);
         f.src = a.address(&["ipAddress"], class == Class::AccountChange);
     }
-    let representation = ev.peek("representation");
-    let id_after = |collection: &str| -> Option<&'a str> {
-        let at = segments.iter().position(|s| *s == collection)?;
-        segments.get(at + 1).copied()
+    let target = Target {
+        segments: &segments,
+        path,
+        resource_type,
+        representation: ev.peek("representation"),
     };
-    match rule {
-        AdminRule::User => {
-            f.user.uid = id_after("users").map(Cow::Borrowed);
-            f.user.name = repr_string(representation, &["username"]).map(Cow::Owned);
-        }
-        AdminRule::RoleMapping => {
-            let target = if on_group { "groups" } else { "users" };
-            let id = id_after(target).map(Cow::Borrowed);
-            if on_group {
-                f.group = Some(Person {
-                    uid: id,
-                    name: None,
-                    domain: None,
-                });
-            } else {
-                f.user.uid = id;
-            }
-            f.privileges = role_names(representation, path);
-        }
-        AdminRule::GroupMembership => {
-            f.user.uid = id_after("users").map(Cow::Borrowed);
-            f.group = Some(Person {
-                uid: id_after("groups").map(Cow::Borrowed),
-                name: repr_string(representation, &["name"]).map(Cow::Owned),
-                domain: None,
-            });
-        }
-        AdminRule::Entity => {
-            ev.mark("resourceType");
-            let uid = segments.get(1).copied();
-            let name = repr_string(
-                representation,
-                &["clientId", "alias", "name", "realm", "username"],
-            )
-            .map(Cow::Owned)
-            .or_else(|| uid.is_none().then_some(Cow::Borrowed(resource_type)));
-            f.entity = Some(super::facts::Entity {
-                kind: resource_type,
-                uid,
-                name,
-            });
-        }
+    if rule == AdminRule::Entity {
+        ev.mark("resourceType");
     }
+    target.read(f, rule, on_group);
     let nested = who
         .zip(event.position("authDetails"))
         .map(|(a, at)| (at, a.used));
     f.unmapped = Unmapped::rest_nested(event, ev.used, [nested, None]);
     Some(mapping)
+}
+
+/// What an admin event acted on: its resource path (and its segments), resource type and
+/// representation.
+struct Target<'s, 'a> {
+    segments: &'s [&'a str],
+    path: &'a str,
+    resource_type: &'a str,
+    representation: Option<&'a str>,
+}
+
+impl<'a> Target<'_, 'a> {
+    /// The id after `collection` in the path (`users/{id}/...`).
+    fn id_after(&self, collection: &str) -> Option<&'a str> {
+        let at = self.segments.iter().position(|s| *s == collection)?;
+        self.segments.get(at + 1).copied()
+    }
+
+    /// The target user, group, privileges or entity, by the resource type's rule.
+    fn read(&self, f: &mut Facts<'a>, rule: AdminRule, on_group: bool) {
+        let representation = self.representation;
+        let resource_type = self.resource_type;
+        match rule {
+            AdminRule::User => {
+                f.user.uid = self.id_after("users").map(Cow::Borrowed);
+                f.user.name = repr_string(representation, &["username"]).map(Cow::Owned);
+            }
+            AdminRule::RoleMapping => {
+                let target = if on_group { "groups" } else { "users" };
+                let id = self.id_after(target).map(Cow::Borrowed);
+                if on_group {
+                    f.group = Some(Person {
+                        uid: id,
+                        name: None,
+                        domain: None,
+                    });
+                } else {
+                    f.user.uid = id;
+                }
+                f.privileges = role_names(representation, self.path);
+            }
+            AdminRule::GroupMembership => {
+                f.user.uid = self.id_after("users").map(Cow::Borrowed);
+                f.group = Some(Person {
+                    uid: self.id_after("groups").map(Cow::Borrowed),
+                    name: repr_string(representation, &["name"]).map(Cow::Owned),
+                    domain: None,
+                });
+            }
+            AdminRule::Entity => {
+                let uid = self.segments.get(1).copied();
+                let name = repr_string(
+                    representation,
+                    &["clientId", "alias", "name", "realm", "username"],
+                )
+                .map(Cow::Owned)
+                .or_else(|| uid.is_none().then_some(Cow::Borrowed(resource_type)));
+                f.entity = Some(super::facts::Entity {
+                    kind: resource_type,
+                    uid,
+                    name,
+                });
+            }
+        }
+    }
 }
 
 /// The first string among `keys` of the representation (a JSON document in a string), when it

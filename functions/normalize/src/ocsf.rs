@@ -202,17 +202,7 @@ pub(crate) fn event<'f>(f: &'f Facts<'_>) -> Event<'f> {
         status_detail: f.reason,
         time: f.time_ms,
         message: f.message,
-        metadata: Metadata {
-            version: OCSF_VERSION,
-            product: ProductOut {
-                name: product.name(),
-                vendor_name: product.vendor(),
-            },
-            uid: f.id,
-            tenant_uid: f.tenant,
-            log_provider: "authtrail",
-            profiles: host_profile.then_some(&["host"]),
-        },
+        metadata: metadata(f, host_profile),
         actor: actor.map(|a| Actor {
             user: user(a, true),
             invoked_by: f.invoked_by,
@@ -240,21 +230,39 @@ pub(crate) fn event<'f>(f: &'f Facts<'_>) -> Event<'f> {
                 uid: e.uid,
                 name: e.name.as_deref(),
             }),
-        group: (class == Class::GroupManagement).then(|| {
-            let g = f.group.as_ref();
-            let (uid, name) = (
-                g.and_then(|g| g.uid.as_deref()),
-                g.and_then(|g| g.name.as_deref()),
-            );
-            Named {
-                uid,
-                name: name.or(uid.is_none().then_some(UNKNOWN_USER)),
-            }
-        }),
+        group: (class == Class::GroupManagement).then(|| group(f)),
         privileges: (matches!(class, Class::UserAccess | Class::GroupManagement)
             && !f.privileges.is_empty())
         .then(|| f.privileges.iter().map(|p| p.as_ref()).collect()),
         unmapped: f.has_unmapped().then_some(&f.unmapped),
+    }
+}
+
+/// `metadata`, listing the `host` profile when `host_profile`.
+fn metadata<'f>(f: &'f Facts<'_>, host_profile: bool) -> Metadata<'f> {
+    Metadata {
+        version: OCSF_VERSION,
+        product: ProductOut {
+            name: f.product.name(),
+            vendor_name: f.product.vendor(),
+        },
+        uid: f.id,
+        tenant_uid: f.tenant,
+        log_provider: "authtrail",
+        profiles: host_profile.then_some(&["host"]),
+    }
+}
+
+/// The group of a Group Management event (named `unknown` when the record names none).
+fn group<'f>(f: &'f Facts<'_>) -> Named<'f> {
+    let g = f.group.as_ref();
+    let (uid, name) = (
+        g.and_then(|g| g.uid.as_deref()),
+        g.and_then(|g| g.name.as_deref()),
+    );
+    Named {
+        uid,
+        name: name.or(uid.is_none().then_some(UNKNOWN_USER)),
     }
 }
 
