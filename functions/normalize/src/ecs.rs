@@ -1,4 +1,4 @@
-//! ECS 8.x documents: [`document`] writes the [`Facts`] of a record with the ECS
+//! ECS 8.x documents: a record's facts written with the ECS
 //! categorization fields (`event.kind`, `event.category`, `event.type`, `event.outcome`, the
 //! last always set), `user.*` (who acted: the user who authenticated, the admin of an admin
 //! event), `user.target.*` and `group.*` (what an admin change acted on), `source.ip`

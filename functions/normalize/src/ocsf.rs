@@ -1,4 +1,4 @@
-//! OCSF 1.1.0 events: [`event`] writes the [`Facts`] of a record as an event of its class
+//! OCSF 1.1.0 events: a record's facts written as an event of its class
 //! (category 3, Identity & Access Management), or as the Base Event (`class_uid` 0) with the
 //! source record under `unmapped` when the mapping does not know it.
 //!
