@@ -40,6 +40,14 @@ fn ts(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Foxpass's documented timestamp form, `YYYY-MM-DD HH:MM:SS.sss` (UTC).
+fn foxpass_ts(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
+}
+
 fn user_event(i: usize, ty: &str) -> Value {
     let t = T0 + i as i64;
     let mut event = json!({
@@ -104,7 +112,7 @@ fn records() -> Vec<Value> {
         out.push(json!({
             "service": if ldap { "ldap" } else { "radius" }, "method": if ldap { "bind" } else { "authorize" },
             "message": if i == 15 { "bad|pass=x \\ retry\nsecond line" } else { "ok" },
-            "timestamp": ts(T0 + i as i64), "success": i != 15, "username": format!("bob{i}"),
+            "timestamp": foxpass_ts(T0 + i as i64), "success": i != 15, "username": format!("bob{i}"),
             "ipAddress": format!("192.0.2.{i}"), "id": format!("ev-{i:03}")
         }));
     }
@@ -309,6 +317,11 @@ async fn ocsf_to_http_and_ecs_to_elasticsearch_deliver_the_mapped_records_redact
         "invalid_user_credentials"
     );
     assert_eq!(ocsf_by_id["ev-014"]["auth_protocol"], "LDAP");
+    assert_eq!(
+        ocsf_by_id["ev-014"]["time"],
+        T0 + 14,
+        "Foxpass's own timestamp form"
+    );
     assert_eq!(ocsf_by_id["ev-015"]["auth_protocol_id"], 10);
     assert_eq!(
         *ocsf_by_id["ev-020"].get("unmapped").unwrap(),

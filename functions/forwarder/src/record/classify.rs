@@ -401,7 +401,13 @@ fn scalar_time(v: &Option<Scalar<'_>>) -> Option<i64> {
         }),
         Scalar::Str(s) => chrono::DateTime::parse_from_rfc3339(s)
             .ok()
-            .map(|t| t.timestamp_millis()),
+            .map(|t| t.timestamp_millis())
+            // Foxpass documents its `timestamp` as `YYYY-MM-DD HH:MM:SS.sss` (UTC).
+            .or_else(|| {
+                chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                    .ok()
+                    .map(|t| t.and_utc().timestamp_millis())
+            }),
         Scalar::Other => None,
     }
 }
@@ -535,6 +541,25 @@ mod tests {
         );
         assert_eq!(c.time_ms, 1739388470000);
         assert_eq!(c.id, None);
+    }
+
+    #[test]
+    fn foxpass_timestamps_as_foxpass_documents_them_are_read_as_utc() {
+        let c = classify(
+            &json!({"service":"radius","method":"authorize","timestamp":"2025-02-12 19:27:50.156"}),
+            5,
+        );
+        assert_eq!(c.time_ms, 1739388470156);
+        let c = classify(
+            &json!({"service":"ldap","method":"bind","timestamp":"2025-02-12 19:27:50"}),
+            5,
+        );
+        assert_eq!(c.time_ms, 1739388470000);
+        let c = classify(
+            &json!({"service":"ldap","method":"bind","timestamp":"yesterday"}),
+            5,
+        );
+        assert_eq!(c.time_ms, 5);
     }
 
     #[test]
