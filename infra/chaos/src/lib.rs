@@ -210,14 +210,7 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosOutcome, ChaosError> {
     let demo_note = demo_error.map(|e| format!("the demo's steps after the drain failed: {e}"));
     let elapsed = started.elapsed().as_secs_f64();
     let delivered = made + written.foreign.len() + written.malformed.len();
-    let summary = summary_line(
-        &verdict,
-        made,
-        &written,
-        &faults,
-        delivered,
-        opts.duration,
-    );
+    let summary = summary_line(&verdict, made, &written, &faults, delivered, opts.duration);
     let report = json!({
         "seed": opts.seed, "events": made, "demoNote": demo_note, "durationSecs": opts.duration.as_secs(),
         "elapsedSecs": elapsed, "verdict": verdict.json, "faults": faults,
