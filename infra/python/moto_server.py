@@ -1,4 +1,4 @@
-"""moto's server (the pinned version), with three fixes to its Kinesis shard store.
+"""moto's server (the pinned version), with fixes to its Kinesis shard store.
 
 The tests and `make demo` start this instead of `moto_server`. Every API and every response is
 moto's own; only these shard methods change:
@@ -11,11 +11,21 @@ moto's own; only these shard methods change:
   second silently replaces the first record. Real Kinesis never loses an accepted record, so the
   step is made atomic with a lock.
 
+* ``get_records`` walks the shard's records from the first one on every call to find where the
+  iterator points, so each GetRecords costs O(records already in the shard): a consumer reading
+  a stream of a million records spent most of its time there. Here the start is found by a
+  binary search over the (increasing) sequence numbers, kept in a list beside the ordered dict,
+  and the same records and ``MillisBehindLatest`` are returned.
+* Readers iterated the ordered dict while another thread's PutRecords inserted into it, which
+  Python answers with "dictionary changed size during iteration" (an error answer that is not
+  moto's JSON). Reads and puts of the shard store now take the same lock.
+
 And one change of speed only: ``PutRecords`` answers with the same JSON document, written with
 ``json.dumps`` instead of moto's model-driven serializer, which spent two thirds of each call
 formatting 500 ``{SequenceNumber, ShardId}`` pairs.
 """
 
+import bisect
 import json
 import sys
 import threading
@@ -39,6 +49,51 @@ def _put_record(self, *args, **kwargs):
         return _original_put_record(self, *args, **kwargs)
 
 
+_original_sequence_number_at = models.Shard.get_sequence_number_at
+_keys_cache = {}
+
+
+def _shard_keys(shard):
+    """The shard's sequence numbers in order, kept in step with its records (caller holds the lock)."""
+    records = shard.records
+    cached = _keys_cache.get(id(shard))
+    if cached is None or cached[0] is not records or len(cached[1]) > len(records):
+        cached = (records, list(records.keys()))
+        _keys_cache[id(shard)] = cached
+    keys = cached[1]
+    missing = len(records) - len(keys)
+    if missing > 0:
+        tail = []
+        for key in reversed(records):
+            tail.append(key)
+            if len(tail) == missing:
+                break
+        keys.extend(reversed(tail))
+    return keys
+
+
+def _get_records(self, last_sequence_id, limit):
+    with _put_lock:
+        last_sequence_int = int(last_sequence_id)
+        keys = _shard_keys(self)
+        start = bisect.bisect_right(keys, last_sequence_int)
+        end = len(keys) if limit is None else min(len(keys), start + limit)
+        results = [self.records[k] for k in keys[start:end]]
+        secs_behind_latest = 0.0
+        if results:
+            last_sequence_int = results[-1].sequence_number
+            very_last_record = self.records[keys[-1]]
+            secs_behind_latest = very_last_record.created_at - results[-1].created_at
+        return results, last_sequence_int, int(secs_behind_latest * 1000)
+
+
+def _get_sequence_number_at(self, at_timestamp):
+    with _put_lock:
+        return _original_sequence_number_at(self, at_timestamp)
+
+
+models.Shard.get_records = _get_records
+models.Shard.get_sequence_number_at = _get_sequence_number_at
 models.Shard.get_max_sequence_number = _get_max_sequence_number
 models.Shard.get_min_sequence_number = _get_min_sequence_number
 models.Shard.put_record = _put_record
