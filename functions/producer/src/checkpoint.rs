@@ -13,6 +13,8 @@
 //! of events written whose time is inside the re-read window, with their times for pruning.
 //! `tally` (when the store has a [`TallyRecorder`]): what was put per minute of event time, for
 //! the reconciler (see [`crate::tally`]); saved with the cursor it belongs to.
+//! `pending` (Kinesis only): per kind, the put in progress, recorded before its first call and
+//! replaced by the save that checkpoints its page (see [`crate::pending`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CheckpointStoreError, ProducerError};
 use crate::lease::Lease;
+use crate::pending::PendingPuts;
 use crate::tally::TallyRecorder;
 
 /// Server flavour remembered in the cursor (the seen keys are ids or hashes accordingly).
@@ -74,6 +77,9 @@ pub struct Checkpoint {
     /// What was put per minute of event time (for the reconciler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tally: Option<ProducerTally>,
+    /// The puts in progress (or interrupted), per kind.
+    #[serde(default, skip_serializing_if = "PendingPuts::is_empty")]
+    pub pending: PendingPuts,
 }
 
 impl Checkpoint {
@@ -108,6 +114,7 @@ impl Default for Checkpoint {
             admin: None,
             updated_at: None,
             tally: None,
+            pending: PendingPuts::default(),
         }
     }
 }
@@ -188,11 +195,13 @@ struct CheckpointView<'a> {
     updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     tally: Option<&'a ProducerTally>,
+    #[serde(skip_serializing_if = "PendingPuts::is_empty")]
+    pending: &'a PendingPuts,
 }
 
 impl HeldCheckpoint {
-    /// Saves the document, with `cursor`'s kind replaced by it when given, on condition that
-    /// the object is unchanged since the last save. Someone else's change is
+    /// Saves the document (its `pending` as it is in [`Self::doc`]), with `cursor`'s kind
+    /// replaced by it when given, on condition that the object is unchanged since the last save. Someone else's change is
     /// [`ProducerError::LeaseLost`]. With a tally recorder, the tally saved is the last one
     /// plus the records put since.
     pub async fn save<C: CheckpointStore>(
@@ -217,6 +226,7 @@ impl HeldCheckpoint {
             admin,
             updated_at: format_timestamp(now),
             tally: staged.as_ref().or(self.doc.tally.as_ref()),
+            pending: &self.doc.pending,
         };
         let body = serde_json::to_vec(&view).map_err(ProducerError::CheckpointEncode)?;
         match store

@@ -166,6 +166,40 @@ pub enum CheckpointStoreError {
     Write { location: String, detail: String },
 }
 
+/// Why the records of an interrupted put could not be read back from the stream (the run then
+/// writes them again: at-least-once). Never fails a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadBackError {
+    /// The sink cannot be read back (Firehose delivers, it keeps no readable stream).
+    #[error("the sink cannot be read back (Firehose)")]
+    Unsupported,
+    /// The pending put went to another stream than the one configured now.
+    #[error("the interrupted put went to another stream ({0})")]
+    TargetChanged(String),
+    /// The role may not read the stream (ListShards, GetShardIterator or GetRecords denied).
+    #[error("reading the stream was denied: {0}")]
+    AccessDenied(String),
+    /// The put is older than the stream keeps records (or the retention could not be read).
+    #[error("the interrupted put is outside the stream's retention: {0}")]
+    BeyondRetention(String),
+    /// Reading the stream failed otherwise.
+    #[error("reading the stream failed: {0}")]
+    Failed(String),
+}
+
+impl ReadBackError {
+    /// A short stable reason for logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReadBackError::Unsupported => "unreadable-sink",
+            ReadBackError::TargetChanged(_) => "target-changed",
+            ReadBackError::AccessDenied(_) => "access-denied",
+            ReadBackError::BeyondRetention(_) => "beyond-retention",
+            ReadBackError::Failed(_) => "read-failed",
+        }
+    }
+}
+
 /// The stable `errorType` names Lambda reports for a failed producer invocation (what users
 /// filter on in CloudWatch). Documented in the README; renaming one is a breaking change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,17 +2,19 @@
 //! none lost and none twice, with the cursor and a lease in S3. See README.md.
 //!
 //! `main.rs` only wires; the logic lives here behind three capabilities so unit tests run
-//! against in-memory fakes: [`mpas::EventSource`], [`authtrail_core::put_batch::BatchWriter`] (the sink),
-//! [`checkpoint::CheckpointStore`]. Where things are: [`pull`] (the algorithm, with its modern
-//! and legacy variants), [`lease`], [`checkpoint`], [`sink`] (one file per sink), [`record`]
-//! (the envelope), [`summary`] (the run summary), [`tally`] (what was put per minute, for the
-//! reconciler), [`error`] (every failure and its `errorType`).
+//! against in-memory fakes: [`mpas::EventSource`], [`sink::Sink`] (batched writes and reading
+//! back), [`checkpoint::CheckpointStore`]. Where things are: [`pull`] (the algorithm, with its
+//! modern and legacy variants and the recovery of an interrupted put), [`lease`],
+//! [`checkpoint`], [`pending`] (the intent of a put, saved before it), [`sink`] (one file per
+//! sink), [`record`] (the envelope), [`summary`] (the run summary), [`tally`] (what was put per
+//! minute, for the reconciler), [`error`] (every failure and its `errorType`).
 
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod lease;
 pub mod mpas;
+pub mod pending;
 pub mod preflight;
 pub mod pull;
 pub mod record;
@@ -21,7 +23,6 @@ pub mod summary;
 pub mod tally;
 
 use authtrail_core::config::ConfigError;
-use authtrail_core::put_batch::BatchWriter;
 use authtrail_core::redact::{RedactionMode, Redactor};
 use authtrail_core::secret::{Secret, fetch_secret_string};
 use lambda_runtime::LambdaEvent;
@@ -153,7 +154,7 @@ pub async fn handle<S, K, C>(
 ) -> Result<RunSummary, ProducerError>
 where
     S: mpas::EventSource,
-    K: BatchWriter,
+    K: sink::Sink,
     C: checkpoint::CheckpointStore,
 {
     let request_id = event.context.request_id.clone();

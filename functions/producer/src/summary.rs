@@ -27,6 +27,15 @@ pub struct RunSummary {
     pub retried_entries: u64,
     /// Writes of the checkpoint object (lease taken and released included).
     pub checkpoint_saves: u64,
+    /// Of those, writes of a put's intent alone (a run's first page, every legacy page).
+    pub intent_saves: u64,
+    /// Records of a put interrupted by a dead run found in the stream (not written again).
+    pub pending_found: u64,
+    /// Records of an interrupted put written again without knowing whether the stream had
+    /// them (the put could not be settled: at-least-once).
+    pub pending_resent: u64,
+    /// Interrupted puts that could not be settled (see the WARN line for why).
+    pub pending_unsettled: u64,
     /// Every enabled kind was read up to this run's `dateTo` (false: the deadline cut it short).
     pub complete: bool,
     /// The cursor was older than the oldest event the server still keeps.
@@ -56,6 +65,9 @@ impl RunSummary {
             .count("RetriedEntries", self.retried_entries)
             .count("CollectionGap", u64::from(self.collection_gap))
             .count("StoodDown", u64::from(self.stood_down))
+            .count("PendingFound", self.pending_found)
+            .count("PendingResent", self.pending_resent)
+            .count("PendingUnsettled", self.pending_unsettled)
             .property("RequestId", request_id);
         if let Some(lag) = self.lag_seconds {
             emf = emf.metric("LagSeconds", lag, "Seconds");
@@ -81,6 +93,10 @@ impl RunSummary {
             truncated = self.truncated,
             retried_entries = self.retried_entries,
             checkpoint_saves = self.checkpoint_saves,
+            intent_saves = self.intent_saves,
+            pending_found = self.pending_found,
+            pending_resent = self.pending_resent,
+            pending_unsettled = self.pending_unsettled,
             complete = self.complete,
             collection_gap = self.collection_gap,
             lag_seconds = self.lag_seconds.unwrap_or(-1.0),

@@ -183,6 +183,20 @@ impl<W: BatchWriter> BatchWriter for TallySink<W> {
     }
 }
 
+impl<W: crate::sink::ReadBack> crate::sink::ReadBack for TallySink<W> {
+    fn read_target(&self) -> Option<&str> {
+        self.inner.read_target()
+    }
+
+    async fn read_back(
+        &self,
+        window: &crate::sink::ReadWindow,
+        visit: &mut (dyn FnMut(&[u8]) -> std::ops::ControlFlow<()> + Send),
+    ) -> Result<crate::sink::ReadStats, crate::error::ReadBackError> {
+        self.inner.read_back(window, visit).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

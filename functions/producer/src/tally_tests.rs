@@ -57,6 +57,10 @@ impl EventSource for Source {
 type Tallied = Producer<Source, TallySink<MemorySink>, MemoryCheckpointStore>;
 
 fn producer(source: Source) -> Tallied {
+    producer_with(source, MemorySink::default())
+}
+
+fn producer_with(source: Source, sink: MemorySink) -> Tallied {
     let settings = PullSettings {
         user_events: true,
         admin_events: false,
@@ -74,7 +78,7 @@ fn producer(source: Source) -> Tallied {
     Producer::new(
         settings,
         source,
-        TallySink::new(MemorySink::default(), recorder),
+        TallySink::new(sink, recorder),
         store,
         Redactor::none(),
         Redactor::none(),
@@ -126,7 +130,8 @@ async fn a_run_saves_every_record_put_in_the_checkpoint_tally_by_minute() {
 #[tokio::test]
 async fn a_run_that_died_after_a_put_leaves_the_records_tallied_once_when_the_next_run_puts_them_again()
  {
-    let p = producer(source());
+    // A sink that cannot be read back (as Firehose): the interrupted page is put again.
+    let p = producer_with(source(), MemorySink::unreadable());
     // Two saves land (the lease, the first page's cursor), then the process "dies" before the
     // second page's save: that page is in the stream but not in the checkpoint.
     *p.store().crash_after_saves.lock().unwrap() = Some(2);
@@ -142,6 +147,29 @@ async fn a_run_that_died_after_a_put_leaves_the_records_tallied_once_when_the_ne
         accepted > 90,
         "the second page was put twice ({accepted} records)"
     );
+    let tally = p.store().current().unwrap().tally.unwrap();
+    let expected: BTreeMap<i64, Digest> = distinct_by_minute(&p)
+        .into_iter()
+        .filter(|(m, _)| *m >= tally.since)
+        .collect();
+    assert_eq!(tally.minutes, expected);
+}
+
+#[tokio::test]
+async fn records_found_in_the_stream_after_a_crash_are_tallied_once_and_not_put_again() {
+    let p = producer(source());
+    // The lease and the first page's intent land, then the process "dies" before the first
+    // page's checkpoint: the page is in the stream, its intent in the checkpoint.
+    *p.store().crash_after_saves.lock().unwrap() = Some(2);
+    assert!(p.run(now_ms() + 60_000).await.is_err());
+    *p.store().crash_after_saves.lock().unwrap() = None;
+    let mut cp = p.store().current().unwrap();
+    assert!(cp.pending.user.is_some());
+    cp.lease = None;
+    p.store().overwrite(&cp);
+    let summary = p.run(now_ms() + 60_000).await.unwrap();
+    assert_eq!(summary.pending_found, 7);
+    assert_eq!(p.sink().inner().accepted.lock().unwrap().len(), 90);
     let tally = p.store().current().unwrap().tally.unwrap();
     let expected: BTreeMap<i64, Digest> = distinct_by_minute(&p)
         .into_iter()

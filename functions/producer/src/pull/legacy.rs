@@ -5,7 +5,8 @@
 //! (which the server returns in any order) is always read whole. Events outside
 //! `[cursor.time - settle, dateTo]` are skipped; the rest are deduped by SHA-256 of the
 //! canonical event JSON (identical events in one millisecond are told apart by their count).
-//! The cursor's time moves only when the window was read to its end.
+//! The cursor's time moves only when the window was read to its end. A page's intent (see
+//! [`crate::pending`]) is saved in a conditional write of its own before its put.
 //!
 //! Collection gap (no "oldest kept event" query on these servers): the events the last run saw
 //! inside the settle window lie inside this run's window, so a complete pass that meets none of
@@ -14,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use authtrail_core::envelope::EventKind;
-use authtrail_core::put_batch::{BatchWriter, Record};
+use authtrail_core::put_batch::Record;
 use chrono::{DateTime, NaiveDate};
 
 use super::{ParsedEvent, Producer, RunCtx, iso, parse_page, widened};
@@ -23,6 +24,7 @@ use crate::config::StartFrom;
 use crate::error::ProducerError;
 use crate::mpas::{DateParam, EventSource, PageQuery};
 use crate::record::content_hash;
+use crate::sink::Sink;
 use crate::summary::RunSummary;
 
 /// The time window of one legacy pull and what the last run saw in it.
@@ -52,7 +54,7 @@ fn new_cursor(time: i64) -> KindCursor {
     }
 }
 
-impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
+impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
     /// Pulls one kind from a legacy server; returns whether the window was read to its end.
     pub(super) async fn pull_legacy(
         &self,
@@ -62,6 +64,7 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
     ) -> Result<bool, ProducerError> {
         let date_to = self.date_to();
         let (mut cursor, mut window) = self.legacy_start(ctx.held.doc.cursor(kind), date_to);
+        self.seed_recovered(ctx, kind, &mut cursor);
         if matches!(self.settings.start_from, StartFrom::Latest)
             && ctx.held.doc.cursor(kind).is_none()
         {
@@ -102,6 +105,9 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
             let (records, new_keys) =
                 self.dedupe_legacy(kind, events, &mut window, &cursor, summary);
             if !records.is_empty() {
+                // Legacy pages are read one after the other: the intent is a write of its own.
+                self.save_intent(ctx, kind, &cursor, &records, &new_keys, summary)
+                    .await?;
                 self.put(ctx, &records, summary).await?;
                 cursor.seen.extend(new_keys);
                 cursor.mode = ApiMode::Legacy;

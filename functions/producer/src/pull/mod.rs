@@ -13,29 +13,37 @@
 //!   the cursor's time moves only when the window was read to its end.
 //!
 //! After every page, the page's new records are written to the sink (all accepted, failed
-//! entries resent) and only then is the checkpoint saved, with `If-Match`, so a crash can repeat
-//! at most the one page that was accepted but not yet checkpointed. The lease is in
-//! [`crate::lease`], the checkpoint document and its saves in [`crate::checkpoint`], the run
-//! summary in [`crate::summary`].
+//! entries resent) and only then is the checkpoint saved, with `If-Match`. Before a page's
+//! first PutRecords call, a checkpoint save records its intent (`pending`: the digest and key of
+//! each new record, see [`crate::pending`]); in modern mode that intent rides in the previous
+//! page's checkpoint. A run that finds an intent left by a dead run first reads the stream back
+//! ([`recover`]) and counts the records found there as written, so a crash between "accepted"
+//! and "checkpoint saved" repeats nothing (Kinesis; a sink that cannot be read back repeats at
+//! most that page). The lease is in [`crate::lease`], the checkpoint document and its saves in
+//! [`crate::checkpoint`], the run summary in [`crate::summary`].
 
 mod legacy;
 mod modern;
+mod recover;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authtrail_core::envelope::EventKind;
-use authtrail_core::put_batch::{BatchWriter, PutPolicy, Record, put_all};
+use authtrail_core::put_batch::{PutPolicy, Record, put_all};
 use authtrail_core::redact::Redactor;
 use serde_json::Value;
 
-use crate::checkpoint::{ApiMode, CheckpointStore, HeldCheckpoint};
+use crate::checkpoint::{ApiMode, CheckpointStore, HeldCheckpoint, KindCursor};
 use crate::config::{ApiModeSetting, Settings, StartFrom};
 use crate::error::ProducerError;
 use crate::lease;
 use crate::mpas::EventSource;
+use crate::pending::PendingPut;
 use crate::record::build_record;
+use crate::sink::Sink;
 use crate::summary::RunSummary;
 
 /// Largest `max` used to read one crowded millisecond whole.
@@ -99,10 +107,24 @@ pub struct Producer<S, K, C> {
     detected: std::sync::Mutex<Option<ApiMode>>,
 }
 
-/// The state of one run: the checkpoint as held under the lease, and the deadline.
+/// The state of one run: the checkpoint as held under the lease, the deadline, and per kind
+/// what the recovery of an interrupted put found.
 struct RunCtx {
     held: HeldCheckpoint,
     deadline_ms: i64,
+    /// Per kind (`[user, admin]`): keys of records found in the stream that the saved cursor
+    /// does not hold yet (carried in every intent of the kind until its cursor is saved).
+    recovered: [HashMap<String, i64>; 2],
+    /// Per kind: a cursor of the kind was saved by this run.
+    saved: [bool; 2],
+}
+
+/// The index of a kind in [`RunCtx`]'s per-kind arrays.
+fn slot(kind: EventKind) -> usize {
+    match kind {
+        EventKind::User => 0,
+        EventKind::Admin => 1,
+    }
 }
 
 /// How a kind's pull ended.
@@ -175,7 +197,7 @@ fn widened(max: u32, at: i64) -> Result<u32, ProducerError> {
     Ok(max.saturating_mul(4).min(MAX_WIDENED_PAGE))
 }
 
-impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
+impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
     /// A producer over its capabilities, with the redactors of both kinds.
     pub fn new(
         settings: PullSettings,
@@ -224,7 +246,10 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
         let mut ctx = RunCtx {
             held: held.checkpoint,
             deadline_ms,
+            recovered: [HashMap::new(), HashMap::new()],
+            saved: [false, false],
         };
+        self.settle_pending(&mut ctx, &mut summary).await;
         if let Err(e) = self.pull_all(&mut ctx, &mut summary).await {
             lease::release_after_error(&self.store, &held.owner).await;
             return Err(e);
@@ -363,16 +388,92 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
         Ok(())
     }
 
-    /// Saves the checkpoint with `cursor` as `kind`'s cursor and counts the save.
+    /// Saves the checkpoint with `cursor` as `kind`'s cursor (which holds the kind's recovered
+    /// keys) and `intent` as the kind's pending put (the next page's, or none), and counts the
+    /// save.
+    async fn save_cursor_with(
+        &self,
+        ctx: &mut RunCtx,
+        kind: EventKind,
+        cursor: &KindCursor,
+        intent: Option<PendingPut>,
+        summary: &mut RunSummary,
+    ) -> Result<(), ProducerError> {
+        ctx.held.doc.pending.set(kind, intent);
+        ctx.held.save(&self.store, Some((kind, cursor))).await?;
+        ctx.recovered[slot(kind)].clear();
+        ctx.saved[slot(kind)] = true;
+        summary.checkpoint_saves += 1;
+        Ok(())
+    }
+
+    /// Saves the checkpoint with `cursor` as `kind`'s cursor and no pending put of the kind.
     async fn save_cursor(
         &self,
         ctx: &mut RunCtx,
         kind: EventKind,
-        cursor: &crate::checkpoint::KindCursor,
+        cursor: &KindCursor,
         summary: &mut RunSummary,
     ) -> Result<(), ProducerError> {
-        ctx.held.save(&self.store, Some((kind, cursor))).await?;
+        self.save_cursor_with(ctx, kind, cursor, None, summary)
+            .await
+    }
+
+    /// The intent of putting `records` (dedupe keys `keys`) for `kind`: `None` when there is
+    /// nothing to put or the sink cannot be read back (then a crash repeats the page).
+    fn intent(
+        &self,
+        ctx: &RunCtx,
+        kind: EventKind,
+        records: &[Record],
+        keys: &[(String, i64)],
+    ) -> Option<PendingPut> {
+        let target = self.sink.read_target()?;
+        if records.is_empty() {
+            return None;
+        }
+        Some(PendingPut::new(
+            target,
+            records,
+            keys,
+            now_ms(),
+            ctx.deadline_ms,
+            ctx.recovered[slot(kind)].clone(),
+        ))
+    }
+
+    /// Saves the intent of putting `records` before the put, when there is one: the extra
+    /// conditional write of a page whose intent could not ride in an earlier save. `cursor` is
+    /// the kind's cursor as committed (saved only when the kind has one stored or saved: a
+    /// first run's starting cursor is never stored).
+    async fn save_intent(
+        &self,
+        ctx: &mut RunCtx,
+        kind: EventKind,
+        cursor: &KindCursor,
+        records: &[Record],
+        keys: &[(String, i64)],
+        summary: &mut RunSummary,
+    ) -> Result<(), ProducerError> {
+        let Some(intent) = self.intent(ctx, kind, records, keys) else {
+            return Ok(());
+        };
+        ctx.held.doc.pending.set(kind, Some(intent));
+        let stored = ctx.saved[slot(kind)] || ctx.held.doc.cursor(kind).is_some();
+        ctx.held
+            .save(&self.store, stored.then_some((kind, cursor)))
+            .await?;
         summary.checkpoint_saves += 1;
+        summary.intent_saves += 1;
         Ok(())
+    }
+
+    /// Adds the keys that the recovery found in the stream for `kind` to its starting cursor.
+    fn seed_recovered(&self, ctx: &RunCtx, kind: EventKind, cursor: &mut KindCursor) {
+        cursor.seen.extend(
+            ctx.recovered[slot(kind)]
+                .iter()
+                .map(|(k, t)| (k.clone(), *t)),
+        );
     }
 }

@@ -3,14 +3,16 @@
 //! `dateFrom = cursor.time - settle`, fixed `dateTo`; keyset paging by time: the next page
 //! starts at the last page's last millisecond, so the rows of that millisecond are re-read and
 //! skipped by id. A page that is one single millisecond is re-read with a larger `max` until
-//! the millisecond fits. The next page is fetched while the previous one is put and
-//! checkpointed (a two-stage pipeline); a page is deduped only after the one before it was
-//! committed. On a server in auto mode, the first answer tells whether it is modern at all.
+//! the millisecond fits. The next page is fetched while the previous one is put (a two-stage
+//! pipeline); a page is deduped only after every record of the one before it was accepted, and
+//! the checkpoint of a page carries the intent of the next one (see [`crate::pending`]), so
+//! the only extra write is the intent of a run's first page. On a server in auto mode, the
+//! first answer tells whether it is modern at all.
 
 use std::collections::HashMap;
 
 use authtrail_core::envelope::EventKind;
-use authtrail_core::put_batch::{BatchWriter, Record};
+use authtrail_core::put_batch::Record;
 use serde_json::Value;
 
 use super::{Flow, ParsedEvent, Producer, RunCtx, iso, parse_page, widened};
@@ -18,6 +20,7 @@ use crate::checkpoint::{ApiMode, CheckpointStore, KindCursor};
 use crate::config::StartFrom;
 use crate::error::{ProducerError, SourceError};
 use crate::mpas::{DateParam, EventSource, PageQuery};
+use crate::sink::Sink;
 use crate::summary::RunSummary;
 
 /// A modern page read and deduped, waiting to be put and checkpointed.
@@ -60,7 +63,7 @@ fn new_cursor(time: i64) -> KindCursor {
     }
 }
 
-impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
+impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
     /// Pulls one kind from a modern server, or finds (with `may_detect`) that it is not one.
     pub(super) async fn pull_modern(
         &self,
@@ -77,6 +80,7 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
         else {
             return Ok(Flow::Done { complete: true });
         };
+        self.seed_recovered(ctx, kind, &mut cursor);
         let mut paging = Paging {
             from,
             max: self.settings.page_size,
@@ -84,9 +88,9 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
             checked_gap: !had_cursor,
             may_detect,
         };
-        // Two-stage pipeline: the next page is fetched while the previous one is put and
-        // checkpointed. The checkpoint still only moves past a page once all its records were
-        // accepted, and a page is deduped only after the one before it was committed.
+        // Two-stage pipeline: the next page is fetched while the previous one is put. Once every
+        // record of a page was accepted, the cursor moves past it, the fetched page is deduped
+        // against it, and one save checkpoints the page with the next page's intent.
         let mut pending: Option<PendingPage> = None;
         loop {
             let fetch_next = !paging.complete && self.time_left(ctx.deadline_ms);
@@ -97,16 +101,9 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
                 max: paging.max,
                 ascending: Some(true),
             };
-            let to_commit = pending.take();
-            let commit = async {
-                match to_commit {
-                    Some(page) => {
-                        self.commit_modern(ctx, kind, &mut cursor, page, date_to, summary)
-                            .await
-                    }
-                    None => Ok(()),
-                }
-            };
+            let to_put = pending.take();
+            let records = to_put.as_ref().map_or(&[][..], |p| p.records.as_slice());
+            let put = self.put(ctx, records, summary);
             let fetch = async {
                 if fetch_next {
                     Some(self.source.fetch_page(kind, &q).await)
@@ -114,22 +111,75 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
                     None
                 }
             };
-            let (committed, fetched) = tokio::join!(commit, fetch);
-            committed?;
-            let Some(fetched) = fetched else { break };
-            match self
-                .read_modern_page(kind, fetched, &mut paging, &cursor, summary)
-                .await?
-            {
-                PageStep::Page(page) => pending = Some(page),
-                PageStep::Widened => {}
-                PageStep::SwitchToLegacy => return Ok(Flow::SwitchToLegacy),
+            let (put, fetched) = tokio::join!(put, fetch);
+            put?;
+            let committed = to_put.is_some();
+            if let Some(page) = to_put {
+                self.advance_modern(&mut cursor, page, date_to);
+            }
+            let step = match fetched {
+                None => None,
+                Some(f) => match self
+                    .read_modern_page(kind, f, &mut paging, &cursor, summary)
+                    .await
+                {
+                    Ok(step) => Some(step),
+                    Err(e) => {
+                        if committed {
+                            self.save_cursor(ctx, kind, &cursor, summary).await?;
+                        }
+                        return Err(e);
+                    }
+                },
+            };
+            let fetched_any = step.is_some();
+            let next = match step {
+                Some(PageStep::Page(page)) => Some(page),
+                Some(PageStep::SwitchToLegacy) => {
+                    if committed {
+                        self.save_cursor(ctx, kind, &cursor, summary).await?;
+                    }
+                    return Ok(Flow::SwitchToLegacy);
+                }
+                Some(PageStep::Widened) | None => None,
+            };
+            self.checkpoint_modern(ctx, kind, &cursor, committed, next.as_ref(), summary)
+                .await?;
+            match next {
+                Some(page) => pending = Some(page),
+                None if fetched_any => {}
+                None => break,
             }
         }
         ctx.held.doc.set_cursor(kind, cursor);
         Ok(Flow::Done {
             complete: paging.complete,
         })
+    }
+
+    /// Saves what the pipeline step led to: the committed page's cursor with the next page's
+    /// intent (one write), or the next page's intent alone (the first page, or after a widened
+    /// read), or nothing.
+    async fn checkpoint_modern(
+        &self,
+        ctx: &mut RunCtx,
+        kind: EventKind,
+        cursor: &KindCursor,
+        committed: bool,
+        next: Option<&PendingPage>,
+        summary: &mut RunSummary,
+    ) -> Result<(), ProducerError> {
+        let (records, keys) = next.map_or((&[][..], &[][..]), |p| {
+            (p.records.as_slice(), p.new_keys.as_slice())
+        });
+        if committed {
+            let intent = self.intent(ctx, kind, records, keys);
+            self.save_cursor_with(ctx, kind, cursor, intent, summary)
+                .await
+        } else {
+            self.save_intent(ctx, kind, cursor, records, keys, summary)
+                .await
+        }
     }
 
     /// The cursor to extend and the first `dateFrom`, from the stored cursor or the start
@@ -237,17 +287,9 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
         }
     }
 
-    /// Puts one modern page and, once every record was accepted, moves and saves the cursor.
-    async fn commit_modern(
-        &self,
-        ctx: &mut RunCtx,
-        kind: EventKind,
-        cursor: &mut KindCursor,
-        page: PendingPage,
-        date_to: i64,
-        summary: &mut RunSummary,
-    ) -> Result<(), ProducerError> {
-        self.put(ctx, &page.records, summary).await?;
+    /// Moves the cursor past a page whose records were all accepted (in memory: the next save
+    /// stores it).
+    fn advance_modern(&self, cursor: &mut KindCursor, page: PendingPage, date_to: i64) {
         cursor.seen.extend(page.new_keys);
         cursor.mode = ApiMode::Modern;
         cursor.time = cursor.time.max(match (page.full, page.last_t) {
@@ -255,7 +297,6 @@ impl<S: EventSource, K: BatchWriter, C: CheckpointStore> Producer<S, K, C> {
             _ => date_to,
         });
         cursor.prune(cursor.time.saturating_sub(self.settle_ms()));
-        self.save_cursor(ctx, kind, cursor, summary).await
     }
 
     /// Reports a collection gap when the oldest event the server keeps is newer than the

@@ -150,10 +150,14 @@ fn settings(page_size: u32) -> PullSettings {
 type TestProducer = Producer<FakeSource, MemorySink, MemoryCheckpointStore>;
 
 fn producer(source: FakeSource, s: PullSettings) -> TestProducer {
+    producer_with(source, s, MemorySink::default())
+}
+
+fn producer_with(source: FakeSource, s: PullSettings, sink: MemorySink) -> TestProducer {
     Producer::new(
         s,
         source,
-        MemorySink::default(),
+        sink,
         MemoryCheckpointStore::default(),
         Redactor::none(),
         Redactor::none(),
@@ -458,7 +462,8 @@ async fn a_crash_after_a_page_was_accepted_but_before_its_checkpoint_repeats_at_
     let page = 50;
     let src = FakeSource::default();
     fill_history(&src, now_ms() - 3_600_000, 1000);
-    let p = producer(src, settings(page));
+    // A sink that cannot be read back (as Firehose) keeps this at-least-once bound.
+    let p = producer_with(src, settings(page), MemorySink::unreadable());
     // The lease and five page checkpoints land; the sixth page is accepted by the sink, then the
     // process "dies" before its checkpoint (and before releasing the lease).
     *p.store().crash_after_saves.lock().unwrap() = Some(6);
@@ -577,3 +582,5 @@ fn day_bounds_cover_the_whole_utc_day() {
     let (a, b) = day_bounds(d);
     assert_eq!(b - a, 86_399_999);
 }
+
+mod recover;
