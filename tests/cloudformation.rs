@@ -765,6 +765,18 @@ async fn assert_producer(
             (set(&["kinesis:PutRecords"]), set(&[stream_arn])),
         ),
         (
+            "ReadBackStream".to_string(),
+            (
+                set(&[
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:GetRecords",
+                    "kinesis:GetShardIterator",
+                    "kinesis:ListShards",
+                ]),
+                set(&[stream_arn]),
+            ),
+        ),
+        (
             "ReadAndWriteCursor".to_string(),
             (
                 set(&["s3:GetObject", "s3:PutObject"]),
@@ -784,6 +796,10 @@ async fn assert_producer(
         expected.insert(
             "EncryptRecords".to_string(),
             (set(&["kms:GenerateDataKey"]), set(&[key])),
+        );
+        expected.insert(
+            "DecryptReadBack".to_string(),
+            (set(&["kms:Decrypt"]), set(&[key])),
         );
     }
     assert_eq!(
