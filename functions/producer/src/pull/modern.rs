@@ -93,44 +93,32 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         // against it, and one save checkpoints the page with the next page's intent.
         let mut pending: Option<PendingPage> = None;
         loop {
-            let fetch_next = !paging.complete && self.time_left(ctx.deadline_ms);
-            let q = PageQuery {
+            let q = (!paging.complete && self.time_left(ctx.deadline_ms)).then(|| PageQuery {
                 date_from: paging.from.map(DateParam::EpochMs),
                 date_to: Some(DateParam::EpochMs(date_to)),
                 first: 0,
                 max: paging.max,
                 ascending: Some(true),
-            };
+            });
             let to_put = pending.take();
             let records = to_put.as_ref().map_or(&[][..], |p| p.records.as_slice());
-            let put = self.put(ctx, records, summary);
-            let fetch = async {
-                if fetch_next {
-                    Some(self.source.fetch_page(kind, &q).await)
-                } else {
-                    None
-                }
-            };
-            let (put, fetched) = tokio::join!(put, fetch);
-            put?;
+            let fetched = self
+                .put_while_fetching(ctx, kind, records, q.as_ref(), summary)
+                .await?;
             let committed = to_put.is_some();
             if let Some(page) = to_put {
                 self.advance_modern(&mut cursor, page, date_to);
             }
-            let step = match fetched {
-                None => None,
-                Some(f) => match self
-                    .read_modern_page(kind, f, &mut paging, &cursor, summary)
-                    .await
-                {
-                    Ok(step) => Some(step),
-                    Err(e) => {
-                        if committed {
-                            self.save_cursor(ctx, kind, &cursor, summary).await?;
-                        }
-                        return Err(e);
-                    }
-                },
+            let step = match self
+                .read_fetched(kind, fetched, &mut paging, &cursor, summary)
+                .await
+            {
+                Ok(step) => step,
+                Err(e) if committed => {
+                    self.save_cursor(ctx, kind, &cursor, summary).await?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             };
             let fetched_any = step.is_some();
             let next = match step {
@@ -155,6 +143,46 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         Ok(Flow::Done {
             complete: paging.complete,
         })
+    }
+
+    /// Puts `records` (every one accepted, or an error) while fetching the page of `q` (when
+    /// given): the two stages of the pipeline.
+    async fn put_while_fetching(
+        &self,
+        ctx: &RunCtx,
+        kind: EventKind,
+        records: &[Record],
+        q: Option<&PageQuery>,
+        summary: &mut RunSummary,
+    ) -> Result<Option<Result<Vec<Value>, SourceError>>, ProducerError> {
+        let put = self.put(ctx, records, summary);
+        let fetch = async {
+            match q {
+                Some(q) => Some(self.source.fetch_page(kind, q).await),
+                None => None,
+            }
+        };
+        let (put, fetched) = tokio::join!(put, fetch);
+        put?;
+        Ok(fetched)
+    }
+
+    /// Reads a fetched page (`None`: nothing was fetched).
+    async fn read_fetched(
+        &self,
+        kind: EventKind,
+        fetched: Option<Result<Vec<Value>, SourceError>>,
+        paging: &mut Paging,
+        cursor: &KindCursor,
+        summary: &mut RunSummary,
+    ) -> Result<Option<PageStep>, ProducerError> {
+        match fetched {
+            Some(f) => self
+                .read_modern_page(kind, f, paging, cursor, summary)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Saves what the pipeline step led to: the committed page's cursor with the next page's
