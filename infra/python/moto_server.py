@@ -20,6 +20,10 @@ moto's own; only these shard methods change:
   Python answers with "dictionary changed size during iteration" (an error answer that is not
   moto's JSON). Reads and puts of the shard store now take the same lock.
 
+* ``get_shard_iterator`` writes the ``StreamName`` parameter into the iterator it hands out,
+  so an iterator asked for by ``StreamARN`` alone names the stream ``None`` and the GetRecords
+  that uses it fails with ResourceNotFoundException. Here the stream's own name is used.
+
 And one change of speed only: ``PutRecords`` answers with the same JSON document, written with
 ``json.dumps`` instead of moto's model-driven serializer, which spent two thirds of each call
 formatting 500 ``{SequenceNumber, ShardId}`` pairs.
@@ -92,6 +96,16 @@ def _get_sequence_number_at(self, at_timestamp):
         return _original_sequence_number_at(self, at_timestamp)
 
 
+_original_get_shard_iterator = models.KinesisBackend.get_shard_iterator
+
+
+def _get_shard_iterator(self, stream_arn, stream_name, *args, **kwargs):
+    if stream_name is None:
+        stream_name = self.describe_stream(stream_arn=stream_arn, stream_name=None).stream_name
+    return _original_get_shard_iterator(self, stream_arn, stream_name, *args, **kwargs)
+
+
+models.KinesisBackend.get_shard_iterator = _get_shard_iterator
 models.Shard.get_records = _get_records
 models.Shard.get_sequence_number_at = _get_sequence_number_at
 models.Shard.get_max_sequence_number = _get_max_sequence_number
