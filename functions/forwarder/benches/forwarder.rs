@@ -10,6 +10,10 @@
 //! 3. Spool: the redrive's throughput (records/s from an in-memory spool holding one
 //!    invocation's worth of records into the local receiver) and the spool store's requests per
 //!    Kinesis invocation in the steady state with nothing spooled (target 0).
+//! 4. Isolation: a healthy emitter's records/s over many Kinesis invocations (batches of 1,000
+//!    records, the templates' `BatchSize`) while a second emitter is stalled (its receiver
+//!    accepts TCP connections and never answers) and its breaker is open, versus both up, and
+//!    the ratio (target at least 0.8); the stalled receiver's connections (probes) are counted.
 //!
 //! The configurations give plain loopback tokens and keys: run with
 //! `AUTHTRAIL_ALLOW_PLAINTEXT_SECRETS=true` (`make bench` sets it).
@@ -46,7 +50,7 @@ fn rounds() -> usize {
         .unwrap_or(16)
 }
 
-/// Whether a part (`transform`, `delivery`, `spool`) runs: all of them, or the ones named in
+/// Whether a part (`transform`, `delivery`, `spool`, `isolation`) runs: all of them, or the ones named in
 /// `AUTHTRAIL_BENCH_ONLY` (comma-separated).
 fn part_runs(part: &str) -> bool {
     std::env::var("AUTHTRAIL_BENCH_ONLY")
@@ -190,6 +194,9 @@ fn main() {
     }
     if part_runs("spool") {
         spool_figures(&event);
+    }
+    if part_runs("isolation") {
+        isolation_figures(&event);
     }
 }
 
@@ -464,6 +471,107 @@ fn spool_figures(event: &[u8]) {
             RECORDS as f64 / best.as_secs_f64()
         );
         assert!(receiver.rejections().is_empty(), "{:?}", receiver.rejections());
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// A receiver that accepts TCP connections and never answers (nor reads); counts them.
+async fn stalled_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(sock);
+        }
+    });
+    (url, count)
+}
+
+/// A forwarder of two http emitters (`healthy` and `other`) spooling into `store`.
+async fn two_emitters(
+    healthy: &str,
+    other: &str,
+    ca: &str,
+    store: Arc<MemorySpool>,
+) -> authtrail_forwarder::forward::Forwarder {
+    let emitter = |name: &str, url: &str| json!({"name": name, "type": "http", "url": url, "caBundle": ca, "gzip": true, "emitTimeoutInSec": 2});
+    let cfg = json!({"emitters": [emitter("healthy", healthy), emitter("other", other)],
+        "emitAtLeastOneOf": ["healthy", "other"],
+        "retry": {"maxAttempts": 2, "initialBackoffMs": 50, "maxBackoffMs": 200},
+        "filterPolicies": {"field": {"excludeIf": ["/event/details/code_id"]}},
+        "redaction": {"mode": "hash", "fields": ["/event/ipAddress", "/event/details/username"], "hmacKey": "bench-key"}});
+    let cfg = ForwarderConfig::parse(&cfg.to_string()).unwrap();
+    authtrail_forwarder::build(&cfg, None, Arc::new(NoDlq), "dlq/")
+        .await
+        .unwrap()
+        .with_spool(store, "spool/", cfg.spool)
+}
+
+/// `invocations` Kinesis invocations of `batch`: the healthy emitter's records/s.
+async fn healthy_rate(
+    fwd: &authtrail_forwarder::forward::Forwarder,
+    batch: &[InputRecord],
+    invocations: usize,
+) -> f64 {
+    let t = Instant::now();
+    let mut delivered = 0;
+    for _ in 0..invocations {
+        let r = fwd
+            .process(batch, tokio::time::Instant::now() + Duration::from_secs(60))
+            .await;
+        assert!(r.failures.is_empty(), "{:?}", r.emitters);
+        delivered += r.emitters[0].1.delivered;
+    }
+    assert_eq!(delivered, batch.len() * invocations);
+    delivered as f64 / t.elapsed().as_secs_f64()
+}
+
+fn isolation_figures(event: &[u8]) {
+    const BATCH: usize = 1000;
+    let invocations = rounds().max(4) * 2;
+    println!(
+        "-- isolation: the healthy emitter's records/s with the other stalled (breaker open) vs both up; {invocations} invocations of {BATCH} records (target ratio 0.8) --"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("authtrail-bench-iso-{}", std::process::id()));
+        let receiver = siem_receiver::Receiver::start(&dir, siem_receiver::ReceiverOptions::default()).await.unwrap();
+        let ingest = format!("{}/ingest", receiver.url());
+        let ca = receiver.ca_path().display().to_string();
+        let mut inputs = fresh_inputs(event);
+        inputs.truncate(BATCH);
+        let up = two_emitters(&ingest, &ingest, &ca, Arc::new(MemorySpool::new())).await;
+        healthy_rate(&up, &inputs, 1).await;
+        let all_up = healthy_rate(&up, &inputs, invocations).await;
+        let (stalled, connections) = stalled_receiver().await;
+        let store = Arc::new(MemorySpool::new());
+        let down = two_emitters(&ingest, &stalled, &ca, store.clone()).await;
+        // The first invocation finds the emitter down (its retries time out) and opens the
+        // breaker; it is not counted.
+        let t = Instant::now();
+        healthy_rate(&down, &inputs, 1).await;
+        let opening = t.elapsed();
+        let before = connections.load(std::sync::atomic::Ordering::SeqCst);
+        let (requests, t) = (store.requests(), Instant::now());
+        let stalled_rate = healthy_rate(&down, &inputs, invocations).await;
+        let took = t.elapsed();
+        let probes = connections.load(std::sync::atomic::Ordering::SeqCst) - before;
+        println!("healthy emitter, both up                        {all_up:>10.0} records/s");
+        println!(
+            "healthy emitter, other stalled (breaker open)   {stalled_rate:>10.0} records/s  ratio {:.3}  ({probes} connections to the stalled receiver, {} spool requests in {:.1} s; the invocation that opened the breaker took {:.1} s)",
+            stalled_rate / all_up,
+            store.requests() - requests,
+            took.as_secs_f64(),
+            opening.as_secs_f64()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -72,6 +72,7 @@ impl Handler {
                 &spool_bucket,
             ));
             forwarder = forwarder.with_spool(store, &spool_prefix, config.spool);
+            forwarder.load_breakers().await;
         }
         tracing::info!(
             emitters = ?config.emitters.iter().map(|e| format!("{}:{}", e.name, e.kind.as_str())).collect::<Vec<_>>(),

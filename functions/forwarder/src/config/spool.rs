@@ -21,6 +21,11 @@ pub(crate) struct RawSpool {
     redrive_budget_in_sec: Option<u64>,
     /// Timeout of the one probe sent to an emitter whose breaker is open, seconds (default 5).
     probe_timeout_in_sec: Option<u64>,
+    /// Time between two probes of an emitter whose breaker is open, per warm instance, seconds
+    /// (default 60); doubled after each failed probe up to `probeMaxIntervalInSec`.
+    probe_interval_in_sec: Option<u64>,
+    /// The longest time between two probes, seconds (default 600).
+    probe_max_interval_in_sec: Option<u64>,
 }
 
 /// The spool settings.
@@ -34,6 +39,11 @@ pub struct SpoolConfig {
     pub redrive_budget: Duration,
     /// Timeout of the probe sent to an emitter whose breaker is open.
     pub probe_timeout: Duration,
+    /// Time between two probes of an emitter whose breaker is open (per warm instance), after
+    /// the breaker opened; doubled after each failed probe.
+    pub probe_interval: Duration,
+    /// Upper bound of the time between two probes.
+    pub probe_max_interval: Duration,
 }
 
 impl Default for SpoolConfig {
@@ -43,6 +53,8 @@ impl Default for SpoolConfig {
             max_age: Duration::from_secs(604_800),
             redrive_budget: Duration::from_secs(20),
             probe_timeout: Duration::from_secs(5),
+            probe_interval: Duration::from_secs(60),
+            probe_max_interval: Duration::from_secs(600),
         }
     }
 }
@@ -72,6 +84,28 @@ pub(crate) fn validate_spool(raw: Option<RawSpool>) -> Result<SpoolConfig, Forwa
     }
     if let Some(d) = positive("probeTimeoutInSec", raw.probe_timeout_in_sec, 60)? {
         s.probe_timeout = d;
+    }
+    if let Some(d) = positive("probeIntervalInSec", raw.probe_interval_in_sec, 3600)? {
+        s.probe_interval = d;
+    }
+    if let Some(d) = positive(
+        "probeMaxIntervalInSec",
+        raw.probe_max_interval_in_sec,
+        86_400,
+    )? {
+        s.probe_max_interval = d;
+    } else if raw.probe_interval_in_sec.is_some() {
+        s.probe_max_interval = s.probe_max_interval.max(s.probe_interval);
+    }
+    if s.probe_max_interval < s.probe_interval {
+        return Err(err(
+            "spool.probeMaxIntervalInSec",
+            format!(
+                "must be at least spool.probeIntervalInSec ({} s; got {} s)",
+                s.probe_interval.as_secs(),
+                s.probe_max_interval.as_secs()
+            ),
+        ));
     }
     Ok(s)
 }
@@ -106,6 +140,7 @@ mod tests {
                 max_age: Duration::from_secs(60),
                 redrive_budget: Duration::from_secs(3),
                 probe_timeout: Duration::from_secs(1),
+                ..SpoolConfig::default()
             }
         );
         let e = ForwarderConfig::parse(&format!(r#"{{{EMITTERS},"spool":{{"depth":1}}}}"#))
@@ -118,5 +153,42 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("spool.probeTimeoutInSec"), "{e}");
+    }
+
+    #[test]
+    fn probe_intervals_are_read_and_refused_out_of_range_naming_the_key() {
+        let c = ForwarderConfig::parse(&format!(
+            r#"{{{EMITTERS},"spool":{{"probeIntervalInSec":10,"probeMaxIntervalInSec":120}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.spool.probe_interval, Duration::from_secs(10));
+        assert_eq!(c.spool.probe_max_interval, Duration::from_secs(120));
+        // An interval above the default cap raises the cap to it.
+        let c = ForwarderConfig::parse(&format!(
+            r#"{{{EMITTERS},"spool":{{"probeIntervalInSec":900}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.spool.probe_max_interval, Duration::from_secs(900));
+        for (body, key) in [
+            (r#"{"probeIntervalInSec":0}"#, "spool.probeIntervalInSec"),
+            (r#"{"probeIntervalInSec":3601}"#, "spool.probeIntervalInSec"),
+            (
+                r#"{"probeMaxIntervalInSec":0}"#,
+                "spool.probeMaxIntervalInSec",
+            ),
+            (
+                r#"{"probeMaxIntervalInSec":86401}"#,
+                "spool.probeMaxIntervalInSec",
+            ),
+            (
+                r#"{"probeIntervalInSec":120,"probeMaxIntervalInSec":60}"#,
+                "spool.probeMaxIntervalInSec",
+            ),
+        ] {
+            let e = ForwarderConfig::parse(&format!(r#"{{{EMITTERS},"spool":{body}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{body}: {e}");
+        }
     }
 }

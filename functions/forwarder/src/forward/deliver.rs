@@ -1,4 +1,5 @@
-//! Step 2: deliver to every emitter concurrently. Each attempt sends an emitter's pending
+//! Step 2: deliver to every emitter concurrently (an emitter with a spool to redrive first does
+//! that within its own task, concurrently with the others' delivery). Each attempt sends an emitter's pending
 //! records in chunks cut to its `buffering`, up to `buffering.maxConcurrentRequests` requests in
 //! flight; a request the receiver refused as a whole ([`Outcome::Rejected`]) is split in two and
 //! both halves sent again, down to single records, so one bad record does not take its
@@ -7,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use authtrail_core::chunk::ChunkLimits;
@@ -17,8 +19,9 @@ use tokio::time::Instant;
 use super::prepare::PreparedBatch;
 use super::{EmitterStats, Forwarder, Status};
 use crate::config::{Buffering, RetryPolicy};
-use crate::emit::{Emitter, Failure, Outcome, all};
+use crate::emit::{BoxFuture, Emitter, Failure, Outcome, all};
 use crate::record::Prepared;
+use crate::spool::redrive::RedriveReport;
 
 /// The delay before retry `attempt` (1-based): `initialBackoffMs * 2^(attempt - 1)`, capped at
 /// `maxBackoffMs`, with equal jitter (a uniform delay in `[d/2, d]`).
@@ -27,46 +30,81 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
         .delay(attempt.saturating_sub(1))
 }
 
-/// Delivers the batch to every emitter at once: per slot, per record, where it stands, and per
-/// slot what the emitter did. A slot whose `mode` is [`Mode::SpoolDirect`] is not sent
-/// anything: its selected records stay pending, to be spooled behind its older records.
+/// What [`deliver_all`] found, per slot.
+pub(super) struct Delivered {
+    /// Per slot, per record: where it stands.
+    pub(super) statuses: Vec<Vec<Status>>,
+    /// Per slot: what the emitter did.
+    pub(super) stats: Vec<EmitterStats>,
+    /// Per slot: how it took the batch in the end (after its redrive, if it had one).
+    pub(super) modes: Vec<Mode>,
+    /// Per slot: what its redrive did (default when it had none).
+    pub(super) redrives: Vec<RedriveReport>,
+}
+
+/// Counts down one emitter delivering the batch when dropped (its delivery ended, or it had
+/// nothing to deliver).
+struct Countdown(Arc<AtomicUsize>);
+
+impl Drop for Countdown {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One slot's delivery: per record its status, and what the emitter did; `Err(selected)`:
+/// spooled behind older records, not sent.
+type SlotOutcome = Result<(Vec<(usize, Status)>, EmitterStats), Vec<usize>>;
+
+/// What one slot's task reports: its slot, its mode, its redrive's report, its delivery.
+type SlotReport = (usize, Mode, RedriveReport, SlotOutcome);
+
+/// Delivers the batch to every emitter at once, each slot by its [`Plan`]: a slot whose plan is
+/// a redrive runs it first, concurrently with the others' delivery, and is then sent the batch
+/// or not. A slot that is not sent the batch ([`Mode::SpoolDirect`]) keeps its selected records
+/// pending, to be spooled behind its older records. `delivering` counts the slots delivering at
+/// once ([`Plan::Now`] with [`Mode::Deliver`]) down as they finish.
 pub(super) async fn deliver_all(
     fwd: &Forwarder,
     batch: &PreparedBatch,
     retry_deadline: Instant,
-    modes: &[Mode],
-) -> (Vec<Vec<Status>>, Vec<EmitterStats>) {
+    plans: Vec<Plan>,
+    delivering: Option<Arc<AtomicUsize>>,
+) -> Delivered {
     let n = batch.classes.len();
-    let mut statuses: Vec<Vec<Status>> = vec![vec![Status::Skipped; n]; fwd.slots.len()];
-    let mut stats: Vec<EmitterStats> = vec![EmitterStats::default(); fwd.slots.len()];
-    let mut tasks = JoinSet::new();
+    let slots = fwd.slots.len();
+    let mut d = Delivered {
+        statuses: vec![vec![Status::Skipped; n]; slots],
+        stats: vec![EmitterStats::default(); slots],
+        modes: vec![Mode::Deliver; slots],
+        redrives: vec![RedriveReport::default(); slots],
+    };
+    let mut tasks: JoinSet<SlotReport> = JoinSet::new();
+    let mut plans = plans.into_iter();
     for (k, slot) in fwd.slots.iter().enumerate() {
+        let plan = plans.next().unwrap_or(Plan::Now(Mode::Deliver));
+        let countdown = match (&plan, &delivering) {
+            (Plan::Now(Mode::Deliver), Some(c)) => Some(Countdown(c.clone())),
+            _ => None,
+        };
         let Some(records) = batch.prepared.get(slot.profile).cloned() else {
             continue;
         };
-        let selected: Vec<usize> = (0..n)
-            .filter(|&i| {
-                records[i].is_some()
-                    && batch.classes[i]
-                        .as_ref()
-                        .is_some_and(|c| slot.selector.matches(c.names()))
-            })
-            .collect();
-        stats[k].skipped = n - batch.malformed.len() - selected.len();
-        if modes.get(k) == Some(&Mode::SpoolDirect) {
-            let f = Failure::new(
-                "spooled",
-                "spooled behind older records of this emitter (breaker open or spool not empty)",
-            );
-            for &i in &selected {
-                statuses[k][i] = Status::Pending(f.clone());
+        let selected = selected(slot, batch, &records);
+        d.stats[k].skipped = n - batch.malformed.len() - selected.len();
+        let gate = match plan {
+            Plan::Now(Mode::SpoolDirect) => {
+                d.modes[k] = Mode::SpoolDirect;
+                spooled_behind(&mut d.statuses[k], &selected);
+                continue;
             }
-            continue;
-        }
+            Plan::Now(Mode::Deliver) => None,
+            Plan::After(gate) => Some(gate),
+        };
         // Until the task reports, a selected record is not taken (a failed task must not
         // count as delivery).
         for &i in &selected {
-            statuses[k][i] =
+            d.statuses[k][i] =
                 Status::Pending(Failure::new("internal", "emitter task did not report"));
         }
         let delivery = Delivery {
@@ -78,25 +116,87 @@ pub(super) async fn deliver_all(
             retry_deadline,
             spooling: fwd.spool.is_some(),
         };
-        tasks.spawn(async move { (k, delivery.run(selected).await) });
+        tasks.spawn(async move {
+            let (mode, report) = match gate {
+                Some(g) => g.await,
+                None => (Mode::Deliver, RedriveReport::default()),
+            };
+            let out = match mode {
+                Mode::Deliver => Ok(delivery.run(selected).await),
+                Mode::SpoolDirect => Err(selected),
+            };
+            drop(countdown);
+            (k, mode, report, out)
+        });
     }
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((k, (results, s))) => {
-                let skipped = stats[k].skipped;
-                stats[k] = EmitterStats { skipped, ..s };
-                for (i, st) in results {
-                    statuses[k][i] = st;
-                }
-            }
-            Err(e) => {
-                // A panicking emitter task: its records stay un-taken (Pending), so they are
-                // retried rather than lost.
-                tracing::error!(error = %e, "emitter task failed");
-            }
+            Ok((k, mode, report, out)) => d.settle(k, mode, report, out),
+            // A panicking emitter task: its records stay un-taken (Pending), so they are
+            // retried rather than lost.
+            Err(e) => tracing::error!(error = %e, "emitter task failed"),
         }
     }
-    (statuses, stats)
+    d
+}
+
+impl Delivered {
+    /// Takes one slot's report.
+    fn settle(&mut self, k: usize, mode: Mode, report: RedriveReport, out: SlotOutcome) {
+        if let Some(m) = self.modes.get_mut(k) {
+            *m = mode;
+        }
+        if let Some(r) = self.redrives.get_mut(k) {
+            *r = report;
+        }
+        let (Some(statuses), Some(stats)) = (self.statuses.get_mut(k), self.stats.get_mut(k))
+        else {
+            return;
+        };
+        match out {
+            Ok((results, s)) => {
+                *stats = EmitterStats {
+                    skipped: stats.skipped,
+                    ..s
+                };
+                for (i, st) in results {
+                    if let Some(x) = statuses.get_mut(i) {
+                        *x = st;
+                    }
+                }
+            }
+            Err(selected) => spooled_behind(statuses, &selected),
+        }
+    }
+}
+
+/// The records of the batch `slot` takes (well-formed, selected by its `include`/`exclude`).
+fn selected(
+    slot: &super::Slot,
+    batch: &PreparedBatch,
+    records: &[Option<Arc<Prepared>>],
+) -> Vec<usize> {
+    (0..batch.classes.len())
+        .filter(|&i| {
+            records.get(i).is_some_and(Option::is_some)
+                && batch.classes[i]
+                    .as_ref()
+                    .is_some_and(|c| slot.selector.matches(c.names()))
+        })
+        .collect()
+}
+
+/// Marks `selected` as pending, to be spooled behind the emitter's older records.
+fn spooled_behind(statuses: &mut [Status], selected: &[usize]) {
+    let f = Failure::new(
+        "spooled",
+        "spooled behind older records of this emitter (breaker open or spool not empty)",
+    );
+    for &i in selected {
+        if let Some(s) = statuses.get_mut(i) {
+            *s = Status::Pending(f.clone());
+        }
+    }
 }
 
 /// One emitter's delivery of its selected records within one invocation (of a batch, or of
@@ -121,6 +221,15 @@ pub(crate) enum Mode {
     Deliver,
     /// Spool them without sending: the breaker is open or older records are spooled.
     SpoolDirect,
+}
+
+/// How a slot's mode is decided in one invocation.
+pub(crate) enum Plan {
+    /// At once, without any request.
+    Now(Mode),
+    /// By a redrive of the emitter's spool (a probe first while its breaker is open) that runs
+    /// concurrently with the other emitters' delivery and gives the mode when it ends.
+    After(BoxFuture<'static, (Mode, RedriveReport)>),
 }
 
 /// What one attempt (one round of requests) left to do.

@@ -7,9 +7,11 @@
 //!    `buffering`, up to `maxConcurrentRequests` requests in flight, retries with exponential
 //!    backoff and jitter, `Retry-After` honoured, none past the retry deadline; a request
 //!    refused as a whole is split to find the records it refuses).
-//! 3. With a spool ([`spooling`]): what an emitter did not take is spooled for it; before
-//!    step 2, the emitters this warm instance knows to have spooled records are redriven
-//!    first (their new records are spooled behind the old ones unless the spool drains).
+//! 3. With a spool ([`spooling`]): what an emitter did not take is spooled for it. An emitter
+//!    whose breaker is open has the batch spooled at once (and is probed at most once per
+//!    probe interval, concurrently with the others); one this warm instance knows to have
+//!    spooled records is redriven first, within its own task in step 2 (its new records are
+//!    spooled behind the old ones unless the spool drains).
 //!    Without a spool ([`expire`]): retryable failures of records older than
 //!    `retry.maxRecordAgeInSec` become final.
 //! 4. [`quorum`]: which records are done.
@@ -44,6 +46,8 @@ mod build;
 mod dead_letters;
 mod deliver;
 mod expire;
+#[cfg(test)]
+mod isolation_tests;
 mod prepare;
 mod quorum;
 #[cfg(test)]
@@ -228,6 +232,15 @@ impl Forwarder {
         self
     }
 
+    /// Cold start: reads each emitter's breaker from the spool (one GET per emitter; nothing
+    /// without a spool), so that an emitter known to be down is not sent a retry budget.
+    pub async fn load_breakers(&self) {
+        if let Some(spool) = &self.spool {
+            let names: Vec<&str> = self.slots.iter().map(|s| s.emitter.name()).collect();
+            spool.load_breakers(&names).await;
+        }
+    }
+
     /// Processes one batch; `deadline` is the invocation's deadline.
     pub async fn process(&self, records: &[InputRecord], deadline: Instant) -> BatchResult {
         self.process_request(records, deadline, &spooling::local_tag())
@@ -244,13 +257,25 @@ impl Forwarder {
     ) -> BatchResult {
         let retry_deadline = retry_deadline(deadline);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let (modes, redrives) = spooling::modes(self, retry_deadline, request_id).await;
+        let (plans, delivering) = spooling::plans(self, retry_deadline, request_id);
         let batch = prepare::prepare(&self.profiles, &self.slots, records);
-        let (mut statuses, mut stats) =
-            deliver::deliver_all(self, &batch, retry_deadline, &modes).await;
+        let deliver::Delivered {
+            mut statuses,
+            mut stats,
+            modes,
+            redrives,
+        } = deliver::deliver_all(self, &batch, retry_deadline, plans, delivering).await;
         let spool_write_failures = if self.spool.is_some() {
-            spooling::spool_pending(self, records, &batch, &mut statuses, &mut stats, request_id)
-                .await
+            spooling::spool_pending(
+                self,
+                records,
+                &batch,
+                &mut statuses,
+                &mut stats,
+                &modes,
+                request_id,
+            )
+            .await
         } else {
             expire::expire(&mut statuses, records, self.retry.max_record_age, now_ms);
             0

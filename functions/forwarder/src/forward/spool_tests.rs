@@ -14,15 +14,15 @@ use crate::spool::memory::MemorySpool;
 use serde_json::Value;
 
 /// An emitter that is up or down (503) as the test says; records what it received.
-struct Switch {
+pub(super) struct Switch {
     name: String,
-    up: AtomicBool,
-    calls: AtomicUsize,
+    pub(super) up: AtomicBool,
+    pub(super) calls: AtomicUsize,
     got: Mutex<Vec<String>>,
 }
 
 impl Switch {
-    fn new(name: &str, up: bool) -> Arc<Self> {
+    pub(super) fn new(name: &str, up: bool) -> Arc<Self> {
         Arc::new(Self {
             name: name.into(),
             up: AtomicBool::new(up),
@@ -30,7 +30,7 @@ impl Switch {
             got: Mutex::new(Vec::new()),
         })
     }
-    fn ids(&self) -> Vec<String> {
+    pub(super) fn ids(&self) -> Vec<String> {
         self.got
             .lock()
             .unwrap()
@@ -68,7 +68,7 @@ impl Emitter for Switch {
     }
 }
 
-fn slot(e: Arc<Switch>) -> Slot {
+pub(super) fn slot(e: Arc<Switch>) -> Slot {
     Slot {
         emitter: e,
         selector: Selector::new(vec![], vec![]),
@@ -82,7 +82,7 @@ fn slot(e: Arc<Switch>) -> Slot {
     }
 }
 
-fn spooled(
+pub(super) fn spooled(
     emitters: Vec<Arc<Switch>>,
     store: Arc<MemorySpool>,
     dlq: Arc<MemDlq>,
@@ -107,13 +107,13 @@ fn spooled(
     .with_spool(store, "spool/", config)
 }
 
-fn batch(from: u32, n: u32) -> Vec<InputRecord> {
+pub(super) fn batch(from: u32, n: u32) -> Vec<InputRecord> {
     (from..from + n)
         .map(|i| rec(i, &login(&format!("E{i}")), 0))
         .collect()
 }
 
-fn ids(from: u32, n: u32) -> Vec<String> {
+pub(super) fn ids(from: u32, n: u32) -> Vec<String> {
     (from..from + n).map(|i| format!("E{i}-id")).collect()
 }
 
@@ -265,6 +265,14 @@ impl Emitter for Flaky {
     }
 }
 
+/// As if slot `k`'s probe interval had passed.
+pub(super) fn probe_due(f: &Forwarder, k: usize) {
+    f.spool
+        .as_ref()
+        .unwrap()
+        .update(k, |s| s.next_probe = Some(Instant::now()));
+}
+
 #[tokio::test]
 async fn an_open_breaker_spends_one_probe_not_a_retry_budget() {
     let siem = Switch::new("siem", false);
@@ -278,6 +286,7 @@ async fn an_open_breaker_spends_one_probe_not_a_retry_budget() {
     f.process(&batch(1, 4), deadline()).await;
     // Two requests of two records, three attempts each.
     assert_eq!(siem.calls.load(Ordering::SeqCst), 6);
+    probe_due(&f, 0);
     let r = f.process(&batch(5, 4), deadline()).await;
     assert_eq!(siem.calls.load(Ordering::SeqCst), 7, "one probe");
     assert!(r.failures.is_empty());
@@ -286,6 +295,7 @@ async fn an_open_breaker_spends_one_probe_not_a_retry_budget() {
     assert_eq!(r.emitters[0].1.spool_depth, 8);
     // Back up: the probe passes, the spool drains oldest first, then the batch is delivered.
     siem.up.store(true, Ordering::SeqCst);
+    probe_due(&f, 0);
     let r = f.process(&batch(9, 2), deadline()).await;
     assert_eq!(siem.ids(), ids(1, 10));
     assert!(!r.emitters[0].1.breaker_open);

@@ -1,16 +1,27 @@
-//! The spool's part of an invocation: before delivery, the redrive of every emitter this warm
-//! instance knows has spooled records (its breaker's probe first), which decides whether the
-//! emitter gets the batch ([`Mode::Deliver`]) or has it spooled behind its older records
-//! ([`Mode::SpoolDirect`]); after delivery, the spool writes of what each emitter did not take.
-//! An emitter with nothing spooled costs no S3 request.
+//! The spool's part of an invocation: each emitter's [`Plan`] (decided without a request from
+//! what this warm instance knows), then, after delivery, the spool writes of what each emitter
+//! did not take.
+//!
+//! - Breaker closed, nothing known spooled: the batch is delivered ([`Mode::Deliver`]); no S3
+//!   request.
+//! - Breaker open: the batch is spooled at once ([`Mode::SpoolDirect`], one S3 PUT), and the
+//!   emitter is not waited for. At most once per probe interval (`spool.probeIntervalInSec`,
+//!   doubled after each failed probe up to `spool.probeMaxIntervalInSec`) the instance probes
+//!   it, with one spooled record and `spool.probeTimeoutInSec`, concurrently with the other
+//!   emitters' delivery.
+//! - Breaker closed with records spooled (or a probe that passed): the spool is redriven
+//!   oldest first, concurrently with the others' delivery; once they are done it starts no
+//!   further object after [`MIN_OBJECTS`](crate::spool::redrive::MIN_OBJECTS); the batch is delivered if the spool drained, else
+//!   spooled behind.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::deliver::Plan;
 use super::prepare::PreparedBatch;
 use super::{EmitterStats, Forwarder, InputRecord, Mode, Status};
 use crate::spool::layout::{self, SpoolLine};
@@ -33,6 +44,7 @@ fn context(
     end: Instant,
     deadline: Instant,
     tag: &str,
+    delivering: Option<Arc<AtomicUsize>>,
 ) -> Option<Arc<RedriveContext>> {
     let spool = fwd.spool.clone()?;
     Some(Arc::new(RedriveContext {
@@ -43,7 +55,19 @@ fn context(
         retry: fwd.retry,
         end,
         deadline,
+        delivering,
     }))
+}
+
+/// The redrive target of slot `k`.
+fn target(fwd: &Forwarder, k: usize) -> Option<RedriveTarget> {
+    let slot = fwd.slots.get(k)?;
+    Some(RedriveTarget {
+        slot: k,
+        emitter: slot.emitter.clone(),
+        buffering: slot.buffering,
+        timeout: slot.timeout,
+    })
 }
 
 /// Redrives the slots for which `wanted` says so, at once; per slot its report (default for
@@ -56,19 +80,16 @@ pub(super) async fn redrive_slots(
     wanted: impl Fn(&Spool, usize) -> bool,
 ) -> Vec<RedriveReport> {
     let mut reports = vec![RedriveReport::default(); fwd.slots.len()];
-    let Some(cx) = context(fwd, end, deadline, tag) else {
+    let Some(cx) = context(fwd, end, deadline, tag, None) else {
         return reports;
     };
     let mut tasks = JoinSet::new();
-    for (k, slot) in fwd.slots.iter().enumerate() {
+    for k in 0..fwd.slots.len() {
         if !wanted(&cx.spool, k) {
             continue;
         }
-        let target = RedriveTarget {
-            slot: k,
-            emitter: slot.emitter.clone(),
-            buffering: slot.buffering,
-            timeout: slot.timeout,
+        let Some(target) = target(fwd, k) else {
+            continue;
         };
         let probe = cx.spool.state(k).breaker_open;
         let cx = cx.clone();
@@ -87,49 +108,79 @@ pub(super) async fn redrive_slots(
     reports
 }
 
-/// Before delivery: the redrive of the emitters known to have spooled records, and per slot
-/// how it takes this batch.
-pub(super) async fn modes(
+/// Before delivery: each slot's [`Plan`], from what this instance knows (no request), and the
+/// count of the slots that deliver at once (`None` when none does: a redrive then need not
+/// yield). A probe due is claimed here, so that it is made at most once per interval.
+pub(super) fn plans(
     fwd: &Forwarder,
     retry_deadline: Instant,
     tag: &str,
-) -> (Vec<Mode>, Vec<RedriveReport>) {
+) -> (Vec<Plan>, Option<Arc<AtomicUsize>>) {
     let Some(spool) = &fwd.spool else {
         return (
-            vec![Mode::Deliver; fwd.slots.len()],
-            vec![RedriveReport::default(); fwd.slots.len()],
+            fwd.slots.iter().map(|_| Plan::Now(Mode::Deliver)).collect(),
+            None,
         );
     };
+    // `Some(probe)`: redrive first (probing first when `probe`).
+    let redrive_first: Vec<Option<bool>> = (0..fwd.slots.len())
+        .map(|k| {
+            let st = spool.state(k);
+            if st.breaker_open {
+                spool.claim_probe(k).then_some(true)
+            } else {
+                (st.depth > 0).then_some(false)
+            }
+        })
+        .collect();
+    let direct = (0..fwd.slots.len())
+        .filter(|&k| !spool.state(k).breaker_open && redrive_first[k].is_none())
+        .count();
+    let delivering = (direct > 0).then(|| Arc::new(AtomicUsize::new(direct)));
     let now = Instant::now();
     let budget = spool
         .config
         .redrive_budget
         .min(retry_deadline.saturating_duration_since(now) / 2);
-    let reports = redrive_slots(fwd, now + budget, retry_deadline, tag, |s, k| {
-        s.state(k).needs_redrive()
-    })
-    .await;
-    let modes = (0..fwd.slots.len())
-        .map(|k| {
-            if spool.state(k).needs_redrive() {
-                Mode::SpoolDirect
-            } else {
-                Mode::Deliver
-            }
+    let cx = context(fwd, now + budget, retry_deadline, tag, delivering.clone());
+    let plans = redrive_first
+        .iter()
+        .enumerate()
+        .map(|(k, first)| match (first, &cx, target(fwd, k)) {
+            (Some(probe), Some(cx), Some(t)) => gate(t, cx.clone(), *probe),
+            _ if spool.state(k).breaker_open => Plan::Now(Mode::SpoolDirect),
+            _ => Plan::Now(Mode::Deliver),
         })
         .collect();
-    (modes, reports)
+    (plans, delivering)
+}
+
+/// The plan of a slot that redrives first: the mode is [`Mode::Deliver`] if its spool drained
+/// (and its breaker is closed), else [`Mode::SpoolDirect`].
+fn gate(t: RedriveTarget, cx: Arc<RedriveContext>, probe: bool) -> Plan {
+    Plan::After(Box::pin(async move {
+        let (spool, k) = (cx.spool.clone(), t.slot);
+        let report = redrive(t, cx, probe).await;
+        let mode = if spool.state(k).needs_redrive() {
+            Mode::SpoolDirect
+        } else {
+            Mode::Deliver
+        };
+        (mode, report)
+    }))
 }
 
 /// After delivery: every slot's pending records into one spool object; they become
-/// [`Status::Spooled`] once it is written. The breaker of an emitter that failed opens. Returns
-/// the number of failed spool writes.
+/// [`Status::Spooled`] once it is written. The breaker of an emitter that was sent the batch
+/// and failed (`modes`: [`Mode::Deliver`]) opens, and is recorded in the store. Returns the
+/// number of failed spool writes.
 pub(super) async fn spool_pending(
     fwd: &Forwarder,
     records: &[InputRecord],
     batch: &PreparedBatch,
     statuses: &mut [Vec<Status>],
     stats: &mut [EmitterStats],
+    modes: &[Mode],
     tag: &str,
 ) -> usize {
     let Some(spool) = &fwd.spool else { return 0 };
@@ -183,10 +234,16 @@ pub(super) async fn spool_pending(
                     s.spooled += indices.len();
                 }
                 spool.update(k, |s| {
-                    s.breaker_open = true;
                     s.depth += indices.len();
                     s.oldest_ms = Some(s.oldest_ms.map_or(oldest, |o| o.min(oldest)));
                 });
+                let failed = modes.get(k) == Some(&Mode::Deliver);
+                if failed
+                    && spool.open_breaker(k)
+                    && let Some(slot) = fwd.slots.get(k)
+                {
+                    spool.persist_breaker(slot.emitter.name(), true).await;
+                }
             }
             Ok(PutOutcome::AlreadyExists) | Err(_) => {
                 failures += 1;

@@ -2,7 +2,8 @@
 //! `{SPOOL_PREFIX}{emitter}/{yyyy}/{MM}/{dd}/{HH}/{arrivalMs:013}-{shard}-{firstSequenceNumber}-{requestId8}.jsonl`
 //! (emitter and shard escaped by [`authtrail_core::s3key`]; hour and `arrivalMs` of the oldest
 //! record in the object, so that the lexicographic order of keys is oldest first), and the
-//! lease `{SPOOL_PREFIX}{emitter}/.lease`. Each object holds JSON lines, one [`SpoolLine`] per
+//! lease `{SPOOL_PREFIX}{emitter}/.lease` and the breaker marker
+//! `{SPOOL_PREFIX}{emitter}/.breaker` (present while the breaker is open). Each object holds JSON lines, one [`SpoolLine`] per
 //! record.
 
 use chrono::{TimeZone, Utc};
@@ -46,6 +47,12 @@ pub fn lease_key(prefix: &str, emitter: &str) -> String {
     format!("{}.lease", emitter_prefix(prefix, emitter))
 }
 
+/// The breaker marker of one emitter: present while its breaker is open (see
+/// [`crate::spool::Spool::persist_breaker`]).
+pub fn breaker_key(prefix: &str, emitter: &str) -> String {
+    format!("{}.breaker", emitter_prefix(prefix, emitter))
+}
+
 /// The key of a spool object whose oldest record arrived at `oldest_ms`; `first` is the first
 /// record's shard and sequence number, `tag` the writer's request id (8 characters used).
 pub fn object_key(
@@ -69,7 +76,7 @@ pub fn object_key(
     )
 }
 
-/// Whether `key` is a spool object (not the lease).
+/// Whether `key` is a spool object (not the lease nor the breaker marker).
 pub fn is_object(key: &str) -> bool {
     key.ends_with(".jsonl")
 }

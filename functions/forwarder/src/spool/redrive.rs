@@ -11,6 +11,7 @@
 //! (`spool retention exceeded`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -55,6 +56,27 @@ pub struct RedriveContext {
     pub end: Instant,
     /// The invocation's hard limit for the writes that record progress.
     pub deadline: Instant,
+    /// In a Kinesis invocation: the emitters still delivering the batch. Once none is, a
+    /// redrive that has taken [`MIN_OBJECTS`] objects starts no further one, so that it does not
+    /// make the invocation (and every other emitter's next batch) wait. `None`: no such limit
+    /// (scheduled redrives, or no emitter delivering).
+    pub delivering: Option<Arc<AtomicUsize>>,
+}
+
+/// Objects a redrive in a Kinesis invocation takes before it yields to the other emitters'
+/// delivery: two, so that the spool shrinks even while each invocation spools one object
+/// behind it.
+pub const MIN_OBJECTS: usize = 2;
+
+impl RedriveContext {
+    /// Whether a redrive that has taken `objects` objects should stop starting new ones.
+    fn should_yield(&self, objects: usize) -> bool {
+        objects >= MIN_OBJECTS
+            && self
+                .delivering
+                .as_ref()
+                .is_some_and(|d| d.load(Ordering::SeqCst) == 0)
+    }
 }
 
 /// What one redrive did.
@@ -87,6 +109,8 @@ struct ObjectResult {
 }
 
 /// Redrives one emitter's spool (oldest first, under its lease), probing first when `probe`.
+/// A breaker that opens or closes is recorded in the store; a failed probe makes the next one
+/// wait longer.
 pub async fn redrive(t: RedriveTarget, cx: Arc<RedriveContext>, probe: bool) -> RedriveReport {
     let mut rep = RedriveReport::default();
     let name = t.emitter.name().to_string();
@@ -103,12 +127,20 @@ pub async fn redrive(t: RedriveTarget, cx: Arc<RedriveContext>, probe: bool) -> 
             return rep;
         }
     }
+    let was_open = cx.spool.state(t.slot).breaker_open;
     if let Err(e) = drain(&t, &cx, probe, &mut rep).await {
         rep.failures += 1;
         tracing::error!(emitter = name, error = %e, "redrive stopped");
     }
     if let Err(e) = cx.spool.store.delete(&lease).await {
         tracing::warn!(emitter = name, error = %e, "spool lease not released; it expires");
+    }
+    let open = cx.spool.state(t.slot).breaker_open;
+    if probe && open {
+        cx.spool.probe_failed(t.slot);
+    }
+    if open != was_open {
+        cx.spool.persist_breaker(&name, open).await;
     }
     rep
 }
@@ -154,8 +186,9 @@ async fn drain(
         .filter(|k| layout::is_object(k))
         .collect();
     let (mut depth, mut oldest, mut stopped) = (0usize, None::<i64>, false);
+    let mut taken = 0usize;
     for key in &keys {
-        if stopped || Instant::now() >= cx.end {
+        if stopped || Instant::now() >= cx.end || cx.should_yield(taken) {
             // Not read: at least one record.
             depth += 1;
             oldest = oldest.or(layout::oldest_ms_of_key(key));
@@ -164,6 +197,7 @@ async fn drain(
         let Some(body) = cx.spool.store.get(key).await? else {
             continue;
         };
+        taken += 1;
         let r = object(t, cx, key, &body, &mut probe, rep).await?;
         depth += r.left;
         if r.left > 0 {
@@ -177,8 +211,12 @@ async fn drain(
     cx.spool.update(t.slot, |s| {
         s.depth = depth;
         s.oldest_ms = oldest;
-        s.breaker_open = stopped;
     });
+    if stopped {
+        cx.spool.open_breaker(t.slot);
+    } else {
+        cx.spool.close_breaker(t.slot);
+    }
     Ok(())
 }
 
