@@ -422,7 +422,7 @@ fn spool_figures(event: &[u8]) {
             let objects: Vec<(String, Vec<u8>)> = store
                 .objects()
                 .into_iter()
-                .filter(|(k, _)| !k.ends_with("/.lease"))
+                .filter(|(k, _)| k.ends_with(".jsonl"))
                 .collect();
             let mut best = Duration::MAX;
             let mut requests = 0;
@@ -564,6 +564,12 @@ fn isolation_figures(event: &[u8]) {
         let stalled_rate = healthy_rate(&down, &inputs, invocations).await;
         let took = t.elapsed();
         let probes = connections.load(std::sync::atomic::Ordering::SeqCst) - before;
+        // A new instance of the same function: it reads the open breaker at cold start.
+        let cold = two_emitters(&ingest, &stalled, &ca, store.clone()).await;
+        cold.load_breakers().await;
+        let t = Instant::now();
+        healthy_rate(&cold, &inputs, 1).await;
+        let cold_first = t.elapsed();
         println!("healthy emitter, both up                        {all_up:>10.0} records/s");
         println!(
             "healthy emitter, other stalled (breaker open)   {stalled_rate:>10.0} records/s  ratio {:.3}  ({probes} connections to the stalled receiver, {} spool requests in {:.1} s; the invocation that opened the breaker took {:.1} s)",
@@ -571,6 +577,10 @@ fn isolation_figures(event: &[u8]) {
             store.requests() - requests,
             took.as_secs_f64(),
             opening.as_secs_f64()
+        );
+        println!(
+            "a new instance (breaker read at cold start): first invocation {:.1} ms",
+            cold_first.as_secs_f64() * 1000.0
         );
         let _ = std::fs::remove_dir_all(&dir);
     });
