@@ -11,7 +11,8 @@ use authtrail_chaos::{ChaosOptions, Counts, run};
 use authtrail_harness::ScratchDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn small_chaos_run_loses_nothing_and_duplicates_only_where_the_guarantees_allow() {
+async fn small_chaos_run_loses_nothing_and_repeats_nothing_in_stream_archive_or_a_receiver_that_stayed_up()
+ {
     let dir = ScratchDir::new("chaos").unwrap();
     let outcome = run(ChaosOptions {
         events: 20_000,
@@ -33,9 +34,11 @@ async fn small_chaos_run_loses_nothing_and_duplicates_only_where_the_guarantees_
     for (name, p) in places {
         assert_eq!(p["lost"], 0, "{name}");
     }
-    // The index is exactly once; the archive holds no copy the stream does not.
-    assert_eq!(places["elastic"]["extraCopies"], 0);
-    assert!(places["archive"]["extraCopies"].as_u64() <= places["stream"]["extraCopies"].as_u64());
+    // Nothing twice in the stream (kills between accepted and saved are settled by reading the
+    // stream back), in the archive, or in the index that was up the whole time.
+    for name in ["stream", "archive", "elastic"] {
+        assert_eq!(places[name]["extraCopies"], 0, "{name}");
+    }
     let malformed = &v.json["malformed"];
     assert!(malformed["written"].as_u64().unwrap() > 0);
     assert_eq!(malformed["notDeadLettered"], 0);

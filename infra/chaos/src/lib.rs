@@ -203,7 +203,6 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosOutcome, ChaosError> {
         &written,
         verdict::RunFacts {
             kills_in_window: in_window,
-            page_size: 1000,
         },
     );
     let made = made_by_demo.unwrap_or_else(|| places.expected.distinct());

@@ -574,17 +574,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .await
         .map_err(step("forwarder task"))?
         .map_err(step("forwarder"))?;
-    // The producer's settle window re-reads recent events; a few more runs pick up everything
-    // now visible, after which runs find nothing new.
+    // The producer's settle window re-reads recent events; more runs pick up everything now
+    // visible (and a backlog left by a slow or faulted run), until runs find nothing new.
     let no_faults = mpas_sim::FaultRates::default();
     sim.set_faults(no_faults).map_err(step("clearing faults"))?;
-    let catch_up = ScheduleConfig {
-        count: Some(4),
-        ..ScheduleConfig::every("authtrail-demo-producer", Duration::from_secs(3))
-    };
-    run_schedule(&producer, &catch_up, std::future::pending())
-        .await
-        .map_err(step("producer catch-up"))?;
+    producer_catch_up(&producer, &opts).await?;
     let archiver_drain = archiver_task
         .0
         .drain()
@@ -975,4 +969,44 @@ async fn start_function_with(
         .await
         .map_err(step("starting a function"))?;
     Ok(Arc::new(f))
+}
+
+/// Runs the producer every 3 s until it has read up to the simulator's frozen clock: at least
+/// four runs (the settle window), then until two runs in a row were complete and put nothing
+/// (a backlog drains first); at most 600 runs.
+async fn producer_catch_up(producer: &LambdaFunction, opts: &DemoOptions) -> Result<(), DemoError> {
+    let one = ScheduleConfig {
+        count: Some(1),
+        fire_immediately: true,
+        ..ScheduleConfig::every("authtrail-demo-producer", Duration::from_secs(3))
+    };
+    let mut quiet_runs = 0;
+    for run in 0..600u32 {
+        let started = Instant::now();
+        let done = run_schedule(producer, &one, std::future::pending())
+            .await
+            .map_err(step("producer catch-up"))?;
+        let summary: Option<serde_json::Value> = done.first().and_then(|i| match &i.outcome {
+            authtrail_runner::Outcome::Response(body) => serde_json::from_slice(body).ok(),
+            _ => None,
+        });
+        let caught_up = summary.as_ref().is_some_and(|v| {
+            v["complete"] == json!(true) && v["put"] == json!(0) && v["stoodDown"] != json!(true)
+        });
+        quiet_runs = if caught_up { quiet_runs + 1 } else { 0 };
+        if run >= 3 && quiet_runs >= 2 {
+            return Ok(());
+        }
+        if run > 0 && run % 20 == 0 {
+            say(
+                opts,
+                format!("  producer catching up: {run} runs after the traffic"),
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
+    }
+    Err(DemoError::Step {
+        step: "producer catch-up",
+        detail: "still not caught up after 600 runs".into(),
+    })
 }
