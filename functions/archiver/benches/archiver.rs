@@ -23,8 +23,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use authtrail_archiver::batch;
 use authtrail_archiver::config::{Compression, DEFAULT_GZIP_LEVEL, ZSTD_LEVEL};
+use authtrail_archiver::{batch, digest, jsonscan};
+use authtrail_core::s3key::{hourly_key, utc_from_epoch_seconds};
 use base64::Engine;
 
 struct Counting;
@@ -159,13 +160,30 @@ fn payload(n: Option<usize>, size: usize) -> (Vec<u8>, usize, usize) {
     (out.into_bytes(), count, data_bytes)
 }
 
-/// The handler's CPU path: payload bytes to finished archive body.
+/// The handler's CPU path: payload bytes to finished archive body, with what each PUT of it
+/// carries that costs CPU: its key, its metadata and the SHA-256 of the stored bytes (hex for
+/// the digest ledger, base64 for `x-amz-checksum-sha256`). Returns the stored bytes' size.
 fn archive_once(payload: &[u8], compression: Compression) -> usize {
     let ev = authtrail_core::kinesis::parse(payload).unwrap();
     let mut out = 0;
     for group in batch::group_by_shard(&ev.records) {
         let b = batch::build(group).unwrap();
         let body = batch::archive_body(&b, 0..b.goods.len(), compression).unwrap();
+        let (first, last) = (&b.goods[0], &b.goods[b.goods.len() - 1]);
+        let key = hourly_key(
+            "raw/",
+            utc_from_epoch_seconds(first.arrival),
+            &[&b.stream, &b.shard, &first.seq],
+            &format!(".{}", compression.extension()),
+        );
+        let metadata: BTreeMap<&str, String> = [
+            ("first-sequence-number", first.seq.to_string()),
+            ("last-sequence-number", last.seq.to_string()),
+            ("record-count", b.goods.len().to_string()),
+        ]
+        .into();
+        let (hex, base64) = digest::sha256_hex_and_base64(&body);
+        black_box((key, metadata, hex, base64));
         out += body.len();
     }
     out
@@ -199,7 +217,7 @@ fn measure(label: &str, runs: usize, f: impl Fn() -> usize) -> f64 {
     let min = times.iter().min().copied().unwrap_or_default();
     let median_ms = median(times).as_secs_f64() * 1e3;
     println!(
-        "  {label:<44} median {median_ms:>7.2} ms  min {:>7.2} ms  peak heap above input {:>6.1} MB  output {:>9} B",
+        "  {label:<52} median {median_ms:>7.2} ms  min {:>7.2} ms  peak heap above input {:>6.1} MB  output {:>9} B",
         min.as_secs_f64() * 1e3,
         peak as f64 / 1_048_576.0,
         out
@@ -237,23 +255,37 @@ fn python() -> PathBuf {
     }
 }
 
-/// Runs the Python peer on `payload` at the given gzip levels: median ms per level.
-fn run_peer(payload: &[u8], runs: usize, levels: &[u32]) -> Result<BTreeMap<u32, f64>, String> {
-    let file = std::env::temp_dir().join(format!("archiver-bench-{}.json", std::process::id()));
-    std::fs::write(&file, payload).map_err(|e| e.to_string())?;
+/// One line of the peer's output: median and output size.
+#[derive(Debug, Clone, Copy)]
+struct PeerFigure {
+    median_ms: f64,
+    output: usize,
+}
+
+/// Runs the Python peer on `data` (the event payload; with `--compress-only`, an archive
+/// body) at the given levels (`none` or 0-9): its figures per level, printed as they come.
+fn run_peer(
+    mode: Option<&str>,
+    data: &[u8],
+    runs: usize,
+    levels: &[&str],
+) -> Result<BTreeMap<String, PeerFigure>, String> {
+    let file = std::env::temp_dir().join(format!("archiver-bench-{}.bin", std::process::id()));
+    std::fs::write(&file, data).map_err(|e| e.to_string())?;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer_archiver.py");
     let out = Command::new(python())
         .arg(&script)
+        .args(mode)
         .arg(&file)
         .arg(runs.to_string())
-        .args(levels.iter().map(u32::to_string))
+        .args(levels)
         .output();
     let _ = std::fs::remove_file(&file);
     let out = out.map_err(|e| format!("cannot start {}: {e}", python().display()))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let mut medians = BTreeMap::new();
+    let mut figures = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let fields: BTreeMap<&str, &str> = line
             .split_whitespace()
@@ -262,19 +294,182 @@ fn run_peer(payload: &[u8], runs: usize, levels: &[u32]) -> Result<BTreeMap<u32,
         let (Some(level), Some(ms)) = (fields.get("level"), fields.get("median_ms")) else {
             continue;
         };
+        let what = match (mode, *level) {
+            (Some(_), l) => format!("Python zlib alone, gzip.compress level {l}"),
+            (None, "none") => "Python peer, no compression".to_string(),
+            (None, l) => format!("Python peer, gzip level {l}"),
+        };
+        let detail = match fields.get("zlib") {
+            Some(z) => format!("zlib {z}"),
+            None => format!("boto3 {}", fields.get("boto3").unwrap_or(&"?")),
+        };
         println!(
-            "  {:<44} median {:>7} ms  min {:>7} ms  (boto3 {})                 output {:>9} B",
-            format!("Python peer, gzip level {level}"),
-            ms,
+            "  {what:<52} median {ms:>7} ms  min {:>7} ms  ({detail}){:>17}output {:>9} B",
             fields.get("min_ms").unwrap_or(&"?"),
-            fields.get("boto3").unwrap_or(&"?"),
+            "",
             fields.get("output").unwrap_or(&"?"),
         );
-        if let (Ok(l), Ok(m)) = (level.parse(), ms.parse()) {
-            medians.insert(l, m);
+        if let (Ok(median_ms), Some(Ok(output))) =
+            (ms.parse(), fields.get("output").map(|o| o.parse()))
+        {
+            figures.insert(level.to_string(), PeerFigure { median_ms, output });
         }
     }
-    Ok(medians)
+    Ok(figures)
+}
+
+/// The CPU stages of the job one by one on `payload` (medians), to read the whole against its
+/// parts. Returns the archive body (the records' lines, uncompressed).
+fn stages(payload: &[u8], runs: usize) -> bytes::Bytes {
+    let ev = authtrail_core::kinesis::parse(payload).unwrap();
+    measure("stage: event parse (core's borrowed reader)", runs, || {
+        authtrail_core::kinesis::parse(payload)
+            .unwrap()
+            .records
+            .len()
+    });
+    let capacity: usize = ev.records.iter().map(|r| r.data_base64().len()).sum();
+    let mut body = Vec::with_capacity(capacity);
+    let mut ranges = Vec::new();
+    for r in &ev.records {
+        let start = body.len();
+        r.decode_data_into(&mut body).unwrap();
+        ranges.push(start..body.len());
+    }
+    measure("stage: base64 of every record into one body", runs, || {
+        let mut out = Vec::with_capacity(capacity);
+        for r in &ev.records {
+            r.decode_data_into(&mut out).unwrap();
+        }
+        out.len()
+    });
+    measure("stage: UTF-8 check of every record", runs, || {
+        let ok = |r: &std::ops::Range<usize>| std::str::from_utf8(&body[r.clone()]).is_ok();
+        ranges.iter().filter(|r| ok(r)).count()
+    });
+    measure(
+        "stage: JSON check, serde_json IgnoredAny (before)",
+        runs,
+        || {
+            let ok = |r: &std::ops::Range<usize>| {
+                let text = std::str::from_utf8(&body[r.clone()]).unwrap();
+                serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+            };
+            ranges.iter().filter(|r| ok(r)).count()
+        },
+    );
+    measure("stage: JSON check, validating scanner (now)", runs, || {
+        let ok = |r: &std::ops::Range<usize>| jsonscan::is_json(&body[r.clone()]);
+        ranges.iter().filter(|r| ok(r)).count()
+    });
+    measure("stage: batch::build (base64 + all checks)", runs, || {
+        let groups = batch::group_by_shard(&ev.records);
+        groups
+            .into_iter()
+            .map(|g| batch::build(g).unwrap().goods.len())
+            .sum()
+    });
+    let body = bytes::Bytes::from(body);
+    let gz6 = batch::compress(body.clone(), Compression::Gzip { level: 6 }).unwrap();
+    measure(
+        "stage: SHA-256 (hex + base64) of the gzip 6 bytes",
+        runs,
+        || digest::sha256_hex_and_base64(&gz6).0.len(),
+    );
+    body
+}
+
+/// The stored size of `body` at each libdeflate level 1-9.
+fn gzip_sizes(body: &bytes::Bytes) -> Vec<(u32, usize)> {
+    (1..=9)
+        .map(|level| {
+            let out = batch::compress(body.clone(), Compression::Gzip { level }).unwrap();
+            (level, out.len())
+        })
+        .collect()
+}
+
+/// The comparisons with the Python peer on the full event (README, "Performance").
+fn compare_with_peer(p: &[u8], runs: usize, ours: &BTreeMap<&str, f64>, body: &bytes::Bytes) {
+    let peer = match run_peer(None, p, runs, &["6", "1", "none"]) {
+        Ok(peer) => peer,
+        Err(e) => return println!("  Python peer skipped: {}", e.trim()),
+    };
+    println!("  HEADLINE, same nominal gzip level (whole job, warm):");
+    for (level, label) in [("6", "gzip 6"), ("1", "gzip 1")] {
+        if let (Some(theirs), Some(us)) = (peer.get(level), ours.get(label)) {
+            let theirs = theirs.median_ms;
+            println!(
+                "    ratio at gzip level {level}: Python peer {theirs:.2} ms / authtrail {us:.2} ms = {:.2}x",
+                theirs / us
+            );
+        }
+    }
+    let Some(peer6) = peer.get("6").copied() else {
+        return;
+    };
+    if let Some(z) = ours.get("zstd") {
+        println!(
+            "    (other format) Python peer gzip 6 / authtrail zstd {ZSTD_LEVEL}: {:.2} ms / {z:.2} ms = {:.2}x",
+            peer6.median_ms,
+            peer6.median_ms / z
+        );
+    }
+    println!(
+        "  (a) the compressor alone, on the same {} B body:",
+        body.len()
+    );
+    let ours6 = measure("libdeflate gzip level 6 alone", runs, || {
+        batch::compress(body.clone(), Compression::Gzip { level: 6 })
+            .unwrap()
+            .len()
+    });
+    if let Ok(z) = run_peer(Some("--compress-only"), body, runs, &["6"])
+        && let Some(z6) = z.get("6")
+    {
+        println!(
+            "    compressor alone at level 6: zlib {:.2} ms / libdeflate {ours6:.2} ms = {:.2}x",
+            z6.median_ms,
+            z6.median_ms / ours6
+        );
+        let peer_rest = peer6.median_ms - z6.median_ms;
+        println!(
+            "    the peer's job at level 6 without its compressor: {:.2} ms; 5x of the peer is {:.2} ms, libdeflate level 6 alone takes {ours6:.2} ms of it",
+            peer_rest,
+            peer6.median_ms / 5.0
+        );
+    }
+    println!(
+        "  (b) everything but compression (ARCHIVE_COMPRESSION=none vs the peer without gzip):"
+    );
+    if let (Some(theirs), Some(us)) = (peer.get("none"), ours.get("none")) {
+        println!(
+            "    ratio without compression: Python peer {:.2} ms / authtrail {us:.2} ms = {:.2}x",
+            theirs.median_ms,
+            theirs.median_ms / us
+        );
+    }
+    println!(
+        "  (c) at equal or smaller output than the peer's gzip 6 ({} B):",
+        peer6.output
+    );
+    let sizes = gzip_sizes(body);
+    let sizes_text: Vec<String> = sizes.iter().map(|(l, n)| format!("{l}: {n}")).collect();
+    println!("    libdeflate output by level: {}", sizes_text.join(", "));
+    let Some(&(level, size)) = sizes.iter().find(|(_, n)| *n <= peer6.output) else {
+        return println!("    no libdeflate level writes an object that small");
+    };
+    let whole = measure(
+        &format!("whole job, libdeflate gzip level {level}"),
+        runs,
+        || archive_once(p, Compression::Gzip { level }),
+    );
+    println!(
+        "    ratio at equal or smaller output: Python peer gzip 6 {:.2} ms ({} B) / authtrail gzip level {level} {whole:.2} ms ({size} B) = {:.2}x",
+        peer6.median_ms,
+        peer6.output,
+        peer6.median_ms / whole
+    );
 }
 
 fn main() {
@@ -282,7 +477,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    println!("archiver bench: payload -> finished archive body, one thread, {runs} runs");
+    println!(
+        "archiver bench: payload -> finished archive body + its key, metadata and SHA-256, one thread, {runs} runs"
+    );
     let scenarios: [(&str, Option<usize>, usize); 2] = [
         ("full 6 MB event, ~520 B records", None, 520),
         ("issue's 9,000 x 500 B records", Some(9_000), 500),
@@ -299,56 +496,40 @@ fn main() {
             p.len() as f64 / 1_048_576.0,
             data as f64 / 1_048_576.0
         );
-        let level1 = measure(
-            &format!("gzip level {DEFAULT_GZIP_LEVEL} (default)"),
-            runs,
-            || {
-                archive_once(
-                    &p,
-                    Compression::Gzip {
-                        level: DEFAULT_GZIP_LEVEL,
-                    },
-                )
-            },
-        );
-        let level6 = measure("gzip level 6", runs, || {
-            archive_once(&p, Compression::Gzip { level: 6 })
-        });
-        let zstd = measure(&format!("zstd level {ZSTD_LEVEL}"), runs, || {
-            archive_once(&p, Compression::Zstd { level: ZSTD_LEVEL })
-        });
-        println!(
-            "  {:<44} {:.1} MB (C heap, add to the zstd line's peak)",
-            "zstd context",
-            zstd_context_bytes(&p) as f64 / 1_048_576.0
-        );
-        measure("no compression", runs, || {
-            archive_once(&p, Compression::None)
-        });
+        let mut ours = BTreeMap::new();
+        let level1 = Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        };
+        let jobs = [
+            ("gzip 1", "gzip level 1 (default)", level1),
+            ("gzip 6", "gzip level 6", Compression::Gzip { level: 6 }),
+            (
+                "zstd",
+                "zstd level 3",
+                Compression::Zstd { level: ZSTD_LEVEL },
+            ),
+            ("none", "no compression", Compression::None),
+        ];
+        for (id, label, compression) in jobs {
+            let median = measure(&format!("whole job, {label}"), runs, || {
+                archive_once(&p, compression)
+            });
+            ours.insert(id, median);
+            if id == "zstd" {
+                println!(
+                    "  {:<52} {:.1} MB (C heap, add to the zstd line's peak)",
+                    "zstd context",
+                    zstd_context_bytes(&p) as f64 / 1_048_576.0
+                );
+            }
+        }
         measure("(reference) aws_lambda_events parse only", runs, || {
             parse_with_aws_lambda_events(&p)
         });
         if p.len() > PAYLOAD_LIMIT {
             continue;
         }
-        match run_peer(&p, runs, &[6, DEFAULT_GZIP_LEVEL]) {
-            Ok(peer) => {
-                for (level, ours) in [(6, level6), (DEFAULT_GZIP_LEVEL, level1)] {
-                    if let Some(theirs) = peer.get(&level) {
-                        println!(
-                            "  ratio at gzip level {level}: Python peer {theirs:.2} ms / authtrail {ours:.2} ms = {:.1}x",
-                            theirs / ours
-                        );
-                    }
-                }
-                if let Some(theirs) = peer.get(&6) {
-                    println!(
-                        "  ratio Python peer gzip 6 / authtrail zstd {ZSTD_LEVEL}: {theirs:.2} ms / {zstd:.2} ms = {:.1}x",
-                        theirs / zstd
-                    );
-                }
-            }
-            Err(e) => println!("  Python peer skipped: {}", e.trim()),
-        }
+        let body = stages(&p, runs);
+        compare_with_peer(&p, runs, &ours, &body);
     }
 }

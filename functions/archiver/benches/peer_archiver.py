@@ -8,7 +8,12 @@ the object goes into a dict instead.
 
 Usage: peer_archiver.py PAYLOAD_FILE RUNS LEVEL [LEVEL...]
 Prints one line per level: `level=<n> median_ms=<m> min_ms=<m> output=<bytes>`, after one warm-up
-run per level (the timed runs are warm, like the Rust side's).
+run per level (the timed runs are warm, like the Rust side's). LEVEL `none` stores the joined
+lines uncompressed (everything but the compressor, for comparing the rest of the job).
+
+Usage: peer_archiver.py --compress-only BODY_FILE RUNS LEVEL [LEVEL...]
+Times the peer's compressor alone (`gzip.compress`, that is CPython's zlib) on the given body:
+the same lines as above, with `zlib=<version>`.
 """
 
 import base64
@@ -17,6 +22,7 @@ import json
 import statistics
 import sys
 import time
+import zlib
 
 try:
     import boto3
@@ -54,7 +60,7 @@ class MemoryS3:
         self.objects[request.url] = body
         return botocore.awsrequest.AWSResponse(request.url, 200, {}, _EmptyBody())
 
-    def put(self, key, body, metadata):
+    def put(self, key, body, metadata, gzipped=True):
         if self.client is None:
             self.objects[key] = body
             return
@@ -62,7 +68,7 @@ class MemoryS3:
             Bucket="archive",
             Key=key,
             Body=body,
-            ContentType="application/gzip",
+            ContentType="application/gzip" if gzipped else "application/x-ndjson",
             Metadata=metadata,
             IfNoneMatch="*",
         )
@@ -81,35 +87,54 @@ def archive(payload, level, s3):
         lines.append(data)
         first = first or k["sequenceNumber"]
         last = k["sequenceNumber"]
-    body = gzip.compress(b"".join(lines), compresslevel=level, mtime=0)
+    body = b"".join(lines)
+    if level is not None:
+        body = gzip.compress(body, compresslevel=level, mtime=0)
     s3.put(
-        f"raw/2025/02/12/19/authtrail-events-shardId-000000000000-{first}.jsonl.gz",
+        f"raw/2025/02/12/19/authtrail-events-shardId-000000000000-{first}.jsonl"
+        + (".gz" if level is not None else ""),
         body,
         {
             "first-sequence-number": first,
             "last-sequence-number": last,
             "record-count": str(len(lines)),
         },
+        gzipped=level is not None,
     )
     return len(body)
 
 
+def timed(job, runs):
+    """Runs `job` once to warm up, then `runs` times: (median ms, min ms, its last result)."""
+    job()
+    times = []
+    out = 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = job()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3, min(times) * 1e3, out
+
+
 def main():
-    with open(sys.argv[1], "rb") as f:
-        payload = f.read()
-    runs = int(sys.argv[2])
+    compress_only = sys.argv[1] == "--compress-only"
+    args = sys.argv[2:] if compress_only else sys.argv[1:]
+    with open(args[0], "rb") as f:
+        data = f.read()
+    runs = int(args[1])
     s3 = MemoryS3()
-    for level in (int(v) for v in sys.argv[3:]):
-        archive(payload, level, s3)  # warm-up
-        times = []
-        out = 0
-        for _ in range(runs):
-            t = time.perf_counter()
-            out = archive(payload, level, s3)
-            times.append(time.perf_counter() - t)
+    for name in args[2:]:
+        level = None if name == "none" else int(name)
+        if compress_only:
+            median, least, out = timed(
+                lambda: len(gzip.compress(data, compresslevel=level, mtime=0)), runs
+            )
+            extra = f"zlib={zlib.ZLIB_RUNTIME_VERSION}"
+        else:
+            median, least, out = timed(lambda: archive(data, level, s3), runs)
+            extra = f"boto3={s3.client is not None}"
         print(
-            f"level={level} median_ms={statistics.median(times) * 1e3:.2f} "
-            f"min_ms={min(times) * 1e3:.2f} output={out} boto3={s3.client is not None}",
+            f"level={name} median_ms={median:.2f} min_ms={least:.2f} output={out} {extra}",
             flush=True,
         )
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod handler;
+pub mod jsonscan;
 pub mod ledger;
 pub mod preflight;
 pub mod schedule;
