@@ -564,6 +564,7 @@ fn isolation_figures(event: &[u8]) {
         let stalled_rate = healthy_rate(&down, &inputs, invocations).await;
         let took = t.elapsed();
         let probes = connections.load(std::sync::atomic::Ordering::SeqCst) - before;
+        let spool_requests = store.requests() - requests;
         // A new instance of the same function: it reads the open breaker at cold start.
         let cold = two_emitters(&ingest, &stalled, &ca, store.clone()).await;
         cold.load_breakers().await;
@@ -574,7 +575,7 @@ fn isolation_figures(event: &[u8]) {
         println!(
             "healthy emitter, other stalled (breaker open)   {stalled_rate:>10.0} records/s  ratio {:.3}  ({probes} connections to the stalled receiver, {} spool requests in {:.1} s; the invocation that opened the breaker took {:.1} s)",
             stalled_rate / all_up,
-            store.requests() - requests,
+            spool_requests,
             took.as_secs_f64(),
             opening.as_secs_f64()
         );

@@ -75,6 +75,9 @@ pub struct EmitterSpoolState {
     pub probe_interval: Duration,
 }
 
+/// The longest time the cold start spends reading the breakers (all emitters together).
+pub const BREAKER_READ_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The time between probes after one more failed probe: doubled, capped at `max`.
 pub fn grown_interval(current: Duration, max: Duration) -> Duration {
     current.saturating_mul(2).min(max).max(current.min(max))
@@ -227,11 +230,21 @@ impl Spool {
 
     /// Cold start: reads the breaker of every emitter (`names`, by slot) from the store, so
     /// that an emitter known to be down is spooled to at once and probed one
-    /// `spool.probeIntervalInSec` later. A failed read leaves the breaker closed.
+    /// `spool.probeIntervalInSec` later. A failed read, or one not done within
+    /// [`BREAKER_READ_TIMEOUT`] of the start (a store that does not answer must not hold the
+    /// cold start up), leaves the breaker closed.
     pub async fn load_breakers(&self, names: &[&str]) {
+        let end = Instant::now() + BREAKER_READ_TIMEOUT;
         for (slot, name) in names.iter().enumerate() {
             let key = layout::breaker_key(&self.prefix, name);
-            match self.store.get(&key).await {
+            let read = match tokio::time::timeout_at(end, self.store.get(&key)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(emitter = name, "breaker not read in time; taken as closed");
+                    continue;
+                }
+            };
+            match read {
                 Ok(Some(_)) => {
                     self.open_breaker(slot);
                     tracing::info!(emitter = name, "breaker open (read from the spool)");
