@@ -204,19 +204,15 @@ impl Spool {
         });
     }
 
-    /// Writes the breaker of `emitter` to the store: the marker object created when it opened,
-    /// deleted when it closed. A failure is logged (the marker only spares a new instance a
+    /// Writes the breaker of `emitter` to the store: the marker object (empty) created when it
+    /// opened, deleted when it closed. A failure is logged (the marker only spares a new instance a
     /// retry budget).
     pub async fn persist_breaker(&self, emitter: &str, open: bool) {
         let key = layout::breaker_key(&self.prefix, emitter);
         let result = if open {
-            let body = serde_json::json!({
-                "open": true,
-                "sinceMs": chrono::Utc::now().timestamp_millis(),
-            })
-            .to_string()
-            .into_bytes();
-            self.store.put_new(&key, body).await.map(|_| ())
+            // Empty: its presence is the whole message (and tools that read every object under
+            // the spool prefix as JSON lines find no line in it).
+            self.store.put_new(&key, Vec::new()).await.map(|_| ())
         } else {
             self.store.delete(&key).await
         };
