@@ -18,6 +18,10 @@ use crate::proxy::AwsProxy;
 use crate::schedule::{FaultKind, KillPoint, PlannedFault};
 use crate::stall::StallProxy;
 
+/// The producer's settle window in the chaos run (seconds): longer than the simulator's latest
+/// commit (5 s), shorter than the default 15 s, since runs come every few seconds.
+const SETTLE_WINDOW_SECS: &str = "8";
+
 /// The chaos hooks and what they gather.
 #[derive(Debug)]
 pub struct Driver {
@@ -52,8 +56,12 @@ impl DemoHooks for Driver {
     fn function_config(&self, binary: &str, port: u16, mut cfg: FunctionConfig) -> FunctionConfig {
         let proxy = match binary {
             "authtrail-producer" => {
-                // Time compression: a killed run's lease expires at its deadline.
+                // Time compression: a killed run's lease expires at its deadline; runs come
+                // every few seconds, so the settle window each run re-reads is cut from 15 s
+                // to 8 s, still longer than the simulator's latest commit (5 s).
                 cfg.timeout = self.producer_timeout;
+                cfg.env
+                    .push(("MPAS_SETTLE_WINDOW_SECS".into(), SETTLE_WINDOW_SECS.into()));
                 &self.producer_proxy
             }
             "authtrail-archiver" => &self.archiver_proxy,

@@ -169,7 +169,10 @@ pub fn forwarder_config(receiver: &Receiver, rsyslog: &Rsyslog) -> serde_json::V
         // receiver answers, so the receivers that stayed up get every record once and the one
         // that went down gets them once after it returns.
         "retry": {"maxAttempts": 4, "initialBackoffMs": 250, "maxBackoffMs": 2000},
-        "spool": {"redriveBudgetInSec": 20, "probeTimeoutInSec": 2}
+        // Time compressed: a warm instance probes a down receiver every 5 s (not 60 s), at
+        // most every 30 s while it stays down, so it sees the return within the run.
+        "spool": {"redriveBudgetInSec": 20, "probeTimeoutInSec": 2,
+                  "probeIntervalInSec": 5, "probeMaxIntervalInSec": 30}
     })
 }
 
