@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use authtrail_harness::{Emulator, ScratchDir, bin_path};
@@ -84,6 +85,19 @@ struct Setup {
     s3: aws_sdk_s3::Client,
     key_id: String,
     scratch: ScratchDir,
+    function: LambdaFunction,
+    /// The test's clock (epoch seconds): a quarter of an hour after the last hourly close ran,
+    /// passed to the verifier as `--now`.
+    clock: AtomicI64,
+}
+
+/// Runs the hourly close as EventBridge would at `time`, and moves the clock past it.
+async fn hourly_close(s: &Setup, time: i64) {
+    let at = DateTime::<Utc>::from_timestamp(time, 0).unwrap();
+    let event = scheduled_event(s.emu.region(), "authtrail-archiver-digests", at);
+    let inv = s.function.invoke_json(&event).await.unwrap();
+    assert!(inv.is_success(), "{}", s.function.logs());
+    s.clock.store(time + 900, Ordering::SeqCst);
 }
 
 /// moto with the bucket and a signing key; the archiver run over two hours, then closed.
@@ -132,19 +146,19 @@ async fn archive_two_hours() -> Setup {
             }
         }
     }
-    // EventBridge's scheduled event, 15 minutes after the second hour ends.
-    let time = DateTime::<Utc>::from_timestamp(H1 + 2 * 3600 + 900, 0).unwrap();
-    let event = scheduled_event(emu.region(), "authtrail-archiver-digests", time);
-    let inv = function.invoke_json(&event).await.unwrap();
-    assert!(inv.is_success(), "{}", function.logs());
     let s3 = emu.s3().await;
     let scratch = ScratchDir::new("archive-verify").unwrap();
-    Setup {
+    let s = Setup {
         emu,
         s3,
         key_id,
         scratch,
-    }
+        function,
+        clock: AtomicI64::new(0),
+    };
+    // EventBridge's scheduled event, 15 minutes after the second hour ends.
+    hourly_close(&s, H1 + 2 * 3600 + 900).await;
+    s
 }
 
 /// What `authtrail-verify --json` said and its exit status.
@@ -186,6 +200,8 @@ async fn run_verify(s: &Setup, extra: &[&str]) -> Verdict {
             "--stream",
             STREAM,
             "--quiet",
+            "--now",
+            &(s.clock.load(Ordering::SeqCst) * 1000).to_string(),
         ])
         .args(extra)
         .output()
@@ -538,6 +554,67 @@ async fn digests_of_two_shards_over_two_hours_verify_and_every_tampering_is_repo
         "{:#}",
         v.report
     );
+
+    // The next hourly close writes a heartbeat for each shard's quiet third hour: still
+    // intact, no false alarm for the hour without traffic.
+    hourly_close(&s, H1 + 3 * 3600 + 900).await;
+    let v = verify_all(&s).await;
+    assert_eq!(v.status, 0, "{:#} {}", v.report, v.stderr);
+    assert_eq!(v.report["digests"], 6, "four with objects, two heartbeats");
+    let beats: Vec<String> = keys(&s, "digests/")
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with("-heartbeat.json"))
+        .collect();
+    assert_eq!(beats.len(), 2, "{beats:?}");
+
+    // Tail truncation: shard 0's two newest digests (the heartbeat and the second hour's)
+    // and the second hour's objects deleted, the shard state rolled back to the first hour.
+    let shard0: Vec<String> = keys(&s, "digests/")
+        .await
+        .into_iter()
+        .filter(|k| k.contains(SHARDS[0]))
+        .collect();
+    assert_eq!(shard0.len(), 3, "{shard0:?}");
+    let second = save(&s, &shard0[1]).await;
+    let listed: Value = serde_json::from_slice(&second.body).unwrap();
+    for o in listed["objects"].as_array().unwrap() {
+        delete(&s, o["key"].as_str().unwrap()).await;
+    }
+    delete(&s, &shard0[1]).await;
+    delete(&s, &shard0[2]).await;
+    let state_key = format!("archiver-state/{STREAM}-{}.json", SHARDS[0]);
+    let state = save(&s, &state_key).await;
+    let mut rolled: Value = serde_json::from_slice(&state.body).unwrap();
+    rolled["ledger"]["head"] = listed["previousDigest"].clone();
+    rolled["ledger"]["coveredThrough"] = H1.into();
+    put(
+        &s,
+        &state_key,
+        serde_json::to_vec(&rolled).unwrap(),
+        state.content_type.as_deref(),
+        &state.metadata,
+    )
+    .await;
+    let v = verify_all(&s).await;
+    assert_eq!(v.status, 1, "{:#} {}", v.report, v.stderr);
+    assert_eq!(
+        v.kinds(),
+        BTreeSet::from(["digest-missing".to_string()]),
+        "{:#}",
+        v.report
+    );
+    let missing = v.keys_of("digest-missing");
+    let expected: Vec<String> = [19 + 1, 19 + 2]
+        .iter()
+        .map(|h| {
+            format!(
+                "digests/2025/02/12/{h}/{STREAM}-{}-heartbeat.json",
+                SHARDS[0]
+            )
+        })
+        .collect();
+    assert_eq!(missing, expected, "{:#}", v.report);
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@
 //! ([`crate::ledger`]); a scheduled event closes the hours of quiet shards.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use authtrail_core::s3key::{escape_part, hourly_key, utc_from_epoch_seconds};
 use authtrail_core::{kinesis, seqnum};
@@ -35,6 +36,7 @@ use crate::config::Config;
 use crate::digest::{self, DigestObject, META_PREVIOUS_LAST, ObjectKind};
 use crate::error::ArchiveError;
 use crate::ledger::Journal;
+use crate::shards::ShardDirectory;
 use crate::signer::{DigestSigner, NoSigner};
 use crate::state::{self, Recorded, ShardState};
 use crate::store::{Metadata, ObjectStore, PutOutcome};
@@ -62,13 +64,15 @@ pub struct Summary {
     pub digest_failures: usize,
 }
 
-/// The archiver: configuration, the object store, and the digest signer (`NoSigner` without
-/// digests).
+/// The archiver: configuration, the object store, the digest signer (`NoSigner` without
+/// digests), and where the scheduled close learns which shards are closed (none known
+/// without one: heartbeats then never stop).
 #[derive(Debug)]
 pub struct Archiver<S, G = NoSigner> {
     pub(crate) store: S,
     pub(crate) config: Config,
     pub(crate) signer: Option<G>,
+    pub(crate) shards: Option<Arc<dyn ShardDirectory>>,
 }
 
 /// What writing one object of a sink did.
@@ -137,6 +141,7 @@ impl<S: ObjectStore> Archiver<S, NoSigner> {
             store,
             config,
             signer: None,
+            shards: None,
         }
     }
 }
@@ -148,7 +153,15 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             store,
             config,
             signer,
+            shards: None,
         }
+    }
+
+    /// The same archiver, learning closed shards from `shards` (the scheduled close stops a
+    /// closed shard's heartbeats with a final `shardEnded` digest).
+    pub fn with_shard_directory(mut self, shards: Arc<dyn ShardDirectory>) -> Self {
+        self.shards = Some(shards);
+        self
     }
 
     pub fn config(&self) -> &Config {

@@ -104,8 +104,47 @@ pub struct Digest {
     pub first_sequence_number: String,
     /// Highest last sequence number among the listed objects.
     pub last_sequence_number: String,
-    /// The objects, archive objects first, each kind in sequence order.
+    /// The objects, archive objects first, each kind in sequence order; empty in a heartbeat
+    /// digest (an hour without objects).
     pub objects: Vec<DigestObject>,
+    /// The shard's chain has a digest for every hour from this one on (a heartbeat digest for
+    /// an hour without objects) until a digest marked `shardEnded`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hourly: bool,
+    /// The shard is closed (resharded) and this is its last heartbeat: none follows.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shard_ended: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The last part of a heartbeat digest's key name, in place of a sequence number.
+pub const HEARTBEAT_NAME: &str = "heartbeat";
+
+impl Digest {
+    /// The key this digest must be filed under ([`digest_key`], or [`heartbeat_key`] when it
+    /// lists no object); `None` when its `hour` does not parse.
+    pub fn expected_key(&self, prefix: &str) -> Option<String> {
+        let hour = DateTime::parse_from_rfc3339(&self.hour).ok()?.to_utc();
+        Some(if self.objects.is_empty() {
+            heartbeat_key(prefix, hour, &self.stream, &self.shard_id)
+        } else {
+            digest_key(
+                prefix,
+                hour,
+                &self.stream,
+                &self.shard_id,
+                &self.first_sequence_number,
+            )
+        })
+    }
+}
+
+/// The key of a heartbeat digest: `{prefix}{yyyy}/{MM}/{dd}/{HH}/{stream}-{shardId}-heartbeat.json`.
+pub fn heartbeat_key(prefix: &str, hour: DateTime<Utc>, stream: &str, shard: &str) -> String {
+    hourly_key(prefix, hour, &[stream, shard, HEARTBEAT_NAME], ".json")
 }
 
 /// The key of a digest: `{prefix}{yyyy}/{MM}/{dd}/{HH}/{stream}-{shardId}-{firstSequenceNumber}.json`,

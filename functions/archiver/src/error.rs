@@ -37,6 +37,9 @@ pub enum ArchiveError {
     /// KMS (or the local key) did not sign a digest.
     #[error("signing a digest with {key_id} failed: {message}")]
     Sign { key_id: String, message: String },
+    /// Kinesis `ListShards` failed (the scheduled close then treats no shard as ended).
+    #[error("listing the shards of stream {stream} failed: {message}")]
+    ListShards { stream: String, message: String },
     /// A shard state object kept changing under conditional writes (several writers at once).
     #[error(
         "the shard state s3://{bucket}/{key} kept changing: gave up after {attempts} conditional writes"
@@ -64,6 +67,7 @@ impl ArchiveError {
             ArchiveError::ForeignObject { .. } => "ForeignObject",
             ArchiveError::Sign { .. } => "DigestSigningFailed",
             ArchiveError::StateConflict { .. } => "StateConflict",
+            ArchiveError::ListShards { .. } => "ShardListFailed",
         }
     }
 }
@@ -131,6 +135,13 @@ mod tests {
                     message: "AccessDeniedException".into(),
                 },
                 "DigestSigningFailed",
+            ),
+            (
+                ArchiveError::ListShards {
+                    stream: "audit".into(),
+                    message: "AccessDeniedException".into(),
+                },
+                "ShardListFailed",
             ),
             (
                 ArchiveError::StateConflict {

@@ -229,17 +229,20 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             return Ok(current);
         };
         let before = digest::hour_of(earliest);
-        let due = current
-            .state
-            .ledger
-            .as_ref()
-            .is_some_and(|l| l.closing.is_some() || l.pending.iter().any(|r| r.hour < before));
+        let due = current.state.ledger.as_ref().is_some_and(|l| {
+            l.closing.is_some()
+                || l.pending.iter().any(|r| r.hour < before)
+                || next_heartbeat(l, before).is_some()
+        });
         if !due {
             return Ok(current);
         }
         // Closing changes no mark: the version it leaves only saves the journal a read.
         let marks = current.state.clone();
-        match self.close_hours(state_key, before, Some(current)).await {
+        match self
+            .close_hours(state_key, before, Some(current), false)
+            .await
+        {
             Ok((n, latest)) => {
                 summary.digests += n;
                 Ok(latest.unwrap_or(Versioned {
@@ -322,14 +325,18 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
     }
 
     /// Writes the digests of every hour before `before` (epoch seconds) that has pending
-    /// objects in the shard state under `state_key`, oldest first, and any digest a previous
-    /// close left half-written, starting from the state version `known` when given. Returns
-    /// how many digests it wrote and the state version it left.
+    /// objects in the shard state under `state_key`, and a heartbeat digest for every hour
+    /// since the shard's newest digest that has none, in hour order, and any digest a previous
+    /// close left half-written, starting from the state version `known` when given. With
+    /// `shard_closed` (Kinesis says the shard is closed), a heartbeat written when nothing is
+    /// pending is the shard's last (`shardEnded`). Returns how many digests it wrote and the
+    /// state version it left.
     pub(crate) async fn close_hours(
         &self,
         state_key: &str,
         before: i64,
         known: Option<Versioned>,
+        shard_closed: bool,
     ) -> Result<(usize, Option<Versioned>), ArchiveError> {
         let Some(settings) = self.config.digests.as_ref() else {
             return Ok((0, known));
@@ -342,7 +349,7 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
                 state::update(&self.store, bucket, state_key, known.take(), |s| {
                     let ledger = s.ledger.as_mut()?;
                     if ledger.closing.is_none() {
-                        ledger.closing = plan_close(ledger, &settings.prefix, before);
+                        ledger.closing = plan_close(ledger, &settings.prefix, before, shard_closed);
                     }
                     ledger.closing.clone()
                 })
@@ -361,6 +368,8 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
                         .retain(|r| !closing.objects.contains(&r.object.key));
                     if let Some(link) = &link {
                         l.head = Some(link.clone());
+                        l.covered_through = l.covered_through.max(Some(closing.hour));
+                        l.ended |= closing.ended;
                     }
                     l.closing = None;
                 }
@@ -445,7 +454,8 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
         }))
     }
 
-    /// The bytes of the digest `closing` describes, `None` when none of its objects is pending.
+    /// The bytes of the digest `closing` describes (no object for a heartbeat), `None` when
+    /// none of its objects is pending.
     fn digest_body(
         &self,
         ledger: &Ledger,
@@ -470,8 +480,10 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             .iter()
             .map(|o| &o.last_sequence_number)
             .max_by(|a, b| seqnum::compare(a, b));
-        let (Some(first), Some(last)) = (first.cloned(), last.cloned()) else {
-            return Ok(None);
+        let (first, last) = match (first.cloned(), last.cloned()) {
+            (Some(first), Some(last)) => (first, last),
+            _ if closing.heartbeat => (String::new(), String::new()),
+            _ => return Ok(None),
         };
         let (key_id, algorithm) = match &self.signer {
             Some(s) => (s.key_id().to_string(), s.algorithm().as_str()),
@@ -489,6 +501,8 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             first_sequence_number: first,
             last_sequence_number: last,
             objects,
+            hourly: !ledger.ended,
+            shard_ended: closing.ended,
         };
         serde_json::to_vec_pretty(&digest)
             .map(Some)
@@ -496,14 +510,46 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
     }
 }
 
-/// The next digest to write: the pending objects of the oldest hour before `before`.
-fn plan_close(ledger: &Ledger, prefix: &str, before: i64) -> Option<Closing> {
-    let hour = ledger
+/// The hour of the next heartbeat the shard needs before `before`: the hour after its newest
+/// covered one, unless the shard ended or has no digest of this version yet.
+fn next_heartbeat(ledger: &Ledger, before: i64) -> Option<i64> {
+    let next = ledger.covered_through? + 3600;
+    (!ledger.ended && next < before).then_some(next)
+}
+
+/// The next digest to write, oldest hour first: the pending objects of the oldest hour before
+/// `before`, or a heartbeat for the hour after the newest covered one when that is older and
+/// has no pending object. A heartbeat of a closed shard with nothing pending or intended is
+/// its last (`shardEnded`).
+fn plan_close(ledger: &Ledger, prefix: &str, before: i64, shard_closed: bool) -> Option<Closing> {
+    let oldest = ledger
         .pending
         .iter()
         .map(|r| r.hour)
         .filter(|h| *h < before)
-        .min()?;
+        .min();
+    match (oldest, next_heartbeat(ledger, before)) {
+        (Some(hour), quiet) if quiet.is_none_or(|q| hour <= q) => {
+            plan_objects(ledger, prefix, hour)
+        }
+        (_, Some(hour)) => Some(Closing {
+            key: digest::heartbeat_key(
+                prefix,
+                utc_from_epoch_seconds(hour),
+                &ledger.stream,
+                &ledger.shard,
+            ),
+            hour,
+            objects: Vec::new(),
+            heartbeat: true,
+            ended: shard_closed && ledger.pending.is_empty() && ledger.intents.is_empty(),
+        }),
+        _ => None,
+    }
+}
+
+/// The digest of the pending objects of `hour`.
+fn plan_objects(ledger: &Ledger, prefix: &str, hour: i64) -> Option<Closing> {
     let objects: Vec<&Recorded> = ledger.pending.iter().filter(|r| r.hour == hour).collect();
     let first = objects
         .iter()
@@ -519,5 +565,7 @@ fn plan_close(ledger: &Ledger, prefix: &str, before: i64) -> Option<Closing> {
         ),
         hour,
         objects: objects.iter().map(|r| r.object.key.clone()).collect(),
+        heartbeat: false,
+        ended: false,
     })
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use authtrail_archiver::preflight::{Preflight, Response};
-use authtrail_archiver::{Archiver, Config, KmsSigner, S3Store};
+use authtrail_archiver::{Archiver, Config, KinesisShards, KmsSigner, S3Store};
 use authtrail_core::preflight::is_preflight_payload;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn};
 use serde_json::value::RawValue;
@@ -29,7 +29,13 @@ async fn main() -> Result<(), Error> {
         config.clone(),
         signer.clone(),
     ));
-    let archiver = Arc::new(Archiver::with_signer(store, config, signer));
+    let digests_on = config.digests.is_some();
+    let mut archiver = Archiver::with_signer(store, config, signer);
+    if digests_on {
+        let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+        archiver = archiver.with_shard_directory(Arc::new(KinesisShards::new(kinesis)));
+    }
+    let archiver = Arc::new(archiver);
     run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let (archiver, preflight) = (Arc::clone(&archiver), Arc::clone(&preflight));
         async move {

@@ -1,6 +1,10 @@
 //! The scheduled close: an EventBridge rule invokes the archiver every hour, and it closes the
 //! digests of every shard, also of shards that went quiet (their next batch would otherwise
-//! close them, whenever it comes).
+//! close them, whenever it comes), and writes a heartbeat digest for every hour a shard had no
+//! object, so that each shard's chain has a digest for every hour until the shard ends: a
+//! verifier then tells deleted newest digests from quiet hours.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use authtrail_core::s3key::utc_from_epoch_seconds;
 use chrono::{DateTime, Utc};
@@ -41,6 +45,7 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
         let before = digest::hour_of(now.timestamp() - settings.settle_secs);
         let stale_before = Utc::now().timestamp() - STALE_INTENT_SECS;
         let mut first_error = None;
+        let mut closed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut start_after: Option<String> = None;
         loop {
             let keys = self
@@ -52,7 +57,10 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
             };
             for key in keys {
                 summary.shards += 1;
-                match self.close_shard(&key, before, stale_before).await {
+                match self
+                    .close_shard(&key, before, stale_before, &mut closed)
+                    .await
+                {
                     Ok(n) => summary.digests += n,
                     Err(e) => {
                         tracing::warn!(error = %e, key, "closing the shard's digests failed");
@@ -81,14 +89,46 @@ impl<S: ObjectStore, G: DigestSigner> Archiver<S, G> {
         state_key: &str,
         before: i64,
         stale_before: i64,
+        closed: &mut BTreeMap<String, BTreeSet<String>>,
     ) -> Result<usize, ArchiveError> {
         let loaded = state::load(&self.store, state_key).await?;
-        if loaded.state.ledger.is_none() {
+        let Some(ledger) = loaded.state.ledger.as_ref() else {
             return Ok(0);
-        }
+        };
+        let shard_closed = !ledger.ended
+            && self
+                .closed_shards(&ledger.stream, closed)
+                .await
+                .contains(&ledger.shard);
         let current = self
             .resolve_intents(state_key, loaded, Some(stale_before))
             .await?;
-        Ok(self.close_hours(state_key, before, Some(current)).await?.0)
+        let (written, _) = self
+            .close_hours(state_key, before, Some(current), shard_closed)
+            .await?;
+        Ok(written)
+    }
+
+    /// The closed shards of `stream`, asked once per close; none when there is no directory
+    /// or it fails (logged: heartbeats then go on, which is safe).
+    async fn closed_shards<'c>(
+        &self,
+        stream: &str,
+        cache: &'c mut BTreeMap<String, BTreeSet<String>>,
+    ) -> &'c BTreeSet<String> {
+        if !cache.contains_key(stream) {
+            let found = match &self.shards {
+                Some(directory) => directory
+                    .closed_shards(stream)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, stream, "listing shards failed: no shard ends in this close");
+                        BTreeSet::new()
+                    }),
+                None => BTreeSet::new(),
+            };
+            cache.insert(stream.to_string(), found);
+        }
+        cache.entry(stream.to_string()).or_default()
     }
 }

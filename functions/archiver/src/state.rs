@@ -82,6 +82,13 @@ pub struct Ledger {
     /// The newest digest of the shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<DigestLink>,
+    /// The newest key hour (epoch seconds) a digest of the shard covers; heartbeats follow
+    /// it hour by hour (unset before the shard's first digest of this version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered_through: Option<i64>,
+    /// The shard is closed and its final digest (`shardEnded`) is written: no more heartbeats.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
 }
 
 impl Ledger {
@@ -126,8 +133,14 @@ pub struct Closing {
     pub key: String,
     /// The key hour of its objects (epoch seconds).
     pub hour: i64,
-    /// The keys of the pending objects it lists.
+    /// The keys of the pending objects it lists (none for a heartbeat).
     pub objects: Vec<String>,
+    /// A heartbeat: a digest of an hour without objects.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heartbeat: bool,
+    /// The shard's final heartbeat (`shardEnded`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
 }
 
 /// Reads a state object's bytes; a state that does not parse is ignored (logged), so that the

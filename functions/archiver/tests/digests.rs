@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use authtrail_archiver::digest::{self, Digest, META_PREVIOUS_LAST, META_SIGNATURE};
 use authtrail_archiver::{
-    Archiver, Config, DigestConfig, DigestSigner, LocalSigner, META_FIRST, META_LAST, MemoryStore,
-    ShardState,
+    Archiver, Config, DigestConfig, DigestSigner, FixedShards, LocalSigner, META_FIRST, META_LAST,
+    MemoryStore, ShardState,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -243,10 +243,11 @@ async fn the_scheduled_close_writes_quiet_shards_digests_after_the_settle_time_c
     run(&a, scheduled(H2 + 3600 + 300)).await;
     let ds = digests(&a);
     assert_eq!(ds.len(), 2, "{:?}", ds.keys());
-    // After it: shard 0's second hour too, chained to its first.
+    // After it: shard 0's second hour too, chained to its first; shard 1's quiet second hour
+    // gets its heartbeat.
     run(&a, scheduled(H2 + 3600 + 600)).await;
     let ds = digests(&a);
-    assert_eq!(ds.len(), 3);
+    assert_eq!(ds.len(), 4);
     let shard0: Vec<&Digest> = ds.values().filter(|d| d.shard_id == SHARD0).collect();
     let (first, second) = if shard0[0].hour < shard0[1].hour {
         (shard0[0], shard0[1])
@@ -269,7 +270,7 @@ async fn the_scheduled_close_writes_quiet_shards_digests_after_the_settle_time_c
     assert_eq!(all.into_iter().collect::<BTreeSet<_>>(), data_keys(&a));
     // A second close finds nothing more to do.
     run(&a, scheduled(H2 + 7200)).await;
-    assert_eq!(digests(&a).len(), 3);
+    assert_eq!(digests(&a).len(), 4);
 }
 
 #[tokio::test]
@@ -400,4 +401,141 @@ fn the_local_signer_names_its_key_and_algorithm() {
     let s = LocalSigner::generate().unwrap();
     assert_eq!(s.key_id(), "local");
     assert_eq!(s.algorithm().as_str(), "ECDSA_SHA_256");
+}
+
+/// The shard's digests in chain order (each names the one before), checked to be one chain.
+fn chain_of(ds: &BTreeMap<String, Digest>, shard: &str) -> Vec<(String, Digest)> {
+    let mut chain: Vec<(String, Digest)> = Vec::new();
+    let mut previous: Option<String> = None;
+    loop {
+        let next = ds.iter().find(|(_, d)| {
+            d.shard_id == shard && d.previous_digest.as_ref().map(|l| &l.key) == previous.as_ref()
+        });
+        let Some((k, d)) = next else { break };
+        chain.push((k.clone(), d.clone()));
+        previous = Some(k.clone());
+    }
+    let all = ds.values().filter(|d| d.shard_id == shard).count();
+    assert_eq!(chain.len(), all, "one chain without forks");
+    chain
+}
+
+#[tokio::test]
+async fn the_hourly_close_writes_a_heartbeat_for_a_quiet_shard_and_none_for_a_busy_one() {
+    let a = archiver();
+    run(&a, event(SHARD0, 0..100, H1 + 10)).await;
+    run(&a, event(SHARD1, 1000..1100, H1 + 20)).await;
+    run(&a, event(SHARD0, 100..200, H2 + 10)).await;
+    run(&a, scheduled(H2 + 3600 + 900)).await;
+    let ds = digests(&a);
+    let heartbeats: Vec<(&String, &Digest)> =
+        ds.iter().filter(|(_, d)| d.objects.is_empty()).collect();
+    assert_eq!(heartbeats.len(), 1, "{:?}", ds.keys());
+    let (key, beat) = heartbeats[0];
+    assert_eq!(beat.shard_id, SHARD1, "only the quiet shard");
+    assert_eq!(beat.hour, "2025-02-12T20:00:00Z");
+    assert_eq!(
+        key,
+        "digests/2025/02/12/20/audit-shardId-000000000001-heartbeat.json"
+    );
+    assert!(beat.hourly && !beat.shard_ended);
+    assert_eq!(beat.expected_key("digests/").as_deref(), Some(key.as_str()));
+    assert!(
+        ds.values().all(|d| d.hourly),
+        "every digest promises the hours after it"
+    );
+    // Shard 0 had objects in both hours: one listing digest each, no heartbeat.
+    let shard0: Vec<&Digest> = ds.values().filter(|d| d.shard_id == SHARD0).collect();
+    assert_eq!(shard0.len(), 2);
+    assert!(shard0.iter().all(|d| !d.objects.is_empty()));
+    // The same close again writes nothing more.
+    run(&a, scheduled(H2 + 3600 + 1200)).await;
+    assert_eq!(digests(&a).len(), ds.len());
+}
+
+#[tokio::test]
+async fn the_chain_continues_through_heartbeats_one_digest_per_hour() {
+    let a = archiver();
+    run(&a, event(SHARD0, 0..100, H1 + 10)).await;
+    // Three quiet hours (H2 .. H2+2h), each closed by the hourly run after it.
+    for h in 1..=3 {
+        run(&a, scheduled(H1 + (h + 1) * 3600 + 900)).await;
+    }
+    // Traffic again in the fifth hour, closed by the next hourly run.
+    run(&a, event(SHARD0, 100..200, H1 + 4 * 3600 + 10)).await;
+    run(&a, scheduled(H1 + 5 * 3600 + 900)).await;
+    let chain = chain_of(&digests(&a), SHARD0);
+    let hours: Vec<&str> = chain.iter().map(|(_, d)| d.hour.as_str()).collect();
+    assert_eq!(
+        hours,
+        [
+            "2025-02-12T19:00:00Z",
+            "2025-02-12T20:00:00Z",
+            "2025-02-12T21:00:00Z",
+            "2025-02-12T22:00:00Z",
+            "2025-02-12T23:00:00Z"
+        ]
+    );
+    let kinds: Vec<usize> = chain.iter().map(|(_, d)| d.objects.len()).collect();
+    assert_eq!(kinds[1..4], [0, 0, 0], "three heartbeats between");
+    assert!(kinds[0] > 0 && kinds[4] > 0);
+    // Each link carries the SHA-256 of the digest before it.
+    for pair in chain.windows(2) {
+        let link = pair[1].1.previous_digest.clone().unwrap();
+        let body = &a.store().objects()[&pair[0].0].body;
+        assert_eq!(link.sha256, digest::sha256_hex(body));
+    }
+    let l = state(&a, SHARD0).ledger.unwrap();
+    assert_eq!(l.covered_through, Some(H1 + 4 * 3600));
+    assert_eq!(l.head.unwrap().key, chain[4].0);
+}
+
+#[tokio::test]
+async fn a_closed_shard_gets_a_final_shard_ended_heartbeat_and_none_after_it() {
+    let shards = std::sync::Arc::new(FixedShards::default());
+    let a = archiver().with_shard_directory(shards.clone());
+    run(&a, event(SHARD0, 0..100, H1 + 10)).await;
+    run(&a, event(SHARD1, 1000..1100, H1 + 20)).await;
+    run(&a, scheduled(H2 + 900)).await;
+    // Shard 0 is resharded: closed; shard 1 stays open.
+    shards.close(SHARD0);
+    run(&a, scheduled(H2 + 3600 + 900)).await;
+    let ds = digests(&a);
+    let chain0 = chain_of(&ds, SHARD0);
+    let last = &chain0.last().unwrap().1;
+    assert!(last.objects.is_empty() && last.shard_ended, "{last:?}");
+    assert_eq!(last.hour, "2025-02-12T20:00:00Z");
+    assert!(state(&a, SHARD0).ledger.unwrap().ended);
+    let chain1 = chain_of(&ds, SHARD1);
+    assert!(chain1.iter().all(|(_, d)| !d.shard_ended));
+    // Later hourly runs: shard 1 goes on beating, shard 0 stays silent.
+    for h in 2..=4 {
+        run(&a, scheduled(H2 + h * 3600 + 900)).await;
+    }
+    let ds = digests(&a);
+    assert_eq!(
+        chain_of(&ds, SHARD0).len(),
+        chain0.len(),
+        "none after shardEnded"
+    );
+    assert_eq!(chain_of(&ds, SHARD1).len(), chain1.len() + 3);
+}
+
+#[tokio::test]
+async fn a_batch_after_quiet_hours_writes_their_heartbeats_before_its_own_hour() {
+    let a = archiver();
+    run(&a, event(SHARD0, 0..100, H1 + 10)).await;
+    run(&a, scheduled(H2 + 900)).await;
+    // No hourly run for two hours (EventBridge delayed); the next batch comes in H1+3h.
+    run(&a, event(SHARD0, 100..200, H1 + 3 * 3600 + 10)).await;
+    let chain = chain_of(&digests(&a), SHARD0);
+    let hours: Vec<&str> = chain.iter().map(|(_, d)| d.hour.as_str()).collect();
+    assert_eq!(
+        hours,
+        [
+            "2025-02-12T19:00:00Z",
+            "2025-02-12T20:00:00Z",
+            "2025-02-12T21:00:00Z"
+        ]
+    );
 }

@@ -60,6 +60,15 @@ pub struct Args {
     /// ARCHIVE_STATE_PREFIX of the archiver.
     #[arg(long, value_name = "PREFIX", default_value = "archiver-state/")]
     pub state_prefix: String,
+    /// Seconds after an hour ends by which the archiver's hourly close has written its digests
+    /// (a heartbeat for an hour without objects); older hours without a digest are
+    /// `digest-missing`. The templates close at :15 with a 600 s settle time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub close_delay: u32,
+    /// The time the check is made as of (default: now): which hours are old enough to need a
+    /// digest. RFC 3339, a date or epoch milliseconds.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
     /// Read and hash every object instead of using the SHA-256 checksum S3 keeps for it.
     #[arg(long)]
     pub read_objects: bool,
@@ -98,6 +107,10 @@ impl Args {
             None => now.timestamp_millis(),
         };
         let to = (to_ms + 3_599_999).div_euclid(3_600_000) * 3600;
+        let as_of = match &self.now {
+            Some(t) => parse_time("--now", t)?.div_euclid(1000),
+            None => now.timestamp(),
+        };
         if from >= to {
             return Err(VerifyError::EmptyRange);
         }
@@ -127,6 +140,8 @@ impl Args {
                 from,
                 to,
                 read_objects: self.read_objects,
+                now: as_of,
+                close_delay: i64::from(self.close_delay),
             },
         })
     }

@@ -24,6 +24,9 @@ pub enum FindingKind {
     DigestAltered,
     /// An object names a previous object (by its last sequence number) that no digest lists.
     ShardGap,
+    /// An hour of a shard's hourly chain, older than the close delay, has no digest (neither
+    /// one listing objects nor a heartbeat): the newest digests deleted, or a close never ran.
+    DigestMissing,
 }
 
 impl FindingKind {
@@ -36,6 +39,7 @@ impl FindingKind {
             FindingKind::DigestDeleted => "digest-deleted",
             FindingKind::DigestAltered => "digest-altered",
             FindingKind::ShardGap => "shard-gap",
+            FindingKind::DigestMissing => "digest-missing",
         }
     }
 }

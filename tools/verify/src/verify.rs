@@ -14,7 +14,12 @@
 //!    number of the previous one; a name that is not the previous listed object's is a
 //!    `shard-gap` (objects removed together with their digest entries).
 //!
-//! An hour without traffic has no digest and no object: nothing is reported for it.
+//! 6. Per shard with hourly digests (heartbeats), from its first hourly digest (or the hour its
+//!    state says it covers) until a `shardEnded` digest: every hour older than the close delay
+//!    has a digest, else `digest-missing` (the newest digests deleted and the state rolled
+//!    back leave exactly that).
+//!
+//! An hour without traffic has a heartbeat digest and no object: nothing is reported for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -71,6 +76,11 @@ pub struct Scope {
     pub to: i64,
     /// Read and hash every object instead of using the SHA-256 checksum S3 keeps.
     pub read_objects: bool,
+    /// The time of the check (epoch seconds): hours that ended `close_delay` before it need
+    /// a digest in an hourly chain.
+    pub now: i64,
+    /// Seconds after an hour's end by which its digests are written.
+    pub close_delay: i64,
 }
 
 impl Scope {
@@ -128,9 +138,20 @@ pub async fn verify<S: ObjectStore + 'static>(
             .values()
             .filter_map(|d| d.digest.as_ref().map(shard_of)),
     );
+    shards.extend(state_shards(&*store, prefixes, scope).await?);
     report.shards = shards.len();
     let states = read_states(&*store, prefixes, &shards).await?;
     check_heads(&mut report, &digests, &states, prefixes, scope);
+    check_hours(
+        &*store,
+        &mut report,
+        &digests,
+        &states,
+        prefixes,
+        scope,
+        keys,
+    )
+    .await?;
     let listed = listed_objects(&digests, prefixes, scope);
     report.objects = listed.len();
     check_objects(&store, &mut report, &listed, scope, progress).await?;
@@ -234,16 +255,7 @@ fn signature_problem(
     if keys.signer_of(algorithm, body, &signature).is_none() {
         return Some("its signature does not verify with the given key(s)".into());
     }
-    let hour = chrono::DateTime::parse_from_rfc3339(&d.hour)
-        .map(|t| t.to_utc())
-        .ok()?;
-    let expected = digest::digest_key(
-        &prefixes.digests,
-        hour,
-        &d.stream,
-        &d.shard_id,
-        &d.first_sequence_number,
-    );
+    let expected = d.expected_key(&prefixes.digests)?;
     (expected != key).then(|| format!("is filed under a key its contents do not give ({expected})"))
 }
 
@@ -557,4 +569,130 @@ fn check_gaps(
             }
         }
     }
+}
+
+/// The shards whose state objects are in the bucket (of the scope's stream), as in keys.
+async fn state_shards<S: ObjectStore>(
+    store: &S,
+    prefixes: &Prefixes,
+    scope: &Scope,
+) -> Result<BTreeSet<(String, String)>, VerifyError> {
+    let mut out = BTreeSet::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = store.list_after(&prefixes.state, start.as_deref()).await?;
+        let Some(last) = page.last().cloned() else {
+            return Ok(out);
+        };
+        for key in page {
+            let name = key[prefixes.state.len()..].strip_suffix(".json");
+            let Some((stream, shard)) = name.and_then(|n| {
+                let at = n.rfind("-shardId-")?;
+                Some((n[..at].to_string(), n[at + 1..].to_string()))
+            }) else {
+                continue;
+            };
+            if scope
+                .stream
+                .as_deref()
+                .is_none_or(|s| escape_part(s) == stream)
+            {
+                out.insert((stream, shard));
+            }
+        }
+        start = Some(last);
+    }
+}
+
+/// Whether `d` verified and is its shard's final digest; its hour when so.
+fn ended_at(d: &Loaded) -> Option<i64> {
+    let dg = d.digest.as_ref()?;
+    (d.problem.is_none() && dg.shard_ended).then_some(d.hour?)
+}
+
+/// Step 6: every hour of an hourly chain that is old enough has a digest.
+async fn check_hours<S: ObjectStore>(
+    store: &S,
+    report: &mut Report,
+    digests: &BTreeMap<String, Loaded>,
+    states: &BTreeMap<(String, String), ShardState>,
+    prefixes: &Prefixes,
+    scope: &Scope,
+    keys: &KeyRing,
+) -> Result<(), VerifyError> {
+    // An hour is due once it ended `close_delay` before the check.
+    let due_end = digest::hour_of(scope.now - 3600 - scope.close_delay) + 3600;
+    let end_all = scope.to.min(due_end);
+    let mut per_shard: BTreeMap<(String, String), Vec<&Loaded>> = BTreeMap::new();
+    for d in digests.values() {
+        let shard = d
+            .digest
+            .as_ref()
+            .map(shard_of)
+            .or_else(|| key_shard(&d.key));
+        if let Some(shard) = shard {
+            per_shard.entry(shard).or_default().push(d);
+        }
+    }
+    let shards: BTreeSet<&(String, String)> = per_shard.keys().chain(states.keys()).collect();
+    for shard in shards {
+        let mine = per_shard.get(shard).map(Vec::as_slice).unwrap_or_default();
+        let ledger = states.get(shard).and_then(|s| s.ledger.as_ref());
+        let hourly = mine
+            .iter()
+            .filter(|d| d.digest.as_ref().is_some_and(|g| g.hourly))
+            .filter_map(|d| d.hour);
+        let Some(start) = hourly.chain(ledger.and_then(|l| l.covered_through)).min() else {
+            continue;
+        };
+        let mut end = end_all;
+        let mut ended = mine.iter().filter_map(|d| ended_at(d)).min();
+        if ended.is_none()
+            && let Some(head) = ledger.filter(|l| l.ended).and_then(|l| l.head.as_ref())
+            && !digests.contains_key(&head.key)
+            && let Some((body, meta)) = store.get_with_metadata(&head.key).await?
+        {
+            let sig = meta.get(META_SIGNATURE).map(String::as_str);
+            ended = ended_at(&load(prefixes, head.key.clone(), &body, sig, keys));
+        }
+        if let Some(e) = ended {
+            end = end.min(e + 3600);
+        }
+        let mut covered: BTreeSet<i64> = mine.iter().filter_map(|d| d.hour).collect();
+        covered.extend(
+            report
+                .findings
+                .iter()
+                .filter(|f| f.finding == FindingKind::DigestDeleted)
+                .filter(|f| {
+                    f.stream.as_ref() == Some(&shard.0) && f.shard.as_ref() == Some(&shard.1)
+                })
+                .filter_map(|f| key_hour(&prefixes.digests, &f.key)),
+        );
+        let mut hour = start.max(scope.from);
+        while hour < end {
+            if !covered.contains(&hour) {
+                let key = format!(
+                    "{}/{}-{}-{}.json",
+                    crate::layout::hour_start_after(&prefixes.digests, hour),
+                    shard.0,
+                    shard.1,
+                    digest::HEARTBEAT_NAME
+                );
+                report.add(finding(
+                    FindingKind::DigestMissing,
+                    &key,
+                    Some(shard),
+                    format!(
+                        "no digest of the shard covers the hour {}: its chain has a digest (or a heartbeat) for every hour since {} and the hour ended more than {} s before the check",
+                        digest::hour_text(hour),
+                        digest::hour_text(start),
+                        scope.close_delay
+                    ),
+                ));
+            }
+            hour += 3600;
+        }
+    }
+    Ok(())
 }

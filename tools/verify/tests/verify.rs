@@ -108,6 +108,9 @@ async fn check(archive: &Archive, from: i64, to: i64) -> Report {
         from,
         to,
         read_objects: false,
+        // As of the archive's last hourly close (H1 + 5 h), with the templates' delay.
+        now: H1 + 5 * 3600,
+        close_delay: 1800,
     };
     let mut progress = Progress::with_drawing(false);
     verify(
@@ -145,7 +148,10 @@ async fn an_untouched_archive_is_intact_including_the_hour_without_traffic() {
     let a = archive().await;
     let r = check_all(&a).await;
     assert_eq!(r.findings, vec![], "{}", r.render(20));
-    assert_eq!(r.digests, 6, "two shards, three hours with traffic");
+    assert_eq!(
+        r.digests, 8,
+        "two shards, three hours with traffic and a heartbeat each for the quiet one"
+    );
     assert_eq!(
         r.objects,
         keys_under(&a, "raw/").len() + keys_under(&a, "errors/").len()
@@ -335,6 +341,91 @@ async fn digests_signed_by_another_key_do_not_verify() {
     );
     let r = check_all(&a).await;
     assert_eq!(kinds(&r), BTreeSet::from([FindingKind::DigestAltered]));
-    assert_eq!(r.findings.len(), 6);
+    assert_eq!(r.findings.len(), 8);
     assert!(r.findings[0].detail.contains("does not verify"));
+}
+
+#[tokio::test]
+async fn the_newest_digests_and_objects_deleted_with_the_state_rolled_back_are_digest_missing() {
+    let a = archive().await;
+    let shard = SHARDS[0];
+    // The digest of shard 0's newest hour (H1 + 3 h) and the objects it lists go...
+    let newest: Vec<String> = keys_under(&a, "digests/2025/02/12/22/")
+        .into_iter()
+        .filter(|k| k.contains(shard))
+        .collect();
+    assert_eq!(newest.len(), 1, "{newest:?}");
+    let body = a.store.objects()[&newest[0]].body.clone();
+    let d: Digest = serde_json::from_slice(&body).unwrap();
+    for o in &d.objects {
+        a.store.remove(&o.key).unwrap();
+    }
+    a.store.remove(&newest[0]).unwrap();
+    // ...and the shard state is rolled back to the digest before it (the quiet hour's heartbeat).
+    let state_key = format!("archiver-state/audit-{shard}.json");
+    let mut state: Value = serde_json::from_slice(&a.store.objects()[&state_key].body).unwrap();
+    let previous = serde_json::to_value(d.previous_digest.clone().unwrap()).unwrap();
+    state["ledger"]["head"] = previous;
+    state["ledger"]["coveredThrough"] = json!(H1 + 2 * 3600);
+    a.store
+        .overwrite(&state_key, Bytes::from(serde_json::to_vec(&state).unwrap()));
+    let r = check_all(&a).await;
+    assert_eq!(
+        kinds(&r),
+        BTreeSet::from([FindingKind::DigestMissing]),
+        "{}",
+        r.render(20)
+    );
+    assert_eq!(r.findings.len(), 1);
+    assert_eq!(
+        r.findings[0].key,
+        format!("digests/2025/02/12/22/audit-{shard}-heartbeat.json")
+    );
+}
+
+#[tokio::test]
+async fn hours_within_the_close_delay_need_no_digest_yet() {
+    let a = archive().await;
+    // Checked as of the moment hour H1 + 4 h ends: that hour is not closed yet, and fine.
+    let scope = Scope {
+        bucket: "archive".into(),
+        stream: Some("audit".into()),
+        from: H1,
+        to: H1 + 5 * 3600,
+        read_objects: false,
+        now: H1 + 5 * 3600,
+        close_delay: 1800,
+    };
+    let mut progress = Progress::with_drawing(false);
+    let r = verify(
+        Arc::clone(&a.store),
+        &Prefixes::default(),
+        &scope,
+        &a.keys,
+        &mut progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.findings, vec![], "{}", r.render(20));
+    // An hour later that hour is due, and its missing heartbeats are reported.
+    let late = Scope {
+        now: H1 + 6 * 3600,
+        ..scope
+    };
+    let r = verify(
+        Arc::clone(&a.store),
+        &Prefixes::default(),
+        &late,
+        &a.keys,
+        &mut progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds(&r),
+        BTreeSet::from([FindingKind::DigestMissing]),
+        "{}",
+        r.render(20)
+    );
+    assert_eq!(r.findings.len(), 2, "one per shard");
 }
