@@ -105,7 +105,7 @@ impl LambdaFunction {
                 }
                 Start::Exited(detail) => {
                     guard.take();
-                    let outcome = self.exited_before_start(&detail);
+                    let outcome = self.exited_before_start(&detail).await;
                     return Ok(self.finish(request_id, cold_start, queued_at, outcome));
                 }
                 Start::InitFailed(outcome) => {
@@ -181,8 +181,10 @@ impl LambdaFunction {
         }
     }
 
-    /// The outcome of a process that exited before asking for the invocation.
-    fn exited_before_start(&self, detail: &str) -> Outcome {
+    /// The outcome of a process that exited before asking for the invocation, with its last
+    /// output lines (read to the end first: the exit can be seen before its last lines).
+    async fn exited_before_start(&self, detail: &str) -> Outcome {
+        self.logs.drained(Duration::from_secs(2)).await;
         let tail = self.log_tail(5);
         Outcome::InitError {
             error_type: "Runtime.ExitError".into(),

@@ -96,6 +96,7 @@ impl LambdaFunction {
             lines: StdMutex::new(Vec::new()),
             file,
             notify: tokio::sync::Notify::new(),
+            open_readers: std::sync::atomic::AtomicUsize::new(0),
         });
         Ok(Self {
             cfg,
