@@ -41,8 +41,8 @@ demo: venv apt-deps ## Run the whole pipeline locally on the emulator and accoun
 
 .PHONY: chaos
 chaos: venv apt-deps ## The chaos run (not part of test): the pipeline with faults on a seeded schedule, then the accounting per place; CHAOS_EVENTS (1000000), CHAOS_DURATION_SECS (1500), CHAOS_SEED (42), CHAOS_KILLS (10), CHAOS_TOKEN_EXPIRIES (10), CHAOS_OUT_DIR
-	$(CARGO) build --workspace --bins
-	./target/debug/authtrail-chaos $(if $(CHAOS_EVENTS),--events $(CHAOS_EVENTS)) $(if $(CHAOS_DURATION_SECS),--duration-secs $(CHAOS_DURATION_SECS)) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(if $(CHAOS_KILLS),--kills $(CHAOS_KILLS)) $(if $(CHAOS_TOKEN_EXPIRIES),--token-expiries $(CHAOS_TOKEN_EXPIRIES)) $(if $(CHAOS_OUT_DIR),--out-dir $(CHAOS_OUT_DIR))
+	$(CARGO) build --workspace --bins --release
+	./target/release/authtrail-chaos $(if $(CHAOS_EVENTS),--events $(CHAOS_EVENTS)) $(if $(CHAOS_DURATION_SECS),--duration-secs $(CHAOS_DURATION_SECS)) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(if $(CHAOS_KILLS),--kills $(CHAOS_KILLS)) $(if $(CHAOS_TOKEN_EXPIRIES),--token-expiries $(CHAOS_TOKEN_EXPIRIES)) $(if $(CHAOS_OUT_DIR),--out-dir $(CHAOS_OUT_DIR))
 
 .PHONY: lint
 lint: tools ## cargo fmt --check, clippy -D warnings, cfn-lint and checkov on the templates

@@ -36,15 +36,18 @@ pub enum Error {
     /// denied, validation, KMS key unusable).
     #[error("batch write failed ({code}): {message}")]
     Fatal { code: String, message: String },
-    /// Records were still refused when the attempts (or the time) ran out.
+    /// Records were still refused when the attempts (or, `out_of_time`, the time) ran out.
     #[error(
-        "{failed} of {total} records were still not accepted after {attempts} attempts (last error: {last})"
+        "{failed} of {total} records were still not accepted after {attempts} attempts{} (last error: {last})",
+        if *out_of_time { " (no time left for another)" } else { "" }
     )]
     Exhausted {
         failed: usize,
         total: usize,
         attempts: u32,
         last: String,
+        /// The deadline, not the attempts, ended the retries.
+        out_of_time: bool,
     },
     /// A record larger than the service accepts; nothing was sent.
     #[error("a record of {size} bytes exceeds the sink's limit of {limit} bytes")]

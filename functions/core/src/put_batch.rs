@@ -216,6 +216,7 @@ pub async fn put_all<W: BatchWriter>(
                 total: records.len(),
                 attempts: attempt,
                 last: last_error,
+                out_of_time: attempt < policy.max_attempts,
             });
         }
         tracing::warn!(

@@ -126,6 +126,7 @@ async fn persistent_failures_end_in_an_error_naming_the_count() {
                 total: 10,
                 attempts: 3,
                 last,
+                out_of_time: false,
             } if last == "sdk: Rate exceeded for stream"
         ),
         "{e}"
@@ -162,7 +163,17 @@ async fn a_deadline_too_close_for_the_next_wait_ends_the_retries() {
     p.max_backoff = Duration::from_secs(10);
     p.deadline = Some(Instant::now());
     let e = put_all(&sink, &records, p).await.unwrap_err();
-    assert!(matches!(e, Error::Exhausted { attempts: 1, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Exhausted {
+                attempts: 1,
+                out_of_time: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]

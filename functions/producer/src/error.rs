@@ -440,6 +440,7 @@ mod tests {
                     total: 2,
                     attempts: 10,
                     last: "ProvisionedThroughputExceededException".into(),
+                    out_of_time: false,
                 }
                 .into(),
                 "StreamWriteFailed",

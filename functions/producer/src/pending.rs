@@ -124,6 +124,18 @@ impl PendingPuts {
             EventKind::Admin => self.admin = put,
         }
     }
+
+    /// Moves the end of every pending put to `now_ms` when it is later: the run that recorded
+    /// them ended (every call it sent was answered or abandoned), so the next run need not read
+    /// the stream for arrivals up to that run's deadline.
+    pub fn end_by(&mut self, now_ms: i64) {
+        for put in [self.user.as_mut(), self.admin.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            put.until = put.until.min(now_ms);
+        }
+    }
 }
 
 /// Matches records read back from the stream against a pending put's records.

@@ -36,6 +36,9 @@ pub struct RunSummary {
     pub pending_resent: u64,
     /// Interrupted puts that could not be settled (see the WARN line for why).
     pub pending_unsettled: u64,
+    /// Records of a page still refused when the run's time ran out: the page stays pending
+    /// (its intent saved), the cursor before it, and the next run settles it.
+    pub put_cut_short: u64,
     /// Every enabled kind was read up to this run's `dateTo` (false: the deadline cut it short).
     pub complete: bool,
     /// The cursor was older than the oldest event the server still keeps.
@@ -68,6 +71,7 @@ impl RunSummary {
             .count("PendingFound", self.pending_found)
             .count("PendingResent", self.pending_resent)
             .count("PendingUnsettled", self.pending_unsettled)
+            .count("PutCutShort", self.put_cut_short)
             .property("RequestId", request_id);
         if let Some(lag) = self.lag_seconds {
             emf = emf.metric("LagSeconds", lag, "Seconds");
@@ -97,6 +101,7 @@ impl RunSummary {
             pending_found = self.pending_found,
             pending_resent = self.pending_resent,
             pending_unsettled = self.pending_unsettled,
+            put_cut_short = self.put_cut_short,
             complete = self.complete,
             collection_gap = self.collection_gap,
             lag_seconds = self.lag_seconds.unwrap_or(-1.0),
@@ -162,6 +167,7 @@ mod tests {
             mode,
             time,
             seen: HashMap::new(),
+            settled_to: None,
         })
     }
 

@@ -210,6 +210,7 @@ mod tests {
             mode: ApiMode::Modern,
             time,
             seen: HashMap::new(),
+            settled_to: None,
         }
     }
 

@@ -112,6 +112,9 @@ pub struct Producer<S, K, C> {
 struct RunCtx {
     held: HeldCheckpoint,
     deadline_ms: i64,
+    /// No new modern page of the kind being pulled is fetched past this time (less than
+    /// `deadline_ms` while another kind waits for its share of the run).
+    page_until_ms: i64,
     /// Per kind (`[user, admin]`): keys of records found in the stream that the saved cursor
     /// does not hold yet (carried in every intent of the kind until its cursor is saved).
     recovered: [HashMap<String, i64>; 2],
@@ -246,13 +249,43 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         let mut ctx = RunCtx {
             held: held.checkpoint,
             deadline_ms,
+            page_until_ms: deadline_ms,
             recovered: [HashMap::new(), HashMap::new()],
             saved: [false, false],
         };
         self.settle_pending(&mut ctx, &mut summary).await;
         if let Err(e) = self.pull_all(&mut ctx, &mut summary).await {
             lease::release_after_error(&self.store, &held.owner).await;
-            return Err(e);
+            return match e {
+                ProducerError::Sink(authtrail_core::Error::Exhausted {
+                    failed,
+                    total,
+                    attempts,
+                    last,
+                    out_of_time: true,
+                }) => {
+                    // A backlog run that met its deadline mid-page: not a failure. The page's
+                    // intent is saved and the cursor stays before it; the next run reads the
+                    // stream back and writes only what is missing.
+                    tracing::warn!(
+                        failed,
+                        total,
+                        attempts,
+                        last_error = %last,
+                        "the run's time ran out with records of a page still refused; the page stays pending for the next run"
+                    );
+                    summary.put_cut_short = failed as u64;
+                    summary.complete = false;
+                    summary.record_cursors(
+                        &ctx.held.doc,
+                        self.settings.user_events,
+                        self.settings.admin_events,
+                        now_ms(),
+                    );
+                    Ok(summary)
+                }
+                e => Err(e),
+            };
         }
         lease::release(&self.store, &mut ctx.held).await?;
         summary.checkpoint_saves += 1;
@@ -265,23 +298,48 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         Ok(summary)
     }
 
+    /// Pulls every enabled kind. With a backlog of both, each kind gets an equal share of the
+    /// run's time first (a backlog of user events must not starve the admin events, or the other
+    /// way round); a kind its share cut short then gets what the others left.
     async fn pull_all(
         &self,
         ctx: &mut RunCtx,
         summary: &mut RunSummary,
     ) -> Result<(), ProducerError> {
-        let mut complete = true;
-        for (kind, enabled) in [
+        let kinds: Vec<EventKind> = [
             (EventKind::User, self.settings.user_events),
             (EventKind::Admin, self.settings.admin_events),
-        ] {
-            if !enabled {
-                continue;
+        ]
+        .into_iter()
+        .filter_map(|(kind, enabled)| enabled.then_some(kind))
+        .collect();
+        let mut cut_short = Vec::new();
+        for (i, kind) in kinds.iter().enumerate() {
+            ctx.page_until_ms = self.share_until(ctx.deadline_ms, kinds.len() - i);
+            if !self.pull_kind(*kind, ctx, summary).await? {
+                cut_short.push(*kind);
             }
-            complete &= self.pull_kind(kind, ctx, summary).await?;
+        }
+        ctx.page_until_ms = ctx.deadline_ms;
+        let mut complete = cut_short.is_empty();
+        if !complete && self.time_left(ctx.deadline_ms) {
+            complete = true;
+            for kind in cut_short {
+                complete &= self.pull_kind(kind, ctx, summary).await?;
+            }
         }
         summary.complete = complete;
         Ok(())
+    }
+
+    /// When a kind that is one of `kinds_left` still to pull stops fetching new pages: after
+    /// its equal share of the time left before the deadline's reserve.
+    fn share_until(&self, deadline_ms: i64, kinds_left: usize) -> i64 {
+        let reserve = self.settings.deadline_reserve.as_millis() as i64;
+        let now = now_ms();
+        let usable = (deadline_ms - reserve - now).max(0);
+        let share = usable / i64::try_from(kinds_left.max(1)).unwrap_or(1);
+        (now + share + reserve).min(deadline_ms)
     }
 
     fn mode_for(&self, ctx: &RunCtx, kind: EventKind) -> Option<ApiMode> {

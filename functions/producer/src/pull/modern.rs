@@ -60,6 +60,7 @@ fn new_cursor(time: i64) -> KindCursor {
         mode: ApiMode::Modern,
         time,
         seen: HashMap::new(),
+        settled_to: None,
     }
 }
 
@@ -93,7 +94,7 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         // against it, and one save checkpoints the page with the next page's intent.
         let mut pending: Option<PendingPage> = None;
         loop {
-            let q = (!paging.complete && self.time_left(ctx.deadline_ms)).then(|| PageQuery {
+            let q = (!paging.complete && self.time_left(ctx.page_until_ms)).then(|| PageQuery {
                 date_from: paging.from.map(DateParam::EpochMs),
                 date_to: Some(DateParam::EpochMs(date_to)),
                 first: 0,
@@ -222,8 +223,7 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         date_to: i64,
     ) -> Result<Option<(KindCursor, Option<i64>)>, ProducerError> {
         if let Some(c) = ctx.held.doc.cursor(kind) {
-            let from = c.time.saturating_sub(self.settle_ms());
-            return Ok(Some((c.clone(), Some(from))));
+            return Ok(Some((c.clone(), Some(self.modern_from(c)))));
         }
         Ok(Some(match self.settings.start_from {
             StartFrom::Oldest => (new_cursor(0), None),
@@ -315,10 +315,24 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         }
     }
 
+    /// The first `dateFrom` of a run from a stored modern cursor: the settle window before
+    /// its time, but not before the cursor's `settledTo` (events up to there were visible when
+    /// the cursor's pages were read; the cursor's own millisecond is always re-read).
+    fn modern_from(&self, c: &KindCursor) -> i64 {
+        let from = c.time.saturating_sub(self.settle_ms());
+        match (c.mode, c.settled_to) {
+            (ApiMode::Modern, Some(settled)) => from.max(settled.min(c.time)),
+            _ => from,
+        }
+    }
+
     /// Moves the cursor past a page whose records were all accepted (in memory: the next save
     /// stores it).
     fn advance_modern(&self, cursor: &mut KindCursor, page: PendingPage, date_to: i64) {
         cursor.seen.extend(page.new_keys);
+        // Every event of this run's pages stamped up to `dateTo - settle` was visible when read
+        // (the late-commit bound); one more settle window of margin for clock skew.
+        cursor.settled_to = Some(date_to.saturating_sub(2 * self.settle_ms()));
         cursor.mode = ApiMode::Modern;
         cursor.time = cursor.time.max(match (page.full, page.last_t) {
             (true, Some(t)) => t,

@@ -36,6 +36,10 @@ struct FakeSource {
     /// Fail (garbage) every request after this many successful ones, while set.
     garbage_after: Mutex<Option<usize>>,
     requests: AtomicUsize,
+    /// Time each request takes (a slow server, to make a run meet its deadline).
+    delay: Mutex<Duration>,
+    /// `dateFrom` of every request, in order.
+    froms: Mutex<Vec<(EventKind, Option<i64>)>>,
 }
 
 impl FakeSource {
@@ -80,6 +84,15 @@ fn day_bounds(d: NaiveDate) -> (i64, i64) {
 impl EventSource for FakeSource {
     async fn fetch_page(&self, kind: EventKind, q: &PageQuery) -> Result<Vec<Value>, SourceError> {
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(DateParam::EpochMs(ms)) = q.date_from {
+            self.froms.lock().unwrap().push((kind, Some(ms)));
+        } else if q.date_from.is_none() {
+            self.froms.lock().unwrap().push((kind, None));
+        }
         let limit = *self.garbage_after.lock().unwrap();
         if limit.is_some_and(|l| n >= l) {
             return Err(SourceError::Garbage {
@@ -399,6 +412,7 @@ async fn a_stored_cursor_at_the_edge_of_time_does_not_overflow_the_window_arithm
                     },
                     time: i64::MIN + 1,
                     seen: Default::default(),
+                    settled_to: None,
                 },
             );
         }
@@ -515,6 +529,7 @@ async fn a_cursor_older_than_the_oldest_kept_event_is_reported_as_a_collection_g
             mode: ApiMode::Modern,
             time: now_ms() - 86_400_000,
             seen: HashMap::new(),
+            settled_to: None,
         }),
         ..Checkpoint::default()
     };
@@ -583,4 +598,5 @@ fn day_bounds_cover_the_whole_utc_day() {
     assert_eq!(b - a, 86_399_999);
 }
 
+mod backlog;
 mod recover;

@@ -2,7 +2,9 @@
 //! [`KINESIS_LIMITS`] (500 records, 5 MiB per call, 1 MiB per record including the key), and
 //! reading the stream back ([`ReadBack`]): ListShards (closed shards included), one
 //! `AT_TIMESTAMP` iterator per shard, GetRecords until a record arrived after the window, the
-//! shard's tip (`MillisBehindLatest` 0), its end (a closed shard) or the bounds.
+//! shard's tip (`MillisBehindLatest` 0) reached by a call sent after the window's end (before
+//! that, the tip is polled: a call a dead run sent may still be taken), its end (a closed shard)
+//! or the bounds.
 
 use authtrail_core::Error;
 use authtrail_core::put_batch::{
@@ -27,6 +29,8 @@ const THROTTLE_RETRIES: u32 = 5;
 const MIN_RETENTION_MS: i64 = 24 * 3_600_000;
 /// A window closer than this to the end of the stream's retention counts as gone.
 const RETENTION_MARGIN_MS: i64 = 3_600_000;
+/// At a shard's tip before the window's end, the next GetRecords waits at most this long.
+const TIP_POLL: Duration = Duration::from_millis(500);
 
 /// Kinesis PutRecords to a stream named by name or ARN.
 pub struct KinesisSink {
@@ -213,6 +217,7 @@ impl KinesisSink {
                 return Ok(ShardEnd::OutOfBudget);
             }
             stats.calls += 1;
+            let sent_at = crate::pull::now_ms();
             let out = read_call("GetRecords", || {
                 self.client
                     .get_records()
@@ -241,10 +246,24 @@ impl KinesisSink {
             }
             let at_tip = out.millis_behind_latest() == Some(0)
                 || (out.records().is_empty() && out.millis_behind_latest().is_none());
-            match out.next_shard_iterator() {
-                Some(next) if !at_tip => iterator = next.to_string(),
-                _ => return Ok(ShardEnd::Covered),
+            let Some(next) = out.next_shard_iterator() else {
+                return Ok(ShardEnd::Covered);
+            };
+            if at_tip {
+                // The tip as of a call sent after the window's end holds every record that
+                // arrived in the window. Before that, a put that a dead run sent before its
+                // deadline may still be taken (stamped up to the window's end): poll the tip.
+                if sent_at > window.until_ms {
+                    return Ok(ShardEnd::Covered);
+                }
+                let wait = Duration::from_millis((window.until_ms - sent_at + 1).max(0) as u64);
+                let wake = Instant::now() + wait.min(TIP_POLL);
+                if wake >= window.deadline {
+                    return Ok(ShardEnd::OutOfBudget);
+                }
+                tokio::time::sleep_until(wake.into()).await;
             }
+            iterator = next.to_string();
         }
     }
 }

@@ -1,0 +1,180 @@
+//! Unit tests of runs that meet their deadline with a backlog: both kinds get a share of the
+//! run, a page still refused when the time runs out is left pending (not a failed run), and a
+//! cursor far behind the time it was read at re-reads only its last millisecond.
+
+use super::*;
+
+/// Runs until a run reads everything up to its `dateTo` (at most `max_runs`), each with
+/// `run_ms` to its deadline; returns the summaries.
+async fn run_until_complete(p: &TestProducer, run_ms: i64, max_runs: usize) -> Vec<RunSummaryView> {
+    let mut out = Vec::new();
+    for _ in 0..max_runs {
+        let s = p.run(now_ms() + run_ms).await.unwrap();
+        let done = s.complete;
+        out.push(RunSummaryView {
+            put: s.put,
+            duplicates_skipped: s.duplicates_skipped,
+            pages: s.pages,
+        });
+        if done {
+            return out;
+        }
+    }
+    panic!("no run completed in {max_runs} runs");
+}
+
+#[derive(Debug)]
+struct RunSummaryView {
+    put: u64,
+    duplicates_skipped: u64,
+    pages: u64,
+}
+
+fn written_of(p: &TestProducer, prefix: &str) -> usize {
+    written(p).iter().filter(|m| m.starts_with(prefix)).count()
+}
+
+#[tokio::test]
+async fn a_user_event_backlog_does_not_starve_the_admin_events_each_kind_gets_a_share_of_the_run() {
+    let src = FakeSource::default();
+    let base = now_ms() - 3_600_000;
+    for i in 0..20_000 {
+        src.add(EventKind::User, base + i, true);
+    }
+    for i in 0..200 {
+        src.add(EventKind::Admin, base + i * 10, true);
+    }
+    *src.delay.lock().unwrap() = Duration::from_millis(10);
+    let p = producer(src, settings(50));
+    let s = p.run(now_ms() + 2_000).await.unwrap();
+    assert!(!s.complete, "the user backlog does not fit one run");
+    assert_eq!(
+        written_of(&p, "admin-event"),
+        200,
+        "every admin event is written in the same run as the user backlog's first pages"
+    );
+    let users = written_of(&p, "user-event");
+    assert!(users > 0 && users < 20_000, "{users} user events");
+    // The backlog drains over the next runs, every event once.
+    run_until_complete(&p, 2_000, 100).await;
+    assert_exactly_once(&p);
+}
+
+#[tokio::test]
+async fn a_page_still_refused_when_the_time_runs_out_ends_the_run_short_and_the_next_run_writes_the_rest_once()
+ {
+    let src = FakeSource::default();
+    fill_history(&src, now_ms() - 3_600_000, 600);
+    let mut s = settings(100);
+    s.sink_base_backoff = Duration::from_millis(400);
+    let p = producer(src, s);
+    // Every entry at an odd position is refused, for good.
+    p.sink()
+        .fail_entries
+        .store(usize::MAX / 2, Ordering::SeqCst);
+    let started = now_ms();
+    let summary = p.run(now_ms() + 1_500).await.unwrap();
+    assert!(!summary.complete);
+    assert!(summary.put_cut_short > 0, "the refused records are counted");
+    let cp = p.store().current().unwrap();
+    assert!(cp.lease.is_none(), "the lease is released");
+    let pending = cp.pending.user.expect("the page's intent stays saved");
+    assert!(!pending.records.is_empty());
+    assert!(
+        pending.until <= now_ms() && pending.until >= started,
+        "the pending put ends when the run ended, not at its deadline"
+    );
+    assert!(cp.user.is_none(), "the cursor did not move past the page");
+    // The stream heals: the next run settles the page (finds the accepted half) and writes
+    // the rest, every event once.
+    p.sink().fail_entries.store(0, Ordering::SeqCst);
+    let next = p.run(deadline()).await.unwrap();
+    assert!(next.complete);
+    assert!(next.pending_found > 0, "the accepted records were found");
+    assert_eq!(next.pending_unsettled, 0);
+    assert_exactly_once(&p);
+}
+
+#[tokio::test]
+async fn a_failed_run_ends_its_pending_put_at_the_failure_not_at_its_deadline() {
+    let src = FakeSource::default();
+    fill_history(&src, now_ms() - 3_600_000, 600);
+    let p = producer(src, settings(100));
+    // The third page fetch answers garbage: the run fails with an intent saved.
+    *p.source().garbage_after.lock().unwrap() = Some(3);
+    let far = now_ms() + 600_000;
+    p.run(far).await.unwrap_err();
+    let cp = p.store().current().unwrap();
+    assert!(cp.lease.is_none());
+    if let Some(pending) = cp.pending.user {
+        assert!(
+            pending.until <= now_ms(),
+            "until {} vs deadline {far}",
+            pending.until
+        );
+    }
+    *p.source().garbage_after.lock().unwrap() = None;
+    p.run(deadline()).await.unwrap();
+    assert_exactly_once(&p);
+}
+
+#[tokio::test]
+async fn a_cursor_far_behind_the_time_it_was_read_at_rereads_only_its_last_millisecond() {
+    let src = FakeSource::default();
+    let base = now_ms() - 3_600_000;
+    // One event every 100 ms for 300 s: the 60 s settle window holds 600 of them.
+    for i in 0..3_000 {
+        src.add(EventKind::User, base + i * 100, true);
+    }
+    *src.delay.lock().unwrap() = Duration::from_millis(20);
+    let mut s = settings(50);
+    s.admin_events = false;
+    let p = producer(src, s);
+    let first = p.run(now_ms() + 1_000).await.unwrap();
+    assert!(
+        !first.complete,
+        "the first run is cut short by its deadline"
+    );
+    let cursor = p.store().current().unwrap().user.unwrap();
+    assert!(cursor.settled_to.is_some_and(|t| t > cursor.time));
+    p.source().froms.lock().unwrap().clear();
+    let runs = run_until_complete(&p, 1_000, 100).await;
+    let first_from = p.source().froms.lock().unwrap()[0].1;
+    assert_eq!(
+        first_from,
+        Some(cursor.time),
+        "the next run starts at the cursor's millisecond, not a settle window before it"
+    );
+    // Each event is 100 ms apart: while behind, a run reads again only the millisecond each
+    // page starts at (keyset paging), one event per page; the settle window (600 events) is
+    // re-read only once caught up.
+    let behind: Vec<_> = runs.iter().take(runs.len().saturating_sub(1)).collect();
+    assert!(!behind.is_empty());
+    assert!(
+        behind
+            .iter()
+            .all(|r| r.duplicates_skipped <= r.pages && r.put > 0),
+        "{behind:?}"
+    );
+    assert_exactly_once(&p);
+}
+
+#[tokio::test]
+async fn a_caught_up_cursor_still_rereads_the_settle_window_for_late_commits() {
+    let src = FakeSource::default();
+    let now = now_ms();
+    for i in 0..100 {
+        src.add(EventKind::User, now - 30_000 + i * 100, true);
+    }
+    // Committed late, stamped before events already visible.
+    let late = src.add(EventKind::User, now - 25_000, false);
+    let p = producer(src, settings(500));
+    p.run(deadline()).await.unwrap();
+    let cursor = p.store().current().unwrap().user.unwrap();
+    assert!(cursor.settled_to.is_some_and(|t| t < cursor.time));
+    p.source().commit_all();
+    let s = p.run(deadline()).await.unwrap();
+    assert_eq!(s.put, 1);
+    assert!(written(&p).contains(&late));
+    assert_exactly_once(&p);
+}
