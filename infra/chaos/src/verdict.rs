@@ -59,13 +59,31 @@ pub fn judge(p: &Places, written: &Written, facts: RunFacts) -> Verdict {
             .map(|f| (f.key.clone(), f.count))
             .collect();
         let unexpected = s.unexpected;
-        let foreign_missing = written
+        let foreign_missing_ids: Vec<&String> = written
             .foreign
             .iter()
             .filter(|id| {
                 !place.foreign.contains_key(*id) && !p.dead_letters.foreign.contains_key(*id)
             })
-            .count();
+            .collect();
+        let foreign_missing = foreign_missing_ids.len();
+        // The ids lost here (at most 100 listed), foreign ones marked when the archiver's error
+        // objects hold them.
+        let mut lost_ids: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.source == place.name && f.problem == "missing")
+            .map(|f| f.key.clone())
+            .chain(foreign_missing_ids.iter().map(|id| {
+                if p.archive_errors.foreign.contains_key(*id) {
+                    format!("{id} (in the archive's errors/)")
+                } else {
+                    (*id).clone()
+                }
+            }))
+            .collect();
+        lost_ids.sort();
+        lost_ids.truncate(100);
         let foreign_dups: Vec<(String, u32)> = place
             .foreign
             .iter()
@@ -128,7 +146,8 @@ pub fn judge(p: &Places, written: &Written, facts: RunFacts) -> Verdict {
             place.name.clone(),
             json!({"records": s.records, "distinct": s.distinct, "foreign": place.foreign.len(),
                    "lost": lost, "duplicated": dup_ids.len(), "extraCopies": extra_copies,
-                   "deadLettered": s.dead_lettered, "duplicatedIds": dup_ids}),
+                   "deadLettered": s.dead_lettered, "duplicatedIds": dup_ids,
+                   "lostIds": lost_ids}),
         );
     }
     let (malformed_line, malformed_json) = judge_malformed(p, written, &mut failures);
