@@ -99,10 +99,10 @@ pub async fn release<C: CheckpointStore>(
 }
 
 /// Best effort after a failed run: drops `owner`'s lease from the stored checkpoint (the cursor
-/// stays as last saved) and ends its pending puts now (see [`crate::pending::PendingPuts::end_by`]:
-/// the run's calls were all answered, so the next run, which may start at once, reads the stream
-/// back only up to now plus the arrival margin). When that fails too, the lease expires at the
-/// invocation's deadline.
+/// stays as last saved) and closes its pending puts now (see
+/// [`crate::pending::PendingPuts::close_at`]: the run's calls were all answered, so the next run,
+/// which may start at once, neither reads past now plus the arrival margin nor polls the tips).
+/// When that fails too, the lease expires at the invocation's deadline.
 pub async fn release_after_error<C: CheckpointStore>(store: &C, owner: &str) {
     let Ok((mut cp, Some(etag))) = checkpoint::load(store).await else {
         return;
@@ -111,7 +111,7 @@ pub async fn release_after_error<C: CheckpointStore>(store: &C, owner: &str) {
         return;
     }
     cp.lease = None;
-    cp.pending.end_by(now_ms());
+    cp.pending.close_at(now_ms());
     if let Ok(body) = cp.to_bytes()
         && let Err(e) = store.save(body, Condition::IfMatch(etag)).await
     {

@@ -60,6 +60,10 @@ pub struct PendingPut {
     /// Keys found in the stream by an earlier run and not yet in the kind's cursor.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub written: HashMap<String, i64>,
+    /// The run that recorded it ended without dying (failed or cut short): every call it sent
+    /// was answered, so no record of it can reach the stream any more.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 impl PendingPut {
@@ -88,6 +92,7 @@ impl PendingPut {
             until,
             records,
             written,
+            closed: false,
         }
     }
 }
@@ -125,15 +130,16 @@ impl PendingPuts {
         }
     }
 
-    /// Moves the end of every pending put to `now_ms` when it is later: the run that recorded
-    /// them ended (every call it sent was answered or abandoned), so the next run need not read
-    /// the stream for arrivals up to that run's deadline.
-    pub fn end_by(&mut self, now_ms: i64) {
+    /// Closes every pending put at `now_ms`: the run that recorded them ended without dying
+    /// (every call it sent was answered), so the next run reads the stream back only up to
+    /// now and need not wait at the tips for calls still in flight.
+    pub fn close_at(&mut self, now_ms: i64) {
         for put in [self.user.as_mut(), self.admin.as_mut()]
             .into_iter()
             .flatten()
         {
             put.until = put.until.min(now_ms);
+            put.closed = true;
         }
     }
 }
@@ -248,6 +254,7 @@ mod tests {
                 until: 9,
                 records: vec![rec(b"r", "id1")],
                 written: HashMap::from([("id0".to_string(), 3)]),
+                closed: false,
             }),
         );
         let v = serde_json::to_value(&puts).unwrap();

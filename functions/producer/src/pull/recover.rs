@@ -33,6 +33,9 @@ pub const CLOCK_SKEW_MS: i64 = 10_000;
 /// Read until records arrived this long after the put's end (a call sent just before the
 /// deadline is stamped when the stream takes it).
 pub const ARRIVAL_MARGIN_MS: i64 = 10_000;
+/// A call that a dead run sent before its deadline is taken by the stream within this long:
+/// tips reached earlier are polled until then (not for a put whose run ended without dying).
+pub const IN_FLIGHT_MARGIN_MS: i64 = 3_000;
 /// Read calls (GetRecords) of one settling at most.
 pub const MAX_READ_CALLS: u32 = 1_000;
 /// Time one settling may read at most (less when the run's deadline is nearer).
@@ -92,6 +95,7 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
                     until,
                     records: Vec::new(),
                     written: settled.found,
+                    closed: false,
                 }),
             );
         }
@@ -128,6 +132,11 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         let window = ReadWindow {
             from_ms: put.started_at.saturating_sub(CLOCK_SKEW_MS),
             until_ms: put.until.saturating_add(ARRIVAL_MARGIN_MS),
+            tip_until_ms: if put.closed {
+                i64::MIN
+            } else {
+                put.until.saturating_add(IN_FLIGHT_MARGIN_MS)
+            },
             max_calls: MAX_READ_CALLS,
             deadline: Instant::now() + left.min(READ_TIME_BUDGET),
         };

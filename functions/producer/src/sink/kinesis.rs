@@ -2,9 +2,10 @@
 //! [`KINESIS_LIMITS`] (500 records, 5 MiB per call, 1 MiB per record including the key), and
 //! reading the stream back ([`ReadBack`]): ListShards (closed shards included), one
 //! `AT_TIMESTAMP` iterator per shard, GetRecords until a record arrived after the window, the
-//! shard's tip (`MillisBehindLatest` 0) reached by a call sent after the window's end (before
-//! that, the tip is polled: a call a dead run sent may still be taken), its end (a closed shard)
-//! or the bounds.
+//! shard's tip (`MillisBehindLatest` 0), its end (a closed shard) or the bounds. Every shard is
+//! read to its tip first; tips reached by a call sent before the window's `tip_until_ms` (a call
+//! a dead run sent before it died may still be taken) are then polled together until a call
+//! sent after it reaches them.
 
 use authtrail_core::Error;
 use authtrail_core::put_batch::{
@@ -29,7 +30,7 @@ const THROTTLE_RETRIES: u32 = 5;
 const MIN_RETENTION_MS: i64 = 24 * 3_600_000;
 /// A window closer than this to the end of the stream's retention counts as gone.
 const RETENTION_MARGIN_MS: i64 = 3_600_000;
-/// At a shard's tip before the window's end, the next GetRecords waits at most this long.
+/// Tips reached before the window's `tip_until_ms` are polled again after at most this long.
 const TIP_POLL: Duration = Duration::from_millis(500);
 
 /// Kinesis PutRecords to a stream named by name or ARN.
@@ -93,8 +94,11 @@ impl BatchWriter for KinesisSink {
 
 /// How reading one shard ended.
 enum ShardEnd {
-    /// Read to the window's end, the tip or the end of a closed shard.
+    /// Read to the window's end, the tip (once no more polling is due) or the end of a closed
+    /// shard.
     Covered,
+    /// At the shard's tip before `window.tip_until_ms`: poll it again from this iterator.
+    AtTip(String),
     /// The visitor asked to stop.
     Stopped,
     /// The call or time budget ran out.
@@ -185,14 +189,12 @@ impl KinesisSink {
         }
     }
 
-    /// Reads one shard from `window.from_ms` on.
-    async fn read_shard(
+    /// The `AT_TIMESTAMP` iterator of one shard at `window.from_ms` (`None`: nothing to read).
+    async fn shard_iterator(
         &self,
         shard: &str,
         window: &ReadWindow,
-        visit: &mut (dyn FnMut(&[u8]) -> ControlFlow<()> + Send),
-        stats: &mut ReadStats,
-    ) -> Result<ShardEnd, ReadBackError> {
+    ) -> Result<Option<String>, ReadBackError> {
         let out = read_call("GetShardIterator", || {
             let req = self
                 .client
@@ -208,9 +210,17 @@ impl KinesisSink {
             req.send()
         })
         .await?;
-        let Some(mut iterator) = out.shard_iterator().map(str::to_string) else {
-            return Ok(ShardEnd::Covered);
-        };
+        Ok(out.shard_iterator().map(str::to_string))
+    }
+
+    /// Reads one shard from `iterator` on until the window's end, its tip or its end.
+    async fn read_from(
+        &self,
+        mut iterator: String,
+        window: &ReadWindow,
+        visit: &mut (dyn FnMut(&[u8]) -> ControlFlow<()> + Send),
+        stats: &mut ReadStats,
+    ) -> Result<ShardEnd, ReadBackError> {
         let max_bytes = self.limits().max_bytes_per_record;
         loop {
             if stats.calls >= window.max_calls || Instant::now() >= window.deadline {
@@ -250,18 +260,13 @@ impl KinesisSink {
                 return Ok(ShardEnd::Covered);
             };
             if at_tip {
-                // The tip as of a call sent after the window's end holds every record that
-                // arrived in the window. Before that, a put that a dead run sent before its
-                // deadline may still be taken (stamped up to the window's end): poll the tip.
-                if sent_at > window.until_ms {
-                    return Ok(ShardEnd::Covered);
-                }
-                let wait = Duration::from_millis((window.until_ms - sent_at + 1).max(0) as u64);
-                let wake = Instant::now() + wait.min(TIP_POLL);
-                if wake >= window.deadline {
-                    return Ok(ShardEnd::OutOfBudget);
-                }
-                tokio::time::sleep_until(wake.into()).await;
+                // The tip as of a call sent after `tip_until_ms` holds every record a dead run's
+                // calls will ever add; before that, one of them may still be taken.
+                return Ok(if sent_at > window.tip_until_ms {
+                    ShardEnd::Covered
+                } else {
+                    ShardEnd::AtTip(next.to_string())
+                });
             }
             iterator = next.to_string();
         }
@@ -284,15 +289,42 @@ impl ReadBack for KinesisSink {
             shards: u32::try_from(shards.len()).unwrap_or(u32::MAX),
             ..ReadStats::default()
         };
+        // Every shard to its tip first, then the tips reached too early polled together.
+        let mut at_tip = Vec::new();
         for shard in &shards {
-            match self.read_shard(shard, window, visit, &mut stats).await? {
+            let Some(iterator) = self.shard_iterator(shard, window).await? else {
+                continue;
+            };
+            match self.read_from(iterator, window, visit, &mut stats).await? {
                 ShardEnd::Covered => {}
+                ShardEnd::AtTip(next) => at_tip.push(next),
                 ShardEnd::Stopped => {
                     stats.stopped = true;
                     return Ok(stats);
                 }
                 ShardEnd::OutOfBudget => return Ok(stats),
             }
+        }
+        while !at_tip.is_empty() {
+            let wait = (window.tip_until_ms - crate::pull::now_ms() + 1).max(0) as u64;
+            let wake = Instant::now() + Duration::from_millis(wait).min(TIP_POLL);
+            if wake >= window.deadline {
+                return Ok(stats);
+            }
+            tokio::time::sleep_until(wake.into()).await;
+            let mut still = Vec::new();
+            for iterator in at_tip {
+                match self.read_from(iterator, window, visit, &mut stats).await? {
+                    ShardEnd::Covered => {}
+                    ShardEnd::AtTip(next) => still.push(next),
+                    ShardEnd::Stopped => {
+                        stats.stopped = true;
+                        return Ok(stats);
+                    }
+                    ShardEnd::OutOfBudget => return Ok(stats),
+                }
+            }
+            at_tip = still;
         }
         stats.covered = true;
         Ok(stats)

@@ -58,6 +58,10 @@ pub struct ReadWindow {
     pub from_ms: i64,
     /// ... up to this time (later records end a shard's reading).
     pub until_ms: i64,
+    /// A shard's tip reached by a call sent before this time is read again until a call sent
+    /// after it reaches the tip (calls of a dead run may still be taken until then; `i64::MIN`:
+    /// the run's calls were all answered, the first tip is final).
+    pub tip_until_ms: i64,
     /// Read calls (GetRecords) allowed in all.
     pub max_calls: u32,
     /// Stop reading at this instant.

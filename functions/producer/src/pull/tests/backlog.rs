@@ -84,6 +84,10 @@ async fn a_page_still_refused_when_the_time_runs_out_ends_the_run_short_and_the_
         pending.until <= now_ms() && pending.until >= started,
         "the pending put ends when the run ended, not at its deadline"
     );
+    assert!(
+        pending.closed,
+        "its calls were all answered: nothing to wait for"
+    );
     assert!(cp.user.is_none(), "the cursor did not move past the page");
     // The stream heals: the next run settles the page (finds the accepted half) and writes
     // the rest, every event once.
