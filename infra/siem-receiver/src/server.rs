@@ -94,7 +94,8 @@ struct Faults {
 }
 
 /// An accepted request as kept: `_bulk` requests keep their checked body once (shared with the
-/// document store) and become `Value`s only when inspected.
+/// document store) and become `Value`s only when inspected; the others keep each event as its
+/// compact JSON text (a tenth of a `Value`'s memory: a chaos run keeps millions).
 struct Stored {
     endpoint: Endpoint,
     path: String,
@@ -104,14 +105,28 @@ struct Stored {
 }
 
 enum StoredEvents {
-    Values(Vec<Value>),
+    Json(Vec<Box<str>>),
     Bulk(Arc<BulkRequest>),
+}
+
+impl StoredEvents {
+    fn from_values(events: Vec<Value>) -> Self {
+        Self::Json(
+            events
+                .into_iter()
+                .map(|v| v.to_string().into_boxed_str())
+                .collect(),
+        )
+    }
 }
 
 impl Stored {
     fn events(&self) -> Vec<Value> {
         match &self.events {
-            StoredEvents::Values(v) => v.clone(),
+            StoredEvents::Json(texts) => texts
+                .iter()
+                .filter_map(|t| serde_json::from_str(t).ok())
+                .collect(),
             StoredEvents::Bulk(request) => request.item_values(),
         }
     }
@@ -536,7 +551,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 shared
                     .lock()
                     .received
-                    .push(record(StoredEvents::Values(events)));
+                    .push(record(StoredEvents::from_values(events)));
                 respond(200, &json!({"text": "Success", "code": 0}))
             }
             Err(r) => reject(&shared, endpoint, r),
@@ -552,7 +567,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 shared
                     .lock()
                     .received
-                    .push(record(StoredEvents::Values(events)));
+                    .push(record(StoredEvents::from_values(events)));
                 respond(200, &json!({"received": n}))
             }
             Err(r) => reject(&shared, endpoint, r),
