@@ -254,41 +254,37 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
             saved: [false, false],
         };
         self.settle_pending(&mut ctx, &mut summary).await;
-        if let Err(e) = self.pull_all(&mut ctx, &mut summary).await {
-            lease::release_after_error(&self.store, &held.owner).await;
-            return match e {
-                ProducerError::Sink(authtrail_core::Error::Exhausted {
+        match self.pull_all(&mut ctx, &mut summary).await {
+            Ok(()) => {
+                lease::release(&self.store, &mut ctx.held).await?;
+                summary.checkpoint_saves += 1;
+            }
+            Err(e) => {
+                lease::release_after_error(&self.store, &held.owner).await;
+                let ProducerError::Sink(authtrail_core::Error::Exhausted {
                     failed,
                     total,
                     attempts,
                     last,
                     out_of_time: true,
-                }) => {
-                    // A backlog run that met its deadline mid-page: not a failure. The page's
-                    // intent is saved and the cursor stays before it; the next run reads the
-                    // stream back and writes only what is missing.
-                    tracing::warn!(
-                        failed,
-                        total,
-                        attempts,
-                        last_error = %last,
-                        "the run's time ran out with records of a page still refused; the page stays pending for the next run"
-                    );
-                    summary.put_cut_short = failed as u64;
-                    summary.complete = false;
-                    summary.record_cursors(
-                        &ctx.held.doc,
-                        self.settings.user_events,
-                        self.settings.admin_events,
-                        now_ms(),
-                    );
-                    Ok(summary)
-                }
-                e => Err(e),
-            };
+                }) = e
+                else {
+                    return Err(e);
+                };
+                // A backlog run that met its deadline mid-page: not a failure. The page's
+                // intent is saved and the cursor stays before it; the next run reads the
+                // stream back and writes only what is missing.
+                tracing::warn!(
+                    failed,
+                    total,
+                    attempts,
+                    last_error = %last,
+                    "the run's time ran out with records of a page still refused; the page stays pending for the next run"
+                );
+                summary.put_cut_short = failed as u64;
+                summary.complete = false;
+            }
         }
-        lease::release(&self.store, &mut ctx.held).await?;
-        summary.checkpoint_saves += 1;
         summary.record_cursors(
             &ctx.held.doc,
             self.settings.user_events,

@@ -105,6 +105,25 @@ enum ShardEnd {
     OutOfBudget,
 }
 
+impl ShardEnd {
+    /// Files a shard's ending: a tip to poll goes into `at_tip`; `true` when the whole reading
+    /// ends here (the visitor stopped it, `stats.stopped`, or the budget ran out).
+    fn ends_reading(self, stats: &mut ReadStats, at_tip: &mut Vec<String>) -> bool {
+        match self {
+            ShardEnd::Covered => false,
+            ShardEnd::AtTip(next) => {
+                at_tip.push(next);
+                false
+            }
+            ShardEnd::Stopped => {
+                stats.stopped = true;
+                true
+            }
+            ShardEnd::OutOfBudget => true,
+        }
+    }
+}
+
 /// Sends a read request again while it is throttled; classifies its failure.
 async fn read_call<T, E, F, Fut>(op: &str, mut send: F) -> Result<T, ReadBackError>
 where
@@ -295,14 +314,9 @@ impl ReadBack for KinesisSink {
             let Some(iterator) = self.shard_iterator(shard, window).await? else {
                 continue;
             };
-            match self.read_from(iterator, window, visit, &mut stats).await? {
-                ShardEnd::Covered => {}
-                ShardEnd::AtTip(next) => at_tip.push(next),
-                ShardEnd::Stopped => {
-                    stats.stopped = true;
-                    return Ok(stats);
-                }
-                ShardEnd::OutOfBudget => return Ok(stats),
+            let end = self.read_from(iterator, window, visit, &mut stats).await?;
+            if end.ends_reading(&mut stats, &mut at_tip) {
+                return Ok(stats);
             }
         }
         while !at_tip.is_empty() {
@@ -314,14 +328,9 @@ impl ReadBack for KinesisSink {
             tokio::time::sleep_until(wake.into()).await;
             let mut still = Vec::new();
             for iterator in at_tip {
-                match self.read_from(iterator, window, visit, &mut stats).await? {
-                    ShardEnd::Covered => {}
-                    ShardEnd::AtTip(next) => still.push(next),
-                    ShardEnd::Stopped => {
-                        stats.stopped = true;
-                        return Ok(stats);
-                    }
-                    ShardEnd::OutOfBudget => return Ok(stats),
+                let end = self.read_from(iterator, window, visit, &mut stats).await?;
+                if end.ends_reading(&mut stats, &mut still) {
+                    return Ok(stats);
                 }
             }
             at_tip = still;
