@@ -383,7 +383,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             batch_size: 10_000,
             max_batching_window: opts.archiver_window,
             report_batch_item_failures: true,
-            max_retry_attempts: 10,
+            // As pipeline.yaml sets it: the archive retries until the records would leave the
+            // stream, never skips a batch after a few tries.
+            max_retry_attempts: 10_000,
+            max_record_age: Some(Duration::from_secs(86_400)),
             bisect_batch_on_function_error: true,
             on_failure: Some(OnFailure::S3 {
                 bucket: dlq_bucket.clone(),
