@@ -540,8 +540,9 @@ async fn assert_archiver(aws: &Aws, stack: &Stack, bucket: &str) {
         vec!["ReportBatchItemFailures"]
     );
     assert_eq!(m.bisect_batch_on_function_error(), Some(true));
-    assert_eq!(m.maximum_retry_attempts(), Some(10));
-    assert_eq!(m.maximum_record_age_in_seconds(), Some(21_600));
+    // Retried until the records would leave the stream: the archive never skips a batch.
+    assert_eq!(m.maximum_retry_attempts(), Some(10_000));
+    assert_eq!(m.maximum_record_age_in_seconds(), Some(86_400));
     let failure_queue = queue_arn(stack.physical("ArchiverFailureQueue"));
     assert_eq!(
         m.destination_config()

@@ -47,13 +47,6 @@ pub struct KindCursor {
     /// Dedupe keys of the events written inside the settle window, with their times.
     #[serde(default)]
     pub seen: HashMap<String, i64>,
-    /// Modern mode: every event stamped at or before this epoch ms was visible when the pages
-    /// that moved the cursor were read (their run's `dateTo` less twice the settle window, so
-    /// that a late commit or a clock skew of up to a settle window and the query lag is still
-    /// inside). The next run re-reads the settle window only from here on: a cursor far behind
-    /// (a backlog) re-reads just its last millisecond.
-    #[serde(default, rename = "settledTo", skip_serializing_if = "Option::is_none")]
-    pub settled_to: Option<i64>,
 }
 
 impl KindCursor {
@@ -472,7 +465,6 @@ mod tests {
                 mode: ApiMode::Modern,
                 time: 7,
                 seen: HashMap::from([("id1".to_string(), 6)]),
-                settled_to: None,
             }),
             ..Checkpoint::default()
         };
@@ -492,7 +484,6 @@ mod tests {
             mode: ApiMode::Legacy,
             time: 100,
             seen: HashMap::from([("a".to_string(), 10), ("b".to_string(), 90)]),
-            settled_to: None,
         };
         c.prune(50);
         assert_eq!(c.seen.len(), 1);

@@ -167,7 +167,6 @@ mod tests {
             mode,
             time,
             seen: HashMap::new(),
-            settled_to: None,
         })
     }
 

@@ -210,7 +210,6 @@ mod tests {
             mode: ApiMode::Modern,
             time,
             seen: HashMap::new(),
-            settled_to: None,
         }
     }
 

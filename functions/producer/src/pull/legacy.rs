@@ -51,7 +51,6 @@ fn new_cursor(time: i64) -> KindCursor {
         mode: ApiMode::Legacy,
         time,
         seen: HashMap::new(),
-        settled_to: None,
     }
 }
 
@@ -112,7 +111,6 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
                 self.put(ctx, &records, summary).await?;
                 cursor.seen.extend(new_keys);
                 cursor.mode = ApiMode::Legacy;
-                cursor.settled_to = None;
                 self.save_cursor(ctx, kind, &cursor, summary).await?;
             }
             if !full || window.from.is_some_and(|f| last_t < f) {
@@ -212,7 +210,6 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
             );
         }
         cursor.mode = ApiMode::Legacy;
-        cursor.settled_to = None;
         cursor.time = cursor.time.max(window.date_to);
         cursor.prune(cursor.time.saturating_sub(self.settle_ms()));
         self.save_cursor(ctx, kind, cursor, summary).await

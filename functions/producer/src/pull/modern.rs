@@ -60,7 +60,6 @@ fn new_cursor(time: i64) -> KindCursor {
         mode: ApiMode::Modern,
         time,
         seen: HashMap::new(),
-        settled_to: None,
     }
 }
 
@@ -223,7 +222,8 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         date_to: i64,
     ) -> Result<Option<(KindCursor, Option<i64>)>, ProducerError> {
         if let Some(c) = ctx.held.doc.cursor(kind) {
-            return Ok(Some((c.clone(), Some(self.modern_from(c)))));
+            let from = c.time.saturating_sub(self.settle_ms());
+            return Ok(Some((c.clone(), Some(from))));
         }
         Ok(Some(match self.settings.start_from {
             StartFrom::Oldest => (new_cursor(0), None),
@@ -315,24 +315,10 @@ impl<S: EventSource, K: Sink, C: CheckpointStore> Producer<S, K, C> {
         }
     }
 
-    /// The first `dateFrom` of a run from a stored modern cursor: the settle window before
-    /// its time, but not before the cursor's `settledTo` (events up to there were visible when
-    /// the cursor's pages were read; the cursor's own millisecond is always re-read).
-    fn modern_from(&self, c: &KindCursor) -> i64 {
-        let from = c.time.saturating_sub(self.settle_ms());
-        match (c.mode, c.settled_to) {
-            (ApiMode::Modern, Some(settled)) => from.max(settled.min(c.time)),
-            _ => from,
-        }
-    }
-
     /// Moves the cursor past a page whose records were all accepted (in memory: the next save
     /// stores it).
     fn advance_modern(&self, cursor: &mut KindCursor, page: PendingPage, date_to: i64) {
         cursor.seen.extend(page.new_keys);
-        // Every event of this run's pages stamped up to `dateTo - settle` was visible when read
-        // (the late-commit bound); one more settle window of margin for clock skew.
-        cursor.settled_to = Some(date_to.saturating_sub(2 * self.settle_ms()));
         cursor.mode = ApiMode::Modern;
         cursor.time = cursor.time.max(match (page.full, page.last_t) {
             (true, Some(t)) => t,

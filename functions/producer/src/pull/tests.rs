@@ -412,7 +412,6 @@ async fn a_stored_cursor_at_the_edge_of_time_does_not_overflow_the_window_arithm
                     },
                     time: i64::MIN + 1,
                     seen: Default::default(),
-                    settled_to: None,
                 },
             );
         }
@@ -529,7 +528,6 @@ async fn a_cursor_older_than_the_oldest_kept_event_is_reported_as_a_collection_g
             mode: ApiMode::Modern,
             time: now_ms() - 86_400_000,
             seen: HashMap::new(),
-            settled_to: None,
         }),
         ..Checkpoint::default()
     };
