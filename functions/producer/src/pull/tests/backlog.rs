@@ -4,29 +4,14 @@
 use super::*;
 
 /// Runs until a run reads everything up to its `dateTo` (at most `max_runs`), each with
-/// `run_ms` to its deadline; returns the summaries.
-async fn run_until_complete(p: &TestProducer, run_ms: i64, max_runs: usize) -> Vec<RunSummaryView> {
-    let mut out = Vec::new();
+/// `run_ms` to its deadline.
+async fn run_until_complete(p: &TestProducer, run_ms: i64, max_runs: usize) {
     for _ in 0..max_runs {
-        let s = p.run(now_ms() + run_ms).await.unwrap();
-        let done = s.complete;
-        out.push(RunSummaryView {
-            put: s.put,
-            duplicates_skipped: s.duplicates_skipped,
-            pages: s.pages,
-        });
-        if done {
-            return out;
+        if p.run(now_ms() + run_ms).await.unwrap().complete {
+            return;
         }
     }
     panic!("no run completed in {max_runs} runs");
-}
-
-#[derive(Debug)]
-struct RunSummaryView {
-    put: u64,
-    duplicates_skipped: u64,
-    pages: u64,
 }
 
 fn written_of(p: &TestProducer, prefix: &str) -> usize {
