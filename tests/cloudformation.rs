@@ -82,6 +82,16 @@ fn function_crate(resource: &Value) -> &'static str {
 }
 
 /// Resources of one type in a template, by logical id.
+/// The default of the template parameter a resource property refers to (`{"Ref": ...}`).
+fn parameter_default(template: &Value, properties: &Value, key: &str, name: &str) -> u64 {
+    let param = properties[key]["Ref"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: {key}"));
+    template["Parameters"][param]["Default"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name}: {param} has no numeric default"))
+}
+
 fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
     template["Resources"]
         .as_object()
@@ -1619,12 +1629,7 @@ fn the_forwarder_is_invoked_every_minute_for_redrive_and_its_mapping_keeps_what_
             json!({"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}),
             "{name}"
         );
-        let default = |key: &str| {
-            let param = p[key]["Ref"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}: {key}"));
-            t["Parameters"][param]["Default"].as_u64().unwrap()
-        };
+        let default = |key: &str| parameter_default(&t, p, key, name);
         assert_eq!(default("MaximumRetryAttempts"), 10_000, "{name}");
         assert!(default("MaximumRecordAgeInSeconds") >= 86_400, "{name}");
         assert!(
@@ -2160,12 +2165,7 @@ fn the_archiver_mapping_retries_a_failing_batch_until_its_records_would_leave_th
             .find(|(_, m)| m["Properties"]["FunctionName"] == json!({"Ref": "ArchiverFunction"}))
             .unwrap_or_else(|| panic!("{name}: archiver mapping"));
         let p = &m["Properties"];
-        let default = |key: &str| {
-            let param = p[key]["Ref"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}: {key}"));
-            t["Parameters"][param]["Default"].as_u64().unwrap()
-        };
+        let default = |key: &str| parameter_default(&t, p, key, name);
         assert_eq!(default("MaximumRetryAttempts"), 10_000, "{name}");
         assert!(default("MaximumRecordAgeInSeconds") >= 86_400, "{name}");
         assert_eq!(p["BisectBatchOnFunctionError"], json!(true), "{name}");
