@@ -38,8 +38,6 @@ struct FakeSource {
     requests: AtomicUsize,
     /// Time each request takes (a slow server, to make a run meet its deadline).
     delay: Mutex<Duration>,
-    /// `dateFrom` of every request, in order.
-    froms: Mutex<Vec<(EventKind, Option<i64>)>>,
 }
 
 impl FakeSource {
@@ -87,11 +85,6 @@ impl EventSource for FakeSource {
         let delay = *self.delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
-        }
-        if let Some(DateParam::EpochMs(ms)) = q.date_from {
-            self.froms.lock().unwrap().push((kind, Some(ms)));
-        } else if q.date_from.is_none() {
-            self.froms.lock().unwrap().push((kind, None));
         }
         let limit = *self.garbage_after.lock().unwrap();
         if limit.is_some_and(|l| n >= l) {
